@@ -1,0 +1,136 @@
+"""Pinhole intrinsics that always travel with the image size they refer to.
+
+``K_pixels``: (..., 3, 3) [[fx, 0, cx], [0, fy, cy], [0, 0, 1]] in pixels of an image of size
+``image_hw = (H, W)``. Pixel coordinates are continuous with the image spanning [0, W] x [0, H]
+(so the image centre is (W/2, H/2), as in VGGT); resizing therefore scales cx, cy linearly.
+Skew is assumed zero.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import Tensor
+
+from posevlm.errors import ShapeError
+from posevlm.geometry._checks import as_float_tensor, check_trailing
+
+__all__ = [
+    "K_from_params",
+    "intrinsics_resize",
+    "intrinsics_crop",
+    "intrinsics_rotate90",
+    "intrinsics_normalize",
+    "intrinsics_denormalize",
+    "intrinsics_from_fov",
+    "fov_from_intrinsics",
+    "image_hw_tensor",
+]
+
+HW = Sequence[int] | Tensor
+
+
+def image_hw_tensor(image_hw: HW, like: Tensor) -> Tensor:
+    """Return ``image_hw`` as a float tensor (..., 2) on ``like``'s device and dtype."""
+    hw = torch.as_tensor(image_hw, device=like.device).to(like.dtype)
+    if hw.shape[-1:] != (2,):
+        raise ShapeError(
+            f"image_hw must be (H, W) or (..., 2); got shape {tuple(hw.shape)}. "
+            "Intrinsics are meaningless without the image size they refer to.",
+            name="image_hw",
+            shape=tuple(hw.shape),
+        )
+    if bool((hw <= 0).any()):
+        raise ShapeError(f"image_hw must be positive; got {hw.tolist()}", name="image_hw")
+    return hw
+
+
+def _K(K_pixels: Tensor) -> Tensor:
+    return check_trailing(as_float_tensor(K_pixels, "K_pixels"), "K_pixels", (3, 3))
+
+
+def K_from_params(fx: Tensor | float, fy: Tensor | float, cx: Tensor | float, cy: Tensor | float) -> Tensor:
+    """Build (..., 3, 3) intrinsics from broadcastable focal lengths and principal point (pixels)."""
+    fx, fy, cx, cy = torch.broadcast_tensors(*(torch.as_tensor(v, dtype=torch.float64) for v in (fx, fy, cx, cy)))
+    zero, one = torch.zeros_like(fx), torch.ones_like(fx)
+    return torch.stack([fx, zero, cx, zero, fy, cy, zero, zero, one], dim=-1).reshape(*fx.shape, 3, 3)
+
+
+def intrinsics_resize(K_pixels: Tensor, image_hw: HW, new_hw: HW) -> Tensor:
+    """Intrinsics of the same camera after resizing the (H, W) image to ``new_hw`` (no crop)."""
+    k = _K(K_pixels)
+    hw, new = image_hw_tensor(image_hw, k), image_hw_tensor(new_hw, k)
+    sy, sx = (new / hw).unbind(-1)
+    scale = torch.stack([sx, sy, torch.ones_like(sx)], dim=-1)
+    return k * scale[..., :, None]
+
+
+def intrinsics_crop(K_pixels: Tensor, image_hw: HW, top: int, left: int, crop_hw: HW) -> tuple[Tensor, Tensor]:
+    """Crop the window [top, top + h) x [left, left + w). Returns (K_pixels, crop image_hw)."""
+    k = _K(K_pixels)
+    hw, crop = image_hw_tensor(image_hw, k), image_hw_tensor(crop_hw, k)
+    if bool(((crop + torch.tensor([top, left], dtype=k.dtype)) > hw).any()) or top < 0 or left < 0:
+        raise ShapeError(
+            f"crop window top={top}, left={left}, size={crop.tolist()} leaves the image of size {hw.tolist()}",
+            name="crop_hw",
+        )
+    out = k.clone()
+    out[..., 0, 2] -= left
+    out[..., 1, 2] -= top
+    return out, crop.expand(*k.shape[:-2], 2).clone()
+
+
+def intrinsics_rotate90(K_pixels: Tensor, image_hw: HW, k: int = 1) -> tuple[Tensor, Tensor, Tensor]:
+    """Rotate the image by ``k`` quarter turns counter-clockwise (as ``np.rot90(image, k)``).
+
+    Returns ``(K_pixels, image_hw, cam_rotation)`` where ``cam_rotation`` (3, 3) maps old camera
+    coordinates to new ones: update poses with ``w2c_new = blockdiag(cam_rotation, 1) @ w2c``.
+    Use ``k = -1`` for VGGT's portrait handling (a clockwise turn).
+    """
+    kk = _K(K_pixels)
+    hw = image_hw_tensor(image_hw, kk).expand(*kk.shape[:-2], 2)
+    rot = torch.eye(3, dtype=kk.dtype, device=kk.device)
+    # one counter-clockwise quarter turn: u' = v, v' = W - u; camera x' = y, y' = -x
+    quarter = torch.tensor([[0.0, 1.0, 0.0], [-1.0, 0.0, 0.0], [0.0, 0.0, 1.0]], dtype=kk.dtype, device=kk.device)
+    for _ in range(k % 4):
+        fx, fy, cx, cy = kk[..., 0, 0], kk[..., 1, 1], kk[..., 0, 2], kk[..., 1, 2]
+        w = hw[..., 1]
+        kk = K_from_params(fy, fx, cy, w - cx).to(kk)
+        hw = hw.flip(-1)
+        rot = quarter @ rot
+    return kk, hw, rot
+
+
+def intrinsics_normalize(K_pixels: Tensor, image_hw: HW) -> Tensor:
+    """PRoPE's resolution-free intrinsics: fx/W, fy/H, cx/W - 0.5, cy/H - 0.5, as a (..., 3, 3) matrix."""
+    k = _K(K_pixels)
+    hw = image_hw_tensor(image_hw, k)
+    h, w = hw.unbind(-1)
+    return K_from_params(k[..., 0, 0] / w, k[..., 1, 1] / h, k[..., 0, 2] / w - 0.5, k[..., 1, 2] / h - 0.5).to(k)
+
+
+def intrinsics_denormalize(K_normalized: Tensor, image_hw: HW) -> Tensor:
+    """Inverse of :func:`intrinsics_normalize` for the given image size."""
+    k = check_trailing(as_float_tensor(K_normalized, "K_normalized"), "K_normalized", (3, 3))
+    h, w = image_hw_tensor(image_hw, k).unbind(-1)
+    return K_from_params(k[..., 0, 0] * w, k[..., 1, 1] * h, (k[..., 0, 2] + 0.5) * w, (k[..., 1, 2] + 0.5) * h).to(k)
+
+
+def intrinsics_from_fov(fov_h: Tensor | float, fov_w: Tensor | float, image_hw: HW) -> Tensor:
+    """Centred pinhole from vertical/horizontal fields of view (radians): fy = (H/2)/tan(fov_h/2)."""
+    fov_h = as_float_tensor(torch.as_tensor(fov_h), "fov_h")
+    fov_w = as_float_tensor(torch.as_tensor(fov_w), "fov_w")
+    h, w = image_hw_tensor(image_hw, fov_h).unbind(-1)
+    fy = (h / 2) / torch.tan(fov_h / 2)
+    fx = (w / 2) / torch.tan(fov_w / 2)
+    return K_from_params(fx, fy, w / 2, h / 2).to(fov_h.dtype)
+
+
+def fov_from_intrinsics(K_pixels: Tensor, image_hw: HW) -> tuple[Tensor, Tensor]:
+    """(fov_h, fov_w) in radians: 2 atan((H/2)/fy), 2 atan((W/2)/fx)."""
+    k = _K(K_pixels)
+    h, w = image_hw_tensor(image_hw, k).unbind(-1)
+    return 2 * torch.atan((h / 2) / k[..., 1, 1]), 2 * torch.atan((w / 2) / k[..., 0, 0])
+
+
