@@ -68,14 +68,19 @@ def pairwise_geodesic_angle(rotations: Tensor) -> Tensor:
     ``tr(R_i^T R_j)`` and the skew part of ``R_i^T R_j`` are bilinear in the two matrices.
     """
     r = check_trailing(as_float_tensor(rotations, "rotations"), "rotations", (3, 3))
-    col = [r[..., :, k] for k in range(3)]  # (..., S, 3) each
+    col = [r[..., :, k] for k in range(3)]  # (..., S, 3) each; M_ab = col_a(i) . col_b(j), M = R_i^T R_j
 
-    def dot(a: int, b: int) -> Tensor:  # M_ab = col_a(i) . col_b(j), M = R_i^T R_j
-        return col[a] @ col[b].transpose(-1, -2)
+    def antisym(a: int, b: int) -> Tensor:  # M_ab - M_ba as one (S, 6) x (6, S) product
+        left = torch.cat([col[a], -col[b]], dim=-1)
+        right = torch.cat([col[b], col[a]], dim=-1)
+        return left @ right.transpose(-1, -2)
 
-    trace = dot(0, 0) + dot(1, 1) + dot(2, 2)
-    skew = torch.stack([dot(2, 1) - dot(1, 2), dot(0, 2) - dot(2, 0), dot(1, 0) - dot(0, 1)], dim=-1)
-    return torch.atan2(skew.norm(dim=-1), trace - 1)
+    flat = r.flatten(-2)
+    trace = flat @ flat.transpose(-1, -2)  # sum_ab R_i[a, b] R_j[a, b] = tr(R_i^T R_j)
+    v0, v1, v2 = antisym(2, 1), antisym(0, 2), antisym(1, 0)
+    angle = torch.atan2(torch.sqrt(v0 * v0 + v1 * v1 + v2 * v2), trace - 1)
+    angle.diagonal(dim1=-2, dim2=-1).zero_()  # exact: the fused products need not cancel bit for bit
+    return angle
 
 
 def axis_angle_to_matrix(axis_angle: Tensor) -> Tensor:

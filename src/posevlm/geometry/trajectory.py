@@ -54,7 +54,7 @@ def pairwise_pose_distances(w2c_opencv: Tensor) -> tuple[Tensor, Tensor]:
     """
     w2c = _frames(w2c_opencv)
     c = camera_centers(w2c)
-    center_distance = (c[..., :, None, :] - c[..., None, :, :]).norm(dim=-1)
+    center_distance = torch.cdist(c, c, compute_mode="donot_use_mm_for_euclid_dist")  # exact, zero diagonal
     return center_distance, pairwise_geodesic_angle(w2c[..., :3, :3])
 
 

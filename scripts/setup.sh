@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Create .venv and install posevlm with the given extras (default: dev,viz). Idempotent and fast when
+# nothing changed. On a machine without an NVIDIA GPU it installs the CPU build of torch.
+#   scripts/setup.sh [extras]        e.g. scripts/setup.sh dev,viz
+set -euo pipefail
+cd "$(dirname "$0")/.."
+EXTRAS="${1:-dev,viz}"
+VENV="${POSEVLM_VENV:-.venv}"
+PYTHON="${PYTHON:-python3}"
+TORCH_VERSION="2.13.0"
+
+if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 10))' 2>/dev/null; then
+  echo "error: posevlm needs Python >= 3.10; set PYTHON=/path/to/python3.x" >&2
+  exit 1
+fi
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "[setup] creating $VENV with $("$PYTHON" --version)"
+  "$PYTHON" -m venv "$VENV"
+fi
+PY="$VENV/bin/python"
+PIP=("$PY" -m pip --disable-pip-version-check -q)
+
+if ! "$PY" -c 'import torch' 2>/dev/null; then
+  if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
+    echo "[setup] NVIDIA GPU found: installing torch==$TORCH_VERSION (CUDA build)"
+    "${PIP[@]}" install "torch==$TORCH_VERSION"
+  else
+    tmp="$(mktemp -d)"
+    if "${PIP[@]}" download --no-index --no-deps -d "$tmp" "torch==$TORCH_VERSION" >/dev/null 2>&1; then
+      echo "[setup] no GPU: installing the local CPU wheel of torch==$TORCH_VERSION"
+      "${PIP[@]}" install "torch==$TORCH_VERSION"
+    else
+      echo "[setup] no GPU: installing torch==$TORCH_VERSION from the PyTorch CPU index"
+      "${PIP[@]}" install "torch==$TORCH_VERSION" --index-url https://download.pytorch.org/whl/cpu \
+        --extra-index-url https://pypi.org/simple
+    fi
+    rm -rf "$tmp"
+  fi
+fi
+
+stamp="$VENV/.posevlm-installed-$(cat pyproject.toml | "$PY" -c 'import hashlib,sys; print(hashlib.sha1(sys.stdin.buffer.read()).hexdigest()[:12])')-${EXTRAS//,/_}"
+if [ ! -f "$stamp" ]; then
+  echo "[setup] installing posevlm[$EXTRAS] (editable)"
+  "${PIP[@]}" install -e ".[$EXTRAS]" 2>&1 | grep -v "is ignored: it is neither a file nor a directory" || true
+  "$PY" -c 'import posevlm, torch; print(f"[setup] posevlm {posevlm.__version__}, torch {torch.__version__}")'
+  rm -f "$VENV"/.posevlm-installed-*
+  touch "$stamp"
+fi

@@ -1,0 +1,3 @@
+from posevlm.cli import main
+
+main()

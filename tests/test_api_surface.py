@@ -1,0 +1,41 @@
+"""Public names are deliberate: removing or renaming one must change this list too."""
+
+import posevlm.geometry
+import posevlm.scenes
+
+GEOMETRY = {
+    "Cameras", "validate_w2c", "K_from_params", "fov_from_intrinsics", "intrinsics_crop", "intrinsics_denormalize",
+    "intrinsics_from_fov", "intrinsics_normalize", "intrinsics_resize", "intrinsics_rotate90", "POSE_ENCODING_TYPE",
+    "extrinsics_intrinsics_to_pose_encoding", "pose_encoding_to_extrinsics_intrinsics", "matrix_to_quat_wxyz",
+    "matrix_to_quat_xyzw", "quat_wxyz_to_matrix", "quat_wxyz_to_xyzw", "quat_xyzw_multiply", "quat_xyzw_slerp",
+    "quat_xyzw_standardize", "quat_xyzw_to_matrix", "quat_xyzw_to_wxyz", "axis_angle_to_matrix", "geodesic_angle",
+    "matrix_to_axis_angle", "pairwise_geodesic_angle", "project_to_so3", "rotation_angle", "rotation_rigidity_error",
+    "OPENGL_FROM_OPENCV", "c2w_opencv_to_c2w_opengl", "c2w_opengl_to_c2w_opencv", "c2w_to_w2c", "camera_centers",
+    "se3_compose", "se3_from_Rt", "se3_inverse", "transform_points", "w2c_opencv_from_c2w_opengl", "w2c_to_c2w",
+    "lie_scalar_pose_index", "merge_temporal_pairs", "normalize_translation_scale", "pairwise_pose_distances",
+    "pose_distance_matrix", "reference_index", "rereference",
+}
+SCENES = {
+    "Scene", "PointMaps", "FrameStore", "ImageFolderStore", "ArrayStore", "VideoStore", "VideoWriter", "write_video",
+    "numeric_frame_id", "sorted_numerically", "load_scene", "detect_format", "scene_loaders", "load_native_scene",
+    "write_native_scene", "GeometryPredictions", "load_predictions", "save_predictions", "scene_summary",
+}
+
+
+def test_geometry_public_names():
+    assert set(posevlm.geometry.__all__) == GEOMETRY
+    assert all(hasattr(posevlm.geometry, name) for name in GEOMETRY)
+
+
+def test_scenes_public_names():
+    assert set(posevlm.scenes.__all__) == SCENES
+    assert all(hasattr(posevlm.scenes, name) for name in SCENES)
+
+
+def test_import_posevlm_is_light():
+    import subprocess
+    import sys
+
+    code = "import sys, posevlm; print('torch' in sys.modules, 'av' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["False", "False"]
