@@ -61,26 +61,40 @@ def geodesic_angle(rotation_a: Tensor, rotation_b: Tensor) -> Tensor:
     return rotation_angle(a.transpose(-1, -2) @ b)
 
 
+#: Rows of the (S, S) output computed per block: keeps temporaries cache-sized (page faults on
+#: large temporaries, not arithmetic, dominate at S = 2000).
+PAIRWISE_ROW_BLOCK = 128
+
+
 def pairwise_geodesic_angle(rotations: Tensor) -> Tensor:
     """(..., S, 3, 3) -> (..., S, S) geodesic angles between all pairs.
 
-    Built from (S, 3) x (3, S) products of rotation columns, so memory is O(S^2), not O(9 S^2):
-    ``tr(R_i^T R_j)`` and the skew part of ``R_i^T R_j`` are bilinear in the two matrices.
+    ``tr(R_i^T R_j)`` and the skew part of ``R_i^T R_j`` are bilinear in the two matrices, so each is
+    one (S, k) x (k, S) product of rotation columns; rows are processed in blocks with in-place ops.
     """
     r = check_trailing(as_float_tensor(rotations, "rotations"), "rotations", (3, 3))
+    s = r.shape[-3]
     col = [r[..., :, k] for k in range(3)]  # (..., S, 3) each; M_ab = col_a(i) . col_b(j), M = R_i^T R_j
-
-    def antisym(a: int, b: int) -> Tensor:  # M_ab - M_ba as one (S, 6) x (6, S) product
-        left = torch.cat([col[a], -col[b]], dim=-1)
-        right = torch.cat([col[b], col[a]], dim=-1)
-        return left @ right.transpose(-1, -2)
-
+    # M_ab - M_ba as one product: [col_a, -col_b](i) . [col_b, col_a](j), for (a, b) = (2, 1), (0, 2), (1, 0)
+    pairs = ((2, 1), (0, 2), (1, 0))
+    left = [torch.cat([col[a], -col[b]], dim=-1) for a, b in pairs]
+    right = [torch.cat([col[b], col[a]], dim=-1).transpose(-1, -2) for a, b in pairs]
     flat = r.flatten(-2)
-    trace = flat @ flat.transpose(-1, -2)  # sum_ab R_i[a, b] R_j[a, b] = tr(R_i^T R_j)
-    v0, v1, v2 = antisym(2, 1), antisym(0, 2), antisym(1, 0)
-    angle = torch.atan2(torch.sqrt(v0 * v0 + v1 * v1 + v2 * v2), trace - 1)
-    angle.diagonal(dim1=-2, dim2=-1).zero_()  # exact: the fused products need not cancel bit for bit
-    return angle
+    flat_t = flat.transpose(-1, -2)
+    out = torch.empty(*r.shape[:-3], s, s, dtype=r.dtype, device=r.device)
+    for start in range(0, s, PAIRWISE_ROW_BLOCK):  # upper triangle by row blocks, mirrored
+        rows = slice(start, start + PAIRWISE_ROW_BLOCK)
+        sin2 = left[0][..., rows, :] @ right[0][..., start:]
+        sin2.mul_(sin2)
+        for k in (1, 2):
+            v = left[k][..., rows, :] @ right[k][..., start:]
+            sin2.addcmul_(v, v)
+        cos2 = flat[..., rows, :] @ flat_t[..., start:]  # tr(R_i^T R_j) = 1 + 2 cos(theta)
+        block = torch.atan2(sin2.sqrt_(), cos2.sub_(1))
+        out[..., rows, start:] = block
+        out[..., start:, rows] = block.transpose(-1, -2)
+    out.diagonal(dim1=-2, dim2=-1).zero_()  # exact: the fused products need not cancel bit for bit
+    return out
 
 
 def axis_angle_to_matrix(axis_angle: Tensor) -> Tensor:

@@ -54,8 +54,13 @@ def pairwise_pose_distances(w2c_opencv: Tensor) -> tuple[Tensor, Tensor]:
     """
     w2c = _frames(w2c_opencv)
     c = camera_centers(w2c)
-    center_distance = torch.cdist(c, c, compute_mode="donot_use_mm_for_euclid_dist")  # exact, zero diagonal
-    return center_distance, pairwise_geodesic_angle(w2c[..., :3, :3])
+    return _pairwise_center_distance(c), pairwise_geodesic_angle(w2c[..., :3, :3])
+
+
+def _pairwise_center_distance(c: Tensor) -> Tensor:
+    """(..., S, 3) -> (..., S, S) exact Euclidean distances (cdist without the |a|^2 + |b|^2 - 2ab
+    shortcut, whose cancellation would leave non-zero self distances)."""
+    return torch.cdist(c, c, compute_mode="donot_use_mm_for_euclid_dist")
 
 
 def pose_distance_matrix(

@@ -1,0 +1,25 @@
+"""Synthetic posed scans, the built-in default dataset.
+
+Procedural rooms (rectangular or L-shaped) with furniture, hand-held scan trajectories, and a
+vectorised ray-cast renderer producing RGB, metric depth and instance ids, all deterministic from a
+seed and written in the native scene layout (``posevlm synth``).
+"""
+
+from posevlm.scenes.synthetic.categories import CATEGORIES, Category
+from posevlm.scenes.synthetic.generate import (
+    SynthConfig,
+    generate_dataset,
+    generate_scene,
+    scene_name,
+    scene_rng,
+    synthetic_intrinsics,
+)
+from posevlm.scenes.synthetic.layout import Layout, Room, SceneObject, generate_layout
+from posevlm.scenes.synthetic.raycast import RenderOutput, render
+from posevlm.scenes.synthetic.trajectory import generate_trajectory
+
+__all__ = [
+    "CATEGORIES", "Category", "Layout", "Room", "SceneObject", "generate_layout", "generate_trajectory",
+    "RenderOutput", "render", "SynthConfig", "generate_scene", "generate_dataset", "scene_name", "scene_rng",
+    "synthetic_intrinsics",
+]  # fmt: skip
