@@ -24,7 +24,7 @@ def synth(
     hfov: float = typer.Option(60.0, "--hfov", help="Horizontal field of view in degrees."),
 ) -> None:
     """Generate synthetic posed scans: procedural rooms, hand-held trajectories, ray-cast RGB, depth and
-    instance masks, written as OUT/synth_XXXX/{scene.json, rgb.mp4, cameras.npz, depth/, instances/}.
+    instance masks, written as OUT/synth_0000/{scene.json, rgb.mp4, cameras.npz, depth/, instances/}.
     Complete scenes already in OUT are kept.
 
     Examples:

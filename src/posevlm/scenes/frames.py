@@ -21,6 +21,7 @@ __all__ = [
     "ImageFolderStore",
     "ArrayStore",
     "numeric_frame_id",
+    "image_hw_of",
     "sorted_numerically",
     "IMAGE_SUFFIXES",
 ]
@@ -66,6 +67,16 @@ def numeric_frame_id(path: str | Path) -> int:
 def sorted_numerically(paths: Iterable[str | Path]) -> list[Path]:
     """Sort frame files by their numeric id (frame_1008 before frame_10070), ties by name."""
     return sorted((Path(p) for p in paths), key=lambda p: (numeric_frame_id(p), p.name))
+
+
+def image_hw_of(path: str | Path) -> tuple[int, int]:
+    """(H, W) of an image file read from its header (no decoding)."""
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+    except (OSError, ValueError) as exc:
+        raise InputFileError(f"cannot read image {path} ({exc}); re-export or re-download this frame.", path=path) from exc
+    return int(h), int(w)
 
 
 def _check_ids(store_ids: np.ndarray, frame_ids: Sequence[int], where: str) -> np.ndarray:

@@ -46,7 +46,7 @@ from PIL import Image
 
 from posevlm.errors import ConfigError, InputFileError
 from posevlm.geometry import Cameras, K_from_params, axis_angle_to_matrix, intrinsics_resize, se3_from_Rt
-from posevlm.scenes.frames import ImageFolderStore
+from posevlm.scenes.frames import ImageFolderStore, image_hw_of
 from posevlm.scenes.scene import Scene
 
 __all__ = ["load_arkitscenes", "detect_arkitscenes"]
@@ -128,7 +128,7 @@ def load_arkitscenes(path: str | Path, *, max_time_gap_s: float = 0.05) -> Scene
     cam = torch.from_numpy(pincam[k_pos])
     K = K_from_params(cam[:, 3], cam[:, 4], cam[:, 5], cam[:, 6])
     pincam_hw = cam[:, [2, 1]]  # (S, 2) (h, w)
-    image_hw = _image_hw(kept_files[0])
+    image_hw = image_hw_of(kept_files[0])
     conversions = ["R = Rodrigues(rx, ry, rz); w2c_opencv = [R | t] (.traj is world-to-camera, OpenCV axes)"]
     if bool((pincam_hw != torch.tensor(image_hw, dtype=pincam_hw.dtype)).any()):
         scale = torch.tensor(image_hw, dtype=pincam_hw.dtype) / pincam_hw
@@ -281,11 +281,3 @@ def _read_pincams(folder: Path) -> np.ndarray:
     return table[np.argsort(table[:, 0], kind="stable")]
 
 
-def _image_hw(path: Path) -> tuple[int, int]:
-    """(H, W) from an image header (no decoding)."""
-    try:
-        with Image.open(path) as im:
-            w, h = im.size
-    except (OSError, ValueError) as exc:
-        raise InputFileError(f"cannot read image {path} ({exc}); re-download this frame.", path=path) from exc
-    return int(h), int(w)

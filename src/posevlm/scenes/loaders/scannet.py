@@ -28,7 +28,7 @@ from PIL import Image
 
 from posevlm.errors import ConfigError, ConventionError, InputFileError
 from posevlm.geometry import Cameras, rotation_rigidity_error
-from posevlm.scenes.frames import ImageFolderStore
+from posevlm.scenes.frames import ImageFolderStore, image_hw_of
 from posevlm.scenes.scene import Scene
 
 __all__ = ["load_scannet", "detect_scannet", "SCANNET_FPS"]
@@ -120,7 +120,7 @@ def load_scannet(
     intrinsic_dir = root / "intrinsic"
     K_color = _read_matrix(intrinsic_dir / "intrinsic_color.txt", "colour intrinsics")[:3, :3]
     first_color = rgb_all.path(int(frame_ids[0]))
-    color_hw = _image_hw(first_color)
+    color_hw = image_hw_of(first_color)
     cameras = Cameras.from_c2w_opencv(
         c2w, K_color, color_hw, source=str(root / "pose"), rigid_tol=rigid_tol, on_invalid=on_non_rigid
     )
@@ -140,7 +140,7 @@ def load_scannet(
             )
         depth_paths = {int(i): depth_all.path(int(i)) for i in frame_ids}
         depth = ImageFolderStore(depth_paths, "depth", depth_scale=1000.0)
-        metadata["depth_image_hw"] = np.array(_image_hw(depth.path(int(frame_ids[0]))), dtype=np.int64)
+        metadata["depth_image_hw"] = np.array(image_hw_of(depth.path(int(frame_ids[0]))), dtype=np.int64)
     for name, key in (("intrinsic_depth", "depth_K_pixels"), ("extrinsic_color", "extrinsic_color"),
                       ("extrinsic_depth", "extrinsic_depth")):
         file = intrinsic_dir / f"{name}.txt"
@@ -243,13 +243,3 @@ def _non_rigid_positions(m: np.ndarray, rigid_tol: float) -> np.ndarray:
     return np.flatnonzero((err > rigid_tol) | (bottom > rigid_tol))
 
 
-def _image_hw(path: Path) -> tuple[int, int]:
-    """(H, W) from an image header (no decoding)."""
-    try:
-        with Image.open(path) as im:
-            w, h = im.size
-    except (OSError, ValueError) as exc:
-        raise InputFileError(
-            f"cannot read image {path} ({exc}); re-export or remove this frame.", path=path
-        ) from exc
-    return int(h), int(w)

@@ -34,7 +34,7 @@ from PIL import Image
 
 from posevlm.errors import ConfigError, ConventionError, InputFileError
 from posevlm.geometry import Cameras, K_from_params, intrinsics_resize, rotation_rigidity_error
-from posevlm.scenes.frames import ImageFolderStore, numeric_frame_id
+from posevlm.scenes.frames import ImageFolderStore, image_hw_of, numeric_frame_id
 from posevlm.scenes.scene import Scene
 
 __all__ = ["load_scannetpp", "detect_scannetpp"]
@@ -170,7 +170,7 @@ def load_scannetpp(path: str | Path, *, images: ImagesChoice = "auto", skip_bad:
             path=image_dir,
         )
     first = paths[int(frame_ids[0])]
-    image_hw = _image_hw(first)
+    image_hw = image_hw_of(first)
     p = torch.as_tensor(np.asarray(params, dtype=np.float64)[keep])  # (S, 6) fx fy cx cy w h
     K = K_from_params(p[:, 0], p[:, 1], p[:, 2], p[:, 3])
     json_hw = p[:, [5, 4]]
@@ -317,11 +317,3 @@ def _check_rigid(c2w: np.ndarray, names: list[str], json_path: Path, tol: float 
         )
 
 
-def _image_hw(path: Path) -> tuple[int, int]:
-    """(H, W) from an image header (no decoding)."""
-    try:
-        with Image.open(path) as im:
-            w, h = im.size
-    except (OSError, ValueError) as exc:
-        raise InputFileError(f"cannot read image {path} ({exc}); re-download this image.", path=path) from exc
-    return int(h), int(w)

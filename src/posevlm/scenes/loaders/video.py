@@ -19,7 +19,7 @@ import torch
 
 from posevlm.errors import ConfigError, InputFileError
 from posevlm.geometry import Cameras, K_from_params
-from posevlm.scenes.frames import FrameStore, ImageFolderStore
+from posevlm.scenes.frames import FrameStore, ImageFolderStore, image_hw_of
 from posevlm.scenes.predictions import PREDICTIONS_FORMAT, load_predictions
 from posevlm.scenes.scene import Scene
 from posevlm.scenes.video import VideoStore
@@ -161,6 +161,5 @@ def load_frame_folder(
     """A folder of frame images ordered by the number in each name (frame_1008 before frame_10070)."""
     path = Path(path)
     store = ImageFolderStore.from_folder(path, "rgb")
-    first = store.read(int(store.frame_ids[0]))
-    return _build(name or path.name, store, (first.shape[0], first.shape[1]), fps, poses, pose_convention,
+    return _build(name or path.name, store, image_hw_of(store.path(int(store.frame_ids[0]))), fps, poses, pose_convention,
                   intrinsics, on_non_rigid, {"loader": "frame_folder", "source": str(path)})
