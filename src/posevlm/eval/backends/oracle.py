@@ -1,0 +1,322 @@
+"""The oracle backend: answers VSI-style questions with perfect perception of the given frames only.
+
+It sees exactly what :func:`posevlm.eval.perception.observe` returns for ``frame_ids``: which
+instances have >= ``min_pixels`` pixels in some given frame, when each was first seen, and their
+back-projected world points (depth + instance masks; categories from the scene's object list, i.e.
+a flawless recogniser). It never reads the boxes or the room outline, so with few frames it knows
+less, and with every frame it is an upper bound for a model that perceives perfectly but must still
+measure from what it saw. Per question type:
+
+| question_type | answer |
+|---|---|
+| ``object_counting`` | seen instances of the category |
+| ``object_size_estimation`` | longest side of the axis-aligned box of the object's points, cm |
+| ``room_size_estimation`` | :func:`floor_area_from_points` of every observed point (structure and objects) |
+| ``object_abs_distance`` | :func:`closest_distance` between the two objects' point sets, m |
+| ``object_rel_distance`` | choice whose seen instances come closest to the target's points |
+| ``object_rel_direction_*`` | ``direction_label`` (synthetic_vsi) of the observed centroids |
+| ``obj_appearance_order`` | option agreeing with the most pairs of first sightings (unseen = last) |
+
+Fallbacks (documented, deterministic): a numerical question about anything unseen (or nothing seen
+at all) is answered ``FALLBACK_NUMBER`` = "0" (for counting that is simply what was seen); a
+multiple-choice question whose needed objects are unseen is answered ``FALLBACK_LETTER`` = "A".
+The choices of MC questions are read from ``record["meta"]`` (the categories behind the option
+texts), as a model reads the options; ground-truth fields in ``meta`` are never used.
+
+Answers are strings as a model would write them: "3", "62.5", "1.73", "28.1", "B".
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Sequence
+
+import numpy as np
+
+from posevlm.errors import ConfigError
+from posevlm.eval.benchmarks.synthetic_vsi import direction_label, format_number, relative_direction_deg
+from posevlm.eval.perception import Observation, observe, perception_config_problems
+from posevlm.scenes import Scene
+
+__all__ = [
+    "OracleConfig", "FALLBACK_NUMBER", "FALLBACK_LETTER", "answer_oracle", "answer_oracle_many",
+    "points_extent_cm", "closest_distance", "floor_area_from_points",
+]  # fmt: skip
+
+FALLBACK_NUMBER = "0"
+FALLBACK_LETTER = "A"
+_LETTERS = "ABCD"
+
+
+@dataclass(frozen=True)
+class OracleConfig:
+    """Oracle perception and measurement settings.
+
+    Attributes:
+        min_pixels: an object counts as seen in a frame with >= this many pixels (full resolution).
+        pixel_stride: back-project every ``pixel_stride``-th row and column.
+        voxel_m: keep one observed point per voxel of this side (metres; 0 = all points).
+        floor_cell_m: raster cell for the room area (metres).
+        closing_cells: morphological closing radius (cells) bridging gaps between sparse far-floor
+            samples before enclosed holes are filled.
+        batch_frames: frames back-projected per batch.
+    """
+
+    min_pixels: int = 20
+    pixel_stride: int = 1
+    voxel_m: float = 0.01
+    floor_cell_m: float = 0.1
+    closing_cells: int = 2
+    batch_frames: int = 32
+    schema_version: int = 1
+
+    def __post_init__(self) -> None:
+        problems = perception_config_problems(self)
+        if not self.floor_cell_m > 0:
+            problems.append(f"floor_cell_m must be > 0 metres; got {self.floor_cell_m!r}")
+        if not isinstance(self.closing_cells, int) or self.closing_cells < 0:
+            problems.append(f"closing_cells must be an int >= 0; got {self.closing_cells!r}")
+        if problems:
+            raise ConfigError("invalid OracleConfig: " + "; ".join(problems), field="OracleConfig")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "OracleConfig":
+        unknown = set(d) - {f.name for f in fields(cls)}
+        if unknown:
+            valid = [f.name for f in fields(cls)]
+            raise ConfigError(f"unknown OracleConfig keys {sorted(unknown)}; valid: {valid}.",
+                              field="OracleConfig", value=sorted(unknown))
+        return cls(**d)
+
+
+# ----------------------------------------------------------------------------- measurements
+
+
+def points_extent_cm(points: np.ndarray) -> float:
+    """Longest side (cm) of the axis-aligned box of (M, 3) points (world axes)."""
+    return float(np.ptp(points, axis=0).max() * 100.0)
+
+
+def _min_pairwise(a: np.ndarray, b: np.ndarray, block: int = 1 << 22) -> float:
+    """Smallest distance between rows of (n, 3) ``a`` and (m, 3) ``b``: blocked |p|² + |q|² - 2 p.q
+    (callers centre the points, which keeps the rounding error below a micrometre)."""
+    best = np.inf
+    b2 = (b * b).sum(1)
+    step = max(1, block // max(len(b), 1))
+    for k in range(0, len(a), step):
+        c = a[k:k + step]
+        best = min(best, float(((c * c).sum(1)[:, None] + b2[None] - 2.0 * (c @ b.T)).min()))
+    return float(np.sqrt(max(best, 0.0)))
+
+
+def _distance_to_box(points: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    return np.linalg.norm(np.maximum(0.0, np.maximum(lo - points, points - hi)), axis=1)
+
+
+def closest_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Distance between the closest points of two (M, 3) point sets (exact up to ~1e-6 m).
+
+    Coarse-to-fine: an upper bound ``ub`` from <= 256 strided points of each set prunes each set to
+    the points within ``ub`` of the other set's bounding box (the closest pair always survives);
+    repeated while that shrinks the sets, then a blocked exhaustive search over the survivors.
+    """
+    origin = a.mean(0)
+    a, b = a - origin, b - origin
+    ub = np.inf
+    while True:
+        ub = min(ub, _min_pairwise(a[:: max(1, len(a) // 256)], b[:: max(1, len(b) // 256)]))
+        slack = ub + 1e-6
+        a_near = a[_distance_to_box(a, b.min(0), b.max(0)) <= slack]
+        b_near = b[_distance_to_box(b, a.min(0), a.max(0)) <= slack]
+        if len(a_near) * len(b_near) <= 1 << 16 or len(a_near) + len(b_near) == len(a) + len(b):
+            return _min_pairwise(a_near, b_near)
+        a, b = a_near, b_near
+
+
+def _dilate(mask: np.ndarray, r: int) -> np.ndarray:
+    """Chebyshev dilation by r cells (outside the array counts as empty)."""
+    out = mask
+    for axis in (0, 1):
+        acc = out.copy()
+        n = out.shape[axis]
+        for k in range(1, r + 1):
+            lo, hi = [slice(None)] * 2, [slice(None)] * 2
+            lo[axis], hi[axis] = slice(k, n), slice(0, n - k)
+            acc[tuple(lo)] |= out[tuple(hi)]
+            acc[tuple(hi)] |= out[tuple(lo)]
+        out = acc
+    return out
+
+
+def _fill_holes(mask: np.ndarray) -> np.ndarray:
+    """``mask`` plus every empty cell not 4-connected to the array border through empty cells."""
+    free = ~mask
+    outside = np.zeros_like(mask)
+    outside[[0, -1], :], outside[:, [0, -1]] = free[[0, -1], :], free[:, [0, -1]]
+    while True:
+        grown = outside.copy()
+        grown[1:] |= outside[:-1]
+        grown[:-1] |= outside[1:]
+        grown[:, 1:] |= outside[:, :-1]
+        grown[:, :-1] |= outside[:, 1:]
+        grown &= free
+        if np.array_equal(grown, outside):
+            return ~outside
+        outside = grown
+
+
+def floor_area_from_points(points_xy: np.ndarray, *, cell_m: float = 0.1, closing_cells: int = 2) -> float:
+    """Area (m²) of the floor region covered by observed points, without knowing the room outline.
+
+    Every observed point lies inside the room, so its floor-plane position marks covered floor:
+    points are rasterised on a ``cell_m`` grid, closed morphologically (radius ``closing_cells``, which
+    keeps rectilinear outlines larger than the radius) to bridge sparse far-floor samples, and holes
+    enclosed by covered cells (under furniture, shadows) are filled; floor never seen and not enclosed
+    is left out, so partial views give smaller rooms. Cells on the outline are on average half inside,
+    so they count half: area = (cells + interior cells) / 2 x cell², unbiased for walls along the grid
+    axes and monotone (more observed points never shrink the area, since closing, hole filling and
+    the interior are all monotone in the set of occupied cells).
+    """
+    pts = np.asarray(points_xy, dtype=np.float64).reshape(-1, 2)
+    if len(pts) == 0:
+        return 0.0
+    pad = closing_cells + 2
+    ij = np.floor(pts / cell_m).astype(np.int64)
+    ij -= ij.min(0) - pad
+    occupied = np.zeros(tuple(ij.max(0) + pad + 1), dtype=bool)
+    occupied[ij[:, 0], ij[:, 1]] = True
+    closed = ~_dilate(~_fill_holes(_dilate(occupied, closing_cells)), closing_cells) | occupied
+    interior = closed.copy()
+    interior[1:-1, 1:-1] &= closed[:-2, 1:-1] & closed[2:, 1:-1] & closed[1:-1, :-2] & closed[1:-1, 2:]
+    return float(0.5 * (np.count_nonzero(closed) + np.count_nonzero(interior)) * cell_m**2)
+
+
+# ----------------------------------------------------------------------------- answering
+
+
+class _Seen:
+    """Observation indexed by category."""
+
+    def __init__(self, obs: Observation, categories: dict[int, str]):
+        self.obs = obs
+        self.first = obs.first_seen()
+        self.by_cat: dict[str, list[int]] = {}
+        for i in obs.seen_ids():
+            if i in categories:
+                self.by_cat.setdefault(categories[i], []).append(i)
+
+    def ids(self, category: str) -> list[int]:
+        return self.by_cat.get(category, [])
+
+    def main_points(self, category: str) -> np.ndarray | None:
+        """Points of the seen instance of ``category`` with the most points (unique categories: the one)."""
+        ids = [i for i in self.ids(category) if i in self.obs.points]
+        return max((self.obs.points[i] for i in ids), key=len) if ids else None
+
+
+def _counting(rec, seen, cfg):
+    return str(len(seen.ids(rec["meta"]["category"])))
+
+
+def _size(rec, seen, cfg):
+    pts = seen.main_points(rec["meta"]["category"])
+    return FALLBACK_NUMBER if pts is None else format_number(points_extent_cm(pts), 1)
+
+
+def _room(rec, seen, cfg):
+    pts = [p for p in seen.obs.points.values() if len(p)]
+    if not pts:
+        return FALLBACK_NUMBER
+    area = floor_area_from_points(np.concatenate(pts)[:, :2], cell_m=cfg.floor_cell_m,
+                                  closing_cells=cfg.closing_cells)
+    return format_number(area, 1)
+
+
+def _abs_distance(rec, seen, cfg):
+    a, b = (seen.main_points(c) for c in rec["meta"]["categories"])
+    return FALLBACK_NUMBER if a is None or b is None else format_number(closest_distance(a, b), 2)
+
+
+def _rel_distance(rec, seen, cfg):
+    target = seen.main_points(rec["meta"]["target_category"])
+    if target is None:
+        return FALLBACK_LETTER
+    d = [min((closest_distance(target, seen.obs.points[i]) for i in seen.ids(c) if i in seen.obs.points),
+             default=np.inf) for c in rec["meta"]["choices"]]
+    return FALLBACK_LETTER if not np.isfinite(min(d)) else _LETTERS[int(np.argmin(d))]
+
+
+def _rel_direction(rec, seen, cfg):
+    meta = rec["meta"]
+    pts = [seen.main_points(meta[role]["category"]) for role in ("positioning", "orienting", "querying")]
+    if any(p is None for p in pts):
+        return FALLBACK_LETTER
+    angle = relative_direction_deg(*(p[:, :2].mean(0) for p in pts))
+    label = direction_label(angle, rec["question_type"].rsplit("_", 1)[1])
+    return _LETTERS[meta["choices"].index(label)]
+
+
+def _appearance(rec, seen, cfg):
+    listed = rec["meta"]["categories"]
+    first = {c: min((seen.first[i] for i in seen.ids(c)), default=np.inf) for c in listed}
+    if all(not np.isfinite(v) for v in first.values()):
+        return FALLBACK_LETTER
+    rank = {c: r for r, c in enumerate(sorted(listed, key=lambda c: (first[c], listed.index(c))))}
+
+    def agreement(order: list[str]) -> int:
+        return sum(rank[a] < rank[b] for a, b in itertools.combinations(order, 2))
+
+    scores = [agreement(order) for order in rec["meta"]["choices"]]
+    return _LETTERS[int(np.argmax(scores))]
+
+
+_ANSWER = {"object_counting": _counting, "object_size_estimation": _size, "room_size_estimation": _room,
+           "object_abs_distance": _abs_distance, "object_rel_distance": _rel_distance,
+           "object_rel_direction_easy": _rel_direction, "object_rel_direction_medium": _rel_direction,
+           "object_rel_direction_hard": _rel_direction, "obj_appearance_order": _appearance}
+
+
+def _categories(scene: Scene) -> dict[int, str]:
+    objects = scene.metadata.get("objects")
+    if objects is None:
+        raise ConfigError(f"scene {scene.name!r} has no metadata.objects (instance id -> category); the "
+                          "oracle needs it to recognise instances. Use synthetic scenes (`posevlm synth`).",
+                          field="scene", value=scene.name)
+    return {int(o["instance_id"]): o["category"] for o in objects}
+
+
+def answer_oracle_many(records: Sequence[dict], scene: Scene, frame_ids: Sequence[int],
+                       config: OracleConfig = OracleConfig(), *,
+                       observation: Observation | None = None) -> list[str]:
+    """Answers for several records of one scene from a single observation of ``frame_ids``.
+
+    Raises:
+        ConfigError: a record of another scene, an unsupported question type, or a scene without
+            object categories, depth, instance masks or cameras.
+    """
+    for rec in records:
+        if rec.get("scene_name") != scene.name:
+            raise ConfigError(f"record {rec.get('id')} is about scene {rec.get('scene_name')!r}, not "
+                              f"{scene.name!r}; group records by scene_name.", field="scene_name",
+                              value=rec.get("scene_name"))
+        if rec.get("question_type") not in _ANSWER:
+            raise ConfigError(f"record {rec.get('id')}: the oracle cannot answer question_type "
+                              f"{rec.get('question_type')!r}; supported: {', '.join(_ANSWER)}.",
+                              field="question_type", value=rec.get("question_type"))
+    if observation is None:
+        observation = observe(scene, frame_ids, config)
+    seen = _Seen(observation, _categories(scene))
+    return [_ANSWER[rec["question_type"]](rec, seen, config) for rec in records]
+
+
+def answer_oracle(record: dict, scene: Scene, frame_ids: Sequence[int],
+                  config: OracleConfig = OracleConfig(), *, observation: Observation | None = None) -> str:
+    """The oracle's answer to one record given only ``frame_ids`` of ``scene`` (see the module docstring).
+
+    Pass ``observation=observe(scene, frame_ids, config)`` to reuse one observation across records.
+    """
+    return answer_oracle_many([record], scene, frame_ids, config, observation=observation)[0]

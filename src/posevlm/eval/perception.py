@@ -1,0 +1,276 @@
+"""Perfect perception from depth + instance masks: back-projection and per-instance observed points.
+
+What a flawless detector with metric depth would know after watching some frames of a scan: which
+instances it saw (>= ``min_pixels`` pixels in at least one frame), when it first saw each, and the
+world points of every instance gathered from the frames where it was seen. The oracle backend
+(:mod:`posevlm.eval.backends.oracle`) answers benchmark questions from this and nothing else.
+
+Conventions: pixel centres at (j + 0.5, i + 0.5) like the synthetic renderer; depth is OpenCV
+z-depth in metres (0 or non-finite = no measurement); instance id 0 = room structure (floor, walls,
+ceiling), k >= 1 = object k. Frames are visited in ascending frame id (= time) order whatever order
+they are given in; repeated ids count once.
+
+Shapes: N frames, H x W pixels, h x w pixels after the stride, M points, I = max instance id + 1.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol, Sequence
+
+import numpy as np
+
+from posevlm.errors import ConfigError, ShapeError
+from posevlm.scenes import Scene
+
+__all__ = [
+    "PerceptionConfig",
+    "perception_config_problems",
+    "Observation",
+    "backproject_depth",
+    "frame_pixel_counts",
+    "voxel_downsample",
+    "scene_pixel_counts",
+    "observe",
+    "observed_points",
+]
+
+
+class _PerceptionParams(Protocol):
+    min_pixels: int
+    pixel_stride: int
+    voxel_m: float
+
+
+@dataclass(frozen=True)
+class PerceptionConfig:
+    """How much a perfect perceiver sees.
+
+    Attributes:
+        min_pixels: an instance counts as seen in a frame with >= this many pixels of it (counted at
+            full resolution, independent of ``pixel_stride``).
+        pixel_stride: back-project every ``pixel_stride``-th row and column (1 = all pixels).
+        voxel_m: keep one observed point per cubic voxel of this side (metres, 0 = keep all); the
+            kept point is a real observation, so extents never grow.
+        batch_frames: frames read and back-projected per batch (bounds memory).
+    """
+
+    min_pixels: int = 20
+    pixel_stride: int = 1
+    voxel_m: float = 0.01
+    batch_frames: int = 32
+
+    def __post_init__(self) -> None:
+        problems = perception_config_problems(self)
+        if problems:
+            raise ConfigError("invalid PerceptionConfig: " + "; ".join(problems), field="PerceptionConfig")
+
+
+def perception_config_problems(cfg: object) -> list[str]:
+    """Every problem with the perception fields of a config (``min_pixels``, ``pixel_stride``,
+    ``voxel_m``, optional ``batch_frames``); empty when valid."""
+    problems = []
+    min_pixels, stride, voxel = (getattr(cfg, k, None) for k in ("min_pixels", "pixel_stride", "voxel_m"))
+    if not isinstance(min_pixels, int) or min_pixels < 1:
+        problems.append(f"min_pixels must be an int >= 1; got {min_pixels!r}")
+    if not isinstance(stride, int) or stride < 1:
+        problems.append(f"pixel_stride must be an int >= 1; got {stride!r}")
+    if not isinstance(voxel, (int, float)) or not voxel >= 0:
+        problems.append(f"voxel_m must be >= 0 metres; got {voxel!r}")
+    batch = getattr(cfg, "batch_frames", 1)
+    if not isinstance(batch, int) or batch < 1:
+        problems.append(f"batch_frames must be an int >= 1; got {batch!r}")
+    return problems
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What was perceived in some frames of one scene.
+
+    Attributes:
+        frame_ids: (N,) int64 ascending, the distinct frames looked at.
+        pixel_counts: (N, I) int64, pixels of instance i in frame n (full resolution).
+        min_pixels: the seen-threshold used.
+        points: instance id -> (M, 3) float64 world points; objects only from frames where they were
+            seen, id 0 (structure) from every frame. Only seen objects (and 0, when any) appear.
+    """
+
+    frame_ids: np.ndarray
+    pixel_counts: np.ndarray
+    min_pixels: int
+    points: dict[int, np.ndarray] = field(repr=False)
+
+    def seen_mask(self) -> np.ndarray:
+        """(N, I) bool: instance i seen in frame n."""
+        return self.pixel_counts >= self.min_pixels
+
+    def seen_ids(self) -> list[int]:
+        """Ascending object ids (>= 1) seen in at least one frame."""
+        seen = self.seen_mask().any(0)
+        return [int(i) for i in np.flatnonzero(seen) if i >= 1]
+
+    def first_seen(self) -> dict[int, int]:
+        """Object id -> first frame id (time order) where it was seen."""
+        mask = self.seen_mask()
+        return {i: int(self.frame_ids[np.argmax(mask[:, i])]) for i in self.seen_ids()}
+
+
+def backproject_depth(depth: np.ndarray, K_pixels: np.ndarray, w2c_opencv: np.ndarray, *,
+                      pixel_stride: int = 1) -> np.ndarray:
+    """World points of every (strided) pixel, one vectorised pass over all frames.
+
+    Args:
+        depth: (N, H, W) OpenCV z-depth in metres; <= 0 or non-finite = no measurement.
+        K_pixels: (N, 3, 3) intrinsics for (H, W).
+        w2c_opencv: (N, 4, 4) world-to-camera, OpenCV axes.
+        pixel_stride: use rows and columns 0, s, 2s, ... (pixel centres at index + 0.5).
+    Returns:
+        (N, h, w, 3) float64 world points, NaN where depth is missing; h = ceil(H / s), w = ceil(W / s).
+    Raises:
+        ShapeError: inconsistent shapes.
+    """
+    depth = np.asarray(depth)
+    K = np.asarray(K_pixels, dtype=np.float64)
+    w2c = np.asarray(w2c_opencv, dtype=np.float64)
+    if depth.ndim != 3 or K.shape != (len(depth), 3, 3) or w2c.shape != (len(depth), 4, 4):
+        raise ShapeError(f"need depth (N, H, W), K_pixels (N, 3, 3), w2c_opencv (N, 4, 4); got "
+                         f"{depth.shape}, {K.shape}, {w2c.shape}.", name="depth", shape=depth.shape)
+    s = int(pixel_stride)
+    z = depth[:, ::s, ::s].astype(np.float64)
+    z = np.where(np.isfinite(z) & (z > 0), z, np.nan)
+    v = np.arange(0, depth.shape[1], s) + 0.5
+    u = np.arange(0, depth.shape[2], s) + 0.5
+    x = (u[None, None, :] - K[:, 0, 2, None, None]) / K[:, 0, 0, None, None] * z  # (N, h, w)
+    y = (v[None, :, None] - K[:, 1, 2, None, None]) / K[:, 1, 1, None, None] * z
+    n, h, w = z.shape
+    cam = np.stack([x, y, z], -1).reshape(n, h * w, 3)
+    R, t = w2c[:, :3, :3], w2c[:, :3, 3]
+    # world = R^T (cam - t), as row vectors: (cam - t) @ R, one batched matmul
+    return np.matmul(cam - t[:, None, :], R).reshape(n, h, w, 3)
+
+
+def frame_pixel_counts(instances: np.ndarray, num_ids: int | None = None) -> np.ndarray:
+    """(N, H, W) integer instance ids -> (N, I) int64 pixel counts per frame, one ``bincount``."""
+    inst = np.asarray(instances)
+    if inst.ndim != 3:
+        raise ShapeError(f"instances must be (N, H, W); got {inst.shape}.", name="instances",
+                         shape=inst.shape)
+    if inst.size and inst.min() < 0:
+        raise ConfigError("instance ids must be >= 0.", field="instances", value=int(inst.min()))
+    n = inst.shape[0]
+    width = max(int(inst.max()) + 1 if inst.size else 1, int(num_ids or 0))
+    flat = (np.arange(n, dtype=np.int64)[:, None] * width + inst.reshape(n, -1)).ravel()
+    return np.bincount(flat, minlength=n * width).reshape(n, width)
+
+
+def _group_by_voxel(points: np.ndarray, labels: np.ndarray, voxel_m: float) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of the first point of each occupied (label, voxel) cell, sorted by label, and the
+    sorted labels. ``voxel_m <= 0``: every point, stably sorted by label."""
+    if voxel_m <= 0 or len(points) == 0:
+        order = np.argsort(labels, kind="stable")
+        return order, labels[order]
+    keys = np.floor(points / voxel_m).astype(np.int64)
+    keys -= keys.min(0)
+    span = keys.max(0) + 1
+    flat = ((labels.astype(np.int64) * span[0] + keys[:, 0]) * span[1] + keys[:, 1]) * span[2] + keys[:, 2]
+    _, first = np.unique(flat, return_index=True)  # first occurrence, ordered by (label, voxel)
+    return first, labels[first]
+
+
+def voxel_downsample(points: np.ndarray, voxel_m: float) -> np.ndarray:
+    """(M, 3) -> (M', 3): the first point of each occupied voxel, so no point is invented."""
+    first, _ = _group_by_voxel(points, np.zeros(len(points), np.int64), voxel_m)
+    return points[np.sort(first)]
+
+
+def _check_scene(scene: Scene, need_depth: bool) -> None:
+    missing = [n for n, ok in (("instances", scene.instances is not None),
+                               ("depth", scene.depth is not None or not need_depth),
+                               ("cameras", scene.cameras is not None or not need_depth)) if not ok]
+    if missing:
+        raise ConfigError(f"scene {scene.name!r} has no {', '.join(missing)}; perfect perception needs "
+                          "instance masks, depth and cameras (synthetic scenes from `posevlm synth` have all "
+                          "three).",
+                          field="scene", value=scene.name)
+
+
+def _distinct_frames(scene: Scene, frame_ids: Sequence[int]) -> np.ndarray:
+    ids = np.unique(np.asarray(frame_ids, dtype=np.int64).reshape(-1))
+    scene.positions(ids)  # KeyError naming unknown ids
+    return ids
+
+
+def scene_pixel_counts(scene: Scene, frame_ids: Sequence[int] | None = None, *,
+                       batch_frames: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel counts per frame and instance from the instance masks only (no depth).
+
+    Returns:
+        (frame_ids (N,) ascending distinct, counts (N, I) int64). ``frame_ids=None``: every frame.
+    """
+    _check_scene(scene, need_depth=False)
+    ids = scene.frame_ids if frame_ids is None else _distinct_frames(scene, frame_ids)
+    chunks = [frame_pixel_counts(scene.instances.read_many(ids[k:k + batch_frames]))
+              for k in range(0, len(ids), batch_frames)]
+    return ids, _stack_padded(chunks, len(ids))
+
+
+def _stack_padded(chunks: list[np.ndarray], n: int) -> np.ndarray:
+    width = max([c.shape[1] for c in chunks], default=1)
+    out = np.zeros((n, width), np.int64)
+    row = 0
+    for c in chunks:
+        out[row:row + len(c), : c.shape[1]] = c
+        row += len(c)
+    return out
+
+
+def observe(scene: Scene, frame_ids: Sequence[int],
+            config: _PerceptionParams = PerceptionConfig()) -> Observation:
+    """Perfect perception restricted to ``frame_ids`` (any order, repeats allowed, may be empty).
+
+    Reads depth and instance masks in batches of ``config.batch_frames`` frames, back-projects the
+    strided pixels of each batch in one pass, keeps object pixels only in frames where the object has
+    >= ``min_pixels`` pixels, and groups the points by (instance, voxel) with one sort per batch,
+    keeping one point per ``voxel_m`` voxel (again when batches are merged).
+
+    Raises:
+        ConfigError: the scene lacks depth, instance masks or cameras; bad config.
+        KeyError: a frame id the scene does not have.
+    """
+    problems = perception_config_problems(config)
+    if problems:
+        name = type(config).__name__
+        raise ConfigError(f"invalid {name}: " + "; ".join(problems), field=name)
+    _check_scene(scene, need_depth=True)
+    ids = _distinct_frames(scene, frame_ids)
+    batch = int(getattr(config, "batch_frames", 32))
+    s = config.pixel_stride
+    parts: dict[int, list[np.ndarray]] = {}
+    counts_chunks = []
+    for k in range(0, len(ids), batch):
+        chunk = ids[k:k + batch]
+        inst = scene.instances.read_many(chunk)
+        counts = frame_pixel_counts(inst)
+        counts_chunks.append(counts)
+        cams = scene.cameras_for(chunk).to_numpy()
+        pts = backproject_depth(scene.depth.read_many(chunk), cams["K_pixels"], cams["w2c_opencv"],
+                                pixel_stride=s)
+        inst_s = inst[:, ::s, ::s].astype(np.int64)
+        frame_of = np.broadcast_to(np.arange(len(chunk))[:, None, None], inst_s.shape)
+        keep = np.isfinite(pts[..., 2]) & ((inst_s == 0) | (counts[frame_of, inst_s] >= config.min_pixels))
+        kept = pts[keep]
+        index, labels = _group_by_voxel(kept, inst_s[keep], config.voxel_m)
+        starts = np.flatnonzero(np.diff(labels)) + 1
+        for label, part in zip(labels[np.r_[0, starts]].tolist() if len(labels) else [],
+                               np.split(kept[index], starts)):
+            parts.setdefault(label, []).append(part)
+    points = {label: p[0] if len(p) == 1 else voxel_downsample(np.concatenate(p), config.voxel_m)
+              for label, p in sorted(parts.items())}
+    return Observation(frame_ids=ids, pixel_counts=_stack_padded(counts_chunks, len(ids)),
+                       min_pixels=config.min_pixels, points=points)
+
+
+def observed_points(scene: Scene, frame_ids: Sequence[int],
+                    config: _PerceptionParams = PerceptionConfig()) -> dict[int, np.ndarray]:
+    """Instance id -> (M, 3) world points observed in ``frame_ids`` (see :func:`observe`)."""
+    return observe(scene, frame_ids, config).points
