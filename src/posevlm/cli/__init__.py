@@ -31,11 +31,23 @@ def _root(
     """posevlm: posed scans -> pose-aware frame selection -> pose-aware video LLMs -> evaluation."""
 
 
-from posevlm.cli import info as _info  # noqa: E402  (registers commands)
+from posevlm.cli import compare as _compare  # noqa: E402  (registers commands)
+from posevlm.cli import demo as _demo  # noqa: E402
+from posevlm.cli import eval as _eval  # noqa: E402
+from posevlm.cli import info as _info  # noqa: E402
+from posevlm.cli import report as _report  # noqa: E402
+from posevlm.cli import sample as _sample  # noqa: E402
 from posevlm.cli import synth as _synth  # noqa: E402
+from posevlm.cli import viz as _viz  # noqa: E402
 
 app.command("synth")(_synth.synth)
 app.command("info")(_info.info)
+app.command("sample")(_sample.sample)
+app.add_typer(_viz.viz_app, name="viz")
+app.command("eval")(_eval.eval_cmd)
+app.command("report")(_report.report)
+app.command("compare")(_compare.compare)
+app.command("demo")(_demo.demo)
 
 __all__ = ["app", "main"]
 
