@@ -1,0 +1,62 @@
+"""``posevlm eval``: evaluate a model (or the oracle) on VSI-Bench or the synthetic benchmark."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+
+
+def eval_cmd(
+    out: Path = typer.Option(..., "--out", help="Run directory (resumes if it holds this same configuration)."),
+    benchmark: str = typer.Option("vsibench", "--benchmark", help="vsibench | synthetic_vsi."),
+    source: str = typer.Option("nyu-visionx/VSI-Bench", "--source",
+                               help="VSI-Bench local copy or hub id; synthetic_vsi: the benchmark .jsonl."),
+    bench_config: str = typer.Option("full", "--bench-config", help="VSI-Bench config: full | debiased | pruned."),
+    dataset: List[str] = typer.Option([], "--dataset", help="Keep only these datasets (repeatable)."),
+    question_type: List[str] = typer.Option([], "--question-type", help="Keep only these question types."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="First N records (by id) after filters."),
+    backend: str = typer.Option("hf", "--backend", help="hf | oracle."),
+    model: Optional[str] = typer.Option(None, "--model", help="hf: hub id or local directory."),
+    scenes_root: Optional[Path] = typer.Option(None, "--scenes", help="oracle: root of the synthetic scenes."),
+    dtype: str = typer.Option("auto", "--dtype", help="hf: auto | float32 | bfloat16 | float16."),
+    attn: str = typer.Option("sdpa", "--attn", help="hf: sdpa | eager | flash_attention_2."),
+    frames: str = typer.Option("mp4_uniform", "--frames", help="mp4_uniform | mp4_fps | folder_manifest."),
+    frames_root: Path = typer.Option(..., "--frames-root", help="Videos root, or a sampled <slug> folder."),
+    num_frames: int = typer.Option(16, "--num-frames", help="Frames per sample."),
+    rule: str = typer.Option("round_full", "--rule", help="mp4_uniform: round_full | floor_full | floor_pool128."),
+    prompt: str = typer.Option("official", "--prompt", help="official | spatial_mllm_sft | answer_tags."),
+    batch_size: int = typer.Option(1, "--batch-size"),
+    shard: Optional[str] = typer.Option(None, "--shard", help="i/n; default from torchrun/accelerate or SLURM arrays."),
+    stage: str = typer.Option("infer", "--stage", help="preflight (CPU checks only) | infer."),
+) -> None:
+    """Run (or resume) one evaluation. Every sample ends as a record in OUT/records/*.jsonl, failures
+    as typed errors; `posevlm report OUT` then writes the tables.
+
+    Examples:
+
+        posevlm eval --backend hf --model Qwen/Qwen2.5-VL-3B-Instruct --frames-root /data/vsibench --num-frames 16 --out runs/qwen25_u16
+
+        posevlm eval --benchmark synthetic_vsi --source runs/demo/benchmark.jsonl --backend oracle --scenes runs/demo/data --frames folder_manifest --frames-root runs/demo/sampled/<slug> --num-frames 16 --out runs/oracle16
+    """
+    from posevlm.eval.runner import EvalConfig, run_eval
+
+    filters = {"datasets": dataset or None, "question_types": question_type or None}
+    model_cfg = {"backend": backend}
+    if backend == "hf":
+        if not model:
+            raise typer.BadParameter("--backend hf needs --model (hub id or local directory)")
+        model_cfg.update(name=model, model=model, dtype=dtype, attn_implementation=attn, batch_size=batch_size)
+    else:
+        model_cfg.update(name="oracle", scenes_root=str(scenes_root or frames_root))
+    frames_cfg = {"source": frames, "root": str(frames_root), "num_frames": num_frames, "rule": rule,
+                  "strategy": frames_root.name if frames == "folder_manifest" else f"uniform_{rule}"}
+    config = EvalConfig(benchmark={"name": benchmark, "source": source, "config": bench_config, "filters": filters,
+                                   "limit": limit},
+                        model=model_cfg, frames=frames_cfg, prompt=prompt, batch_size=batch_size)
+    summary = run_eval(config, out, shard=shard, stage=stage)
+    Console().print(f"run {summary.run_id} shard {summary.shard[0]}/{summary.shard[1]}: {summary.n_ok} answered, "
+                    f"{summary.n_errors} errors {summary.errors_by_kind or ''}, {summary.n_skipped} kept; "
+                    f"{'complete' if summary.complete else 'incomplete'} ({summary.seconds:.1f}s)", highlight=False)

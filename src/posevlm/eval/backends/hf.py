@@ -1,0 +1,381 @@
+"""Hugging Face transformers backend: Qwen2.5-VL and Qwen3-VL answering from decoded frames.
+
+``HFBackend(HFBackendConfig(model=...))`` loads a checkpoint (hub id or local directory) with
+``from_pretrained``; ``generate([(prompt_text, FrameSpec), ...])`` returns one ``GenerationResult`` per
+item. For each item the frames are resized to the qwen-vl-utils 0.0.14 video pixel budget
+(``_qwen_video.video_resize_hw``), one user turn ``[video, text]`` goes through the checkpoint's chat
+template, and the processor runs with ``do_resize=False, do_sample_frames=False`` plus the video
+metadata: Qwen3-VL renders ``<t seconds>`` from it, Qwen2.5-VL derives ``second_per_grid_ts`` from it
+(``frame_metadata="source"``: real fps and frame ids; ``"qwen_vl_utils_list"``: the fake metadata
+qwen-vl-utils uses for frame lists). Batches are left-padded; decoding is greedy unless the
+``GenerationSettings`` say otherwise.
+
+Failures raise ``posevlm.eval.errors``: ``ProcessorError``, ``GenerationError``, ``OutOfMemoryError``
+(after one retry at batch size 1), ``ModelLoadError`` (construction). Without torchvision the
+transformers video processors cannot be imported; the processor is then assembled around a torch-only
+stand-in (``_qwen_video``) and ``info["video_processor"]`` says so.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal, Mapping, Sequence
+
+import torch
+
+from posevlm.errors import ConfigError
+from posevlm.eval.backends._qwen_video import (
+    QWEN_VL_UTILS_BUDGET, resize_frames, video_metadata, video_resize_hw,
+)  # fmt: skip
+from posevlm.eval.errors import GenerationError, ModelLoadError, OutOfMemoryError, ProcessorError, SampleError
+from posevlm.eval.frames import FrameSpec
+from posevlm.eval.prompts import GenerationSettings
+
+__all__ = ["HFBackendConfig", "HFBackend", "GenerationResult", "video_resize_hw", "resize_frames",
+           "QWEN_VL_UTILS_BUDGET"]
+
+Family = Literal["qwen2_5_vl", "qwen3_vl"]
+Item = tuple[str, FrameSpec]
+_FAMILY_CLASSES = {"qwen2_5_vl": ("Qwen2_5_VLForConditionalGeneration", "Qwen2_5_VLProcessor"),
+                   "qwen3_vl": ("Qwen3VLForConditionalGeneration", "Qwen3VLProcessor")}
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+_HUB_ID = re.compile(r"^[\w.\-]+(/[\w.\-]+)?$")
+
+
+def _env_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class HFBackendConfig:
+    """How to load and drive a transformers Qwen-VL checkpoint; serialised into every run.
+
+    ``dtype="auto"`` is bfloat16 on CUDA and float32 on CPU; ``device=None`` picks CUDA when present.
+    ``local_files_only`` (or ``HF_HUB_OFFLINE=1``) never touches the network. ``min_pixels`` /
+    ``max_pixels`` (per frame) and ``total_pixels`` (per video) override the qwen-vl-utils budget.
+    ``model_generation_defaults``: transformers fills decoding fields the settings leave unset from
+    the checkpoint's ``generation_config.json`` (e.g. Qwen2.5-VL's ``repetition_penalty=1.05``, as in
+    lmms-eval and the fork); ``False`` pins those fields to neutral values.
+    """
+
+    model: str
+    family: Literal["auto", "qwen2_5_vl", "qwen3_vl"] = "auto"
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    attn_implementation: Literal["sdpa", "eager", "flash_attention_2"] = "sdpa"
+    device: str | None = None
+    batch_size: int = 1
+    local_files_only: bool = False
+    revision: str | None = None
+    min_pixels: int | None = None
+    max_pixels: int | None = None
+    total_pixels: int | None = None
+    frame_metadata: Literal["source", "qwen_vl_utils_list"] = "source"
+    model_generation_defaults: bool = True
+    schema_version: int = 1
+
+    def __post_init__(self) -> None:
+        choices = {"family": ("auto", *_FAMILY_CLASSES), "dtype": ("auto", *_DTYPES),
+                   "attn_implementation": ("sdpa", "eager", "flash_attention_2"),
+                   "frame_metadata": ("source", "qwen_vl_utils_list")}
+        problems = [f"{k}={getattr(self, k)!r} (allowed: {', '.join(v)})" for k, v in choices.items()
+                    if getattr(self, k) not in v]
+        if not isinstance(self.model, str) or not self.model:
+            problems.append(f"model={self.model!r} (a hub id or a local directory)")
+        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
+            problems.append(f"batch_size={self.batch_size!r} (an int >= 1)")
+        pixels = {k: getattr(self, k) for k in ("min_pixels", "max_pixels", "total_pixels")}
+        problems += [f"{k}={v!r} (None or >= 1)" for k, v in pixels.items() if v is not None and v < 1]
+        if problems:
+            raise ConfigError("invalid HFBackendConfig: " + "; ".join(problems), field="hf_backend")
+
+    @property
+    def offline(self) -> bool:
+        return self.local_files_only or _env_offline()
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "HFBackendConfig":
+        unknown = sorted(set(data) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ConfigError(f"unknown HFBackendConfig key(s) {unknown}", field="hf_backend")
+        return cls(**dict(data))
+
+
+@dataclass
+class GenerationResult:
+    """One answer. ``n_input_tokens`` excludes left padding and includes the ``n_visual_tokens`` video
+    placeholders (``prod(video_grid_thw) // merge**2``); ``video_grid_thw`` is (T, h, w) in patches;
+    ``prompt`` is the chat-templated text before placeholder expansion; ``timings_ms`` are those of
+    the batch the sample ran in (``batch_size``)."""
+
+    text: str
+    n_input_tokens: int
+    n_output_tokens: int
+    n_visual_tokens: int
+    video_grid_thw: list[int]
+    frame_ids: list[int]
+    resized_hw: list[int]
+    video_metadata: dict[str, Any]
+    second_per_grid_ts: float | None
+    prompt: str
+    batch_size: int
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    sample_id: Any = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# -------------------------------------------------------------------------------------- loading
+def _resolve_source(cfg: HFBackendConfig) -> tuple[str, dict]:
+    """(local dir or hub id, its config.json); ``ModelLoadError`` with the fix when unavailable."""
+    from transformers.utils import cached_file
+
+    path = Path(cfg.model).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ModelLoadError(f"{path} has no config.json; pass a checkpoint directory (what "
+                                 "save_pretrained writes)", model=cfg.model)
+        return str(path), json.loads((path / "config.json").read_text())
+    if path.exists() or not _HUB_ID.match(cfg.model):
+        raise ModelLoadError(f"model directory {cfg.model} does not exist (or is not a directory); pass a "
+                             "checkpoint directory or a hub id such as Qwen/Qwen2.5-VL-7B-Instruct",
+                             model=cfg.model)
+    try:
+        config_path = cached_file(cfg.model, "config.json", local_files_only=cfg.offline,
+                                  revision=cfg.revision)
+    except OSError as exc:
+        where = "locally" if cfg.offline else "locally or on the hub"
+        raise ModelLoadError(f"model {cfg.model} not found {where}; download it with "
+                             f"`hf download {cfg.model}` (older huggingface_hub: `huggingface-cli download "
+                             f"{cfg.model}`) or pass a local directory ({type(exc).__name__}: {exc})",
+                             model=cfg.model) from exc
+    return cfg.model, json.loads(Path(config_path).read_text())
+
+
+def _resolve_family(cfg: HFBackendConfig, model_config: dict) -> Family:
+    model_type = model_config.get("model_type")
+    if cfg.family == "auto":
+        if model_type not in _FAMILY_CLASSES:
+            raise ModelLoadError(f"{cfg.model}: model_type {model_type!r} is not supported by the HF backend "
+                                 f"(supported: {', '.join(_FAMILY_CLASSES)}); pass family= to force one",
+                                 model=cfg.model)
+        return model_type
+    if model_type in _FAMILY_CLASSES and model_type != cfg.family:
+        raise ModelLoadError(f"{cfg.model} is a {model_type} checkpoint but family={cfg.family!r}; "
+                             "use family='auto'", model=cfg.model)
+    return cfg.family
+
+
+def _load_processor(source: str, family: Family, hub_kwargs: dict) -> tuple[Any, str]:
+    """(processor, video processor implementation): transformers' own when torchvision works."""
+    import transformers
+
+    try:
+        import torchvision  # noqa: F401
+    except Exception:  # missing, or built for another torch
+        from posevlm.eval.backends._qwen_video import build_processor_without_torchvision
+
+        processor_cls = getattr(transformers, _FAMILY_CLASSES[family][1])
+        processor = build_processor_without_torchvision(source, processor_cls, hub_kwargs)
+        return processor, "posevlm_torch_fallback"
+    return transformers.AutoProcessor.from_pretrained(source, **hub_kwargs), "transformers"
+
+
+class HFBackend:
+    """A loaded Qwen-VL checkpoint. ``info`` records everything that shapes its inputs and outputs."""
+
+    def __init__(self, config: HFBackendConfig):
+        import transformers
+
+        self.config = config
+        source, model_config = _resolve_source(config)
+        self.family: Family = _resolve_family(config, model_config)
+        self.device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        dtype = _DTYPES.get(config.dtype) or (torch.bfloat16 if self.device.type == "cuda" else torch.float32)
+        hub_kwargs = {"local_files_only": config.offline, "revision": config.revision}
+        model_cls = getattr(transformers, _FAMILY_CLASSES[self.family][0])
+        try:
+            self.processor, video_impl = _load_processor(source, self.family, hub_kwargs)
+            model = model_cls.from_pretrained(source, dtype=dtype, device_map=str(self.device),
+                                              attn_implementation=config.attn_implementation, **hub_kwargs)
+        except (OSError, ImportError, ValueError) as exc:
+            raise ModelLoadError(f"cannot load {config.model} as {self.family} ({type(exc).__name__}: "
+                                 f"{exc}); check the checkpoint is complete, the attention backend is "
+                                 "installed and, offline, that every file is in the local cache",
+                                 model=config.model) from exc
+        self.model = model.eval()
+        self.tokenizer = self.processor.tokenizer
+        self.video_token_id = self.tokenizer.convert_tokens_to_ids(self.processor.video_token)
+        vp = self.processor.video_processor
+        self.patch_size, self.merge_size = int(vp.patch_size), int(vp.merge_size)
+        self.info = {
+            "backend": "hf", "config": config.to_dict(), "family": self.family, "source": source,
+            "model_class": model_cls.__name__, "processor_class": type(self.processor).__name__,
+            "video_processor": video_impl, "dtype": str(dtype).removeprefix("torch."),
+            "device": str(self.device),
+            "patch_size": self.patch_size, "merge_size": self.merge_size,
+            "temporal_patch_size": int(vp.temporal_patch_size),
+            "tokens_per_second": getattr(self.model.config.vision_config, "tokens_per_second", None),
+            "pixel_budget": {**QWEN_VL_UTILS_BUDGET, "min_pixels": config.min_pixels,
+                             "max_pixels": config.max_pixels, "total_pixels": config.total_pixels,
+                             "resize": "torch_bicubic_antialias_uint8"},
+            "frame_metadata": config.frame_metadata, "offline": config.offline,
+            "transformers": transformers.__version__,
+            "torch": torch.__version__,
+        }
+
+    def effective_generation(self, settings: GenerationSettings) -> dict[str, Any]:
+        """The decoding values ``generate`` uses (``kwargs``: the call). transformers fills every field
+        the call leaves unset from the checkpoint's generation config; with
+        ``model_generation_defaults=False`` the fields that change the output are pinned first."""
+        kwargs = settings.generate_kwargs()
+        if not self.config.model_generation_defaults:
+            sampling = {"temperature": 1.0, "top_p": 1.0, "top_k": 0} if settings.do_sample else {}
+            kwargs = {"repetition_penalty": 1.0, **sampling, **kwargs}
+        kwargs["pad_token_id"] = self.tokenizer.pad_token_id
+        defaults = self.model.generation_config.to_dict()
+        keys = ("max_new_tokens", "do_sample", "num_beams", "temperature", "top_p", "top_k",
+                "repetition_penalty", "eos_token_id", "pad_token_id")
+        merged = {k: kwargs.get(k, defaults.get(k)) for k in keys}
+        if merged["eos_token_id"] is None:
+            merged["eos_token_id"] = self.tokenizer.eos_token_id
+        if not merged["do_sample"]:
+            merged.update(temperature=None, top_p=None, top_k=None)
+        return {**merged, "kwargs": kwargs}
+
+    # ----------------------------------------------------------------------------------- quirks
+    def _prepare(self, batch: Sequence[Item]) -> tuple[Any, list[dict]]:
+        """Resize, template and process a batch; returns (processor output, per-item records)."""
+        cfg, videos, metas, texts, per = self.config, [], [], [], []
+        for prompt, spec in batch:
+            hw = video_resize_hw(*spec.frames.shape[1:3], spec.n_frames, patch_size=self.patch_size,
+                                 min_pixels=cfg.min_pixels, max_pixels=cfg.max_pixels,
+                                 total_pixels=cfg.total_pixels)
+            videos.append(resize_frames(spec.frames, hw))
+            meta = video_metadata(spec.frame_ids, spec.source_fps, spec.total_frames, cfg.frame_metadata)
+            metas.append({k: v for k, v in meta.items() if k != "mode"})
+            messages = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": prompt}]}]
+            texts.append(self.processor.apply_chat_template(messages, tokenize=False,
+                                                            add_generation_prompt=True))
+            per.append({"resized_hw": list(hw), "video_metadata": meta, "prompt": texts[-1],
+                        "frame_ids": spec.frame_ids.tolist()})
+        inputs = self.processor(text=texts, videos=videos, video_metadata=metas, do_resize=False,
+                                do_sample_frames=False, cap_pixels_per_frame=False, padding=True,
+                                padding_side="left", return_tensors="pt")
+        return inputs, per
+
+    def _run(self, batch: Sequence[Item], settings: GenerationSettings,
+             ids: Sequence[Any]) -> list[GenerationResult]:
+        one = ids[0] if len(ids) == 1 else None
+        t0 = time.perf_counter()
+        try:
+            inputs, per = self._prepare(batch)
+        except Exception as exc:  # noqa: BLE001 - whatever the processor raises is this input's problem
+            raise ProcessorError(f"the {self.family} processor rejected the input ({type(exc).__name__}: "
+                                 f"{exc}); check the frames (size, count) and the prompt", sample_id=one,
+                                 input=self.config.model) from exc
+        inputs = inputs.to(self.device)
+        inputs["pixel_values_videos"] = inputs["pixel_values_videos"].to(self.model.dtype)
+        generation = self.effective_generation(settings)
+        t1 = time.perf_counter()
+        try:
+            with torch.inference_mode():
+                out = self.model.generate(**inputs, **generation["kwargs"])
+        except Exception as exc:  # noqa: BLE001
+            if isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower():
+                raise _OOM() from exc
+            raise GenerationError(f"generate failed ({type(exc).__name__}: {exc})", sample_id=one,
+                                  input=self.config.model) from exc
+        t2 = time.perf_counter()
+        new = out[:, inputs["input_ids"].shape[1]:].cpu()
+        texts = self.processor.batch_decode(new, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+        timings = {"preprocess": (t1 - t0) * 1e3, "generate": (t2 - t1) * 1e3,
+                   "decode": (time.perf_counter() - t2) * 1e3}
+        grid, spg = inputs["video_grid_thw"].cpu().tolist(), inputs.get("second_per_grid_ts")
+        eos = generation["eos_token_id"]
+        eos = set(eos if isinstance(eos, list) else [eos]) - {None}
+        return [GenerationResult(
+            text=texts[i], n_input_tokens=int(inputs["attention_mask"][i].sum()),
+            n_output_tokens=_n_generated(new[i].tolist(), eos, self.tokenizer.pad_token_id),
+            n_visual_tokens=int((inputs["input_ids"][i] == self.video_token_id).sum()),
+            video_grid_thw=grid[i],
+            second_per_grid_ts=None if spg is None else float(spg[i]), batch_size=len(batch),
+            timings_ms=dict(timings), sample_id=ids[i], **per[i]) for i in range(len(batch))]
+
+    # ------------------------------------------------------------------------------- public API
+    def generate(self, batch: Sequence[Item], *, generation: GenerationSettings | None = None,
+                 sample_ids: Sequence[Any] | None = None) -> list[GenerationResult]:
+        """Answer every ``(prompt_text, FrameSpec)`` in chunks of ``config.batch_size`` (greedy by
+        default). A chunk that runs out of memory is retried once sample by sample; running out again
+        raises ``OutOfMemoryError``. Processor and generation failures raise at once."""
+        settings = generation or GenerationSettings()
+        ids = list(sample_ids) if sample_ids is not None else [None] * len(batch)
+        if len(ids) != len(batch):
+            raise ConfigError(f"sample_ids has {len(ids)} entries for {len(batch)} inputs",
+                              field="sample_ids")
+        size, results = self.config.batch_size, []
+        for start in range(0, len(batch), size):
+            chunk, chunk_ids = batch[start:start + size], ids[start:start + size]
+            try:
+                results += self._run(chunk, settings, chunk_ids)
+                continue
+            except _OOM:
+                self._free_memory()
+            for item, sid in zip(chunk, chunk_ids):
+                try:
+                    results += self._run([item], settings, [sid])
+                except _OOM as exc:
+                    self._free_memory()
+                    raise OutOfMemoryError(f"out of memory at batch size 1 on {self.device} "
+                                           f"({exc.__cause__}); lower max_pixels/total_pixels or the frame "
+                                           "count", sample_id=sid, input=self.config.model) from exc.__cause__
+        return results
+
+    def generate_each(self, batch: Sequence[Item], *, generation: GenerationSettings | None = None,
+                      sample_ids: Sequence[Any] | None = None) -> list[GenerationResult | SampleError]:
+        """``generate`` with per-sample error isolation: a failing chunk is split and each sample retried
+        alone, so one bad sample never takes its batch-mates with it; failures come back as
+        ``SampleError`` objects carrying their sample id."""
+        ids = list(sample_ids) if sample_ids is not None else [None] * len(batch)
+        size, out = self.config.batch_size, []
+        for start in range(0, len(batch), size):
+            chunk, chunk_ids = batch[start:start + size], ids[start:start + size]
+            try:
+                out += self.generate(chunk, generation=generation, sample_ids=chunk_ids)
+                continue
+            except SampleError as exc:
+                if len(chunk) == 1:
+                    out.append(exc.for_sample(chunk_ids[0]))
+                    continue
+            for item, sid in zip(chunk, chunk_ids):
+                try:
+                    out += self.generate([item], generation=generation, sample_ids=[sid])
+                except SampleError as exc:
+                    out.append(exc.for_sample(sid))
+        return out
+
+    def _free_memory(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+
+class _OOM(Exception):
+    """Internal: generation ran out of memory (the cause is chained); becomes a retry or OutOfMemoryError."""
+
+
+def _n_generated(tokens: list[int], eos: set[int], pad_id: int | None) -> int:
+    """New tokens up to and including the first end-of-sequence token; trailing padding not counted."""
+    for i, tok in enumerate(tokens):
+        if tok in eos:
+            return i + 1
+    while tokens and pad_id is not None and tokens[-1] == pad_id:
+        tokens = tokens[:-1]
+    return len(tokens)

@@ -1,0 +1,339 @@
+"""Reports of finished eval runs: ``metrics.json``, markdown and LaTeX tables, a long CSV, a plot.
+
+Every number is a fraction in [0, 1] internally and in ``metrics.json`` / the CSV; tables print
+×100 with 2 decimals; ``-`` = task absent (e.g. ApprOrd on ARKitScenes). The headline column is
+``macro_official_all`` ("Avg (official macro)", the official VSI-Bench overall); its definition is
+printed under every table, micro columns only on request and always named. Error records count as
+0 (strict, as the official number over the full expected set would) and are listed per kind. A run
+with missing samples is refused unless ``allow_partial``; then every artefact says PARTIAL.
+
+Files written to the output directory (``REPORT_FILES``): ``metrics.json``, ``table.md``,
+``table.tex`` (booktabs), ``results_long.csv`` (one value per row with its definition) and
+``score_vs_frames.png`` (x = frames, one line per sampler, panels: official average + 8 tasks).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from collections import Counter
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from posevlm.errors import ConfigError
+from posevlm.eval.aggregate import TASKS, aggregate_scored
+from posevlm.eval.metrics import MCA_QUESTION_TYPES, NA_QUESTION_TYPES
+from posevlm.eval.run_store import RunData, load_run
+
+__all__ = [
+    "REPORT_FORMAT", "REPORT_SCHEMA_VERSION", "REPORT_FILES", "TABLE_COLUMNS", "MICRO_COLUMNS",
+    "COLUMN_HEADERS", "CSV_FIELDS", "run_facets", "run_label", "column_question_types", "format_pct",
+    "run_metrics", "markdown_table", "latex_table", "long_rows", "plot_score_vs_frames", "write_report",
+]  # fmt: skip
+
+REPORT_FORMAT = "posevlm.eval_report"
+REPORT_SCHEMA_VERSION = 1
+REPORT_FILES = {"metrics": "metrics.json", "markdown": "table.md", "latex": "table.tex",
+                "csv": "results_long.csv", "plot": "score_vs_frames.png"}
+#: The paper's column order: official average, then ObjCnt … ApprOrd.
+TABLE_COLUMNS: tuple[str, ...] = ("macro_official_all", *TASKS)
+MICRO_COLUMNS: tuple[str, ...] = ("micro_all", "micro_acc", "micro_mra")
+COLUMN_HEADERS: dict[str, str] = {"macro_official_all": "Avg (official macro)", "micro_all": "All (micro)",
+                                  "micro_acc": "Acc (micro)", "micro_mra": "MRA (micro)",
+                                  **{task: task for task in TASKS}}
+CSV_FIELDS = ("run_id", "label", "model", "sampler", "num_frames", "mode", "partial", "dataset", "column",
+              "value", "n", "definition")
+
+
+def run_facets(config: Mapping[str, Any]) -> dict[str, Any]:
+    """``{model, sampler, num_frames}`` read from an eval config (None when absent).
+
+    sampler: ``frames.strategy`` or ``frames.sampler`` (a slug with its ``__n<N>`` part removed, or a
+    sampling-config dict's ``strategy``), else ``<frames.source>-<frames.rule>``.
+    model: ``model.name`` | ``model.model_id`` | last part of ``model.model`` or ``model.path`` |
+    ``model.backend``.
+    """
+    frames = config.get("frames") or {}
+    model = config.get("model") or {}
+    sampler = frames.get("strategy") or frames.get("sampler")
+    if not sampler and frames.get("source"):  # decoded frames: source and rule, e.g. mp4_uniform-round_full
+        sampler = "-".join(str(p) for p in (frames["source"], frames.get("rule")) if p)
+    if isinstance(sampler, Mapping):
+        sampler = sampler.get("strategy") or sampler.get("name")
+    if isinstance(sampler, str):
+        sampler = re.sub(r"__n\d+(?=__|$)", "", sampler)
+    name = model.get("name") or model.get("model_id")
+    where = model.get("model") or model.get("path")
+    if not name and isinstance(where, str):  # a hub id or a checkpoint directory: its last part
+        name = Path(where.rstrip("/")).name
+    n = frames.get("num_frames")
+    return {"model": name or model.get("backend"), "sampler": sampler,
+            "num_frames": int(n) if isinstance(n, (int, float)) and not isinstance(n, bool) else None}
+
+
+def run_label(config: Mapping[str, Any]) -> str:
+    """``"<sampler> <N>f <model>"`` from ``run_facets``, the sampler slug cut at its first ``__``
+    (strategy and parameters; pool/pairing/seed left out), missing parts left out."""
+    f = run_facets(config)
+    parts = [str(f["sampler"]).split("__")[0] if f["sampler"] else None,
+             None if f["num_frames"] is None else f"{f['num_frames']}f", f["model"]]
+    return " ".join(str(p) for p in parts if p) or "run"
+
+
+def column_question_types(column: str) -> tuple[str, ...]:
+    """The question types whose samples a column is computed from (``n`` of the column)."""
+    if column in TASKS:
+        return TASKS[column]
+    if column == "RelDir_weighted":
+        return TASKS["RelDir"]
+    group = column.rsplit("_", 1)[-1]
+    groups = {"acc": MCA_QUESTION_TYPES, "mra": NA_QUESTION_TYPES,
+              "all": MCA_QUESTION_TYPES + NA_QUESTION_TYPES}
+    return groups[group]
+
+
+def format_pct(value: float | None) -> str:
+    """A fraction printed ×100 with 2 decimals; None -> "-"."""
+    return "-" if value is None else f"{100.0 * value:.2f}"
+
+
+def run_metrics(run: RunData, *, mode: str = "official") -> dict[str, Any]:
+    """The ``metrics.json`` entry of one run.
+
+    Keys: run_id, run_dir, label, model, sampler, num_frames, mode, partial, n_expected, n_done,
+    n_missing, missing_ids, n_unexpected, n_errors, errors_by_kind, parse_status (mode's status ->
+    count), counts (dataset -> question_type -> {n, n_error, n_parse_fail}), aggregate
+    (``aggregate_scored(...).to_dict()``: columns, per_question_type, per_dataset, definitions),
+    warnings, scan, config, provenance.
+    """
+    view = [{"question_type": r["question_type"], "dataset": r["dataset"], "modes": r["scores"]}
+            for r in run.records]
+    agg = aggregate_scored(view, mode=mode)
+    errors = [r for r in run.records if r.get("status") == "error"]
+    statuses = Counter(r["scores"][mode]["status"] for r in run.records)
+    counts: dict[str, dict[str, dict[str, int]]] = {}
+    for r in run.records:
+        c = counts.setdefault(r["dataset"], {}).setdefault(r["question_type"],
+                                                           {"n": 0, "n_error": 0, "n_parse_fail": 0})
+        c["n"] += 1
+        c["n_error"] += r.get("status") == "error"
+        c["n_parse_fail"] += r.get("status") != "error" and r["scores"][mode]["status"] != "ok"
+    warnings = list(agg.warnings)
+    if run.partial:
+        warnings.insert(0, f"PARTIAL: {run.n_done} of {run.n_expected} expected samples have a record")
+    if run.unexpected_ids:
+        warnings.append(f"{len(run.unexpected_ids)} records have ids outside expected_ids and were ignored")
+    if run.stats.truncated:
+        warnings.append(f"torn last line ignored in {', '.join(run.stats.truncated)} (a killed writer)")
+    if len(run.stats.world_sizes) > 1:
+        warnings.append(f"records come from several world sizes {list(run.stats.world_sizes)} "
+                        "(a resumed run)")
+    return {
+        "run_id": run.run_id, "run_dir": str(run.run_dir), "label": run_label(run.config),
+        **run_facets(run.config), "mode": mode, "partial": run.partial, "n_expected": run.n_expected,
+        "n_done": run.n_done, "n_missing": len(run.missing_ids), "missing_ids": list(run.missing_ids),
+        "n_unexpected": len(run.unexpected_ids), "n_errors": len(errors),
+        "errors_by_kind": dict(Counter((r.get("error") or {}).get("kind", "unknown") for r in errors)),
+        "parse_status": dict(statuses),
+        "counts": {d: dict(sorted(q.items())) for d, q in sorted(counts.items())},
+        "aggregate": agg.to_dict(), "warnings": warnings, "scan": run.stats.to_dict(), "config": run.config,
+        "provenance": run.provenance,
+    }
+
+
+def _display(entry: Mapping[str, Any]) -> str:
+    if entry["partial"]:
+        return f"{entry['label']} (PARTIAL {entry['n_done']}/{entry['n_expected']})"
+    return entry["label"]
+
+
+def _columns(micro: bool) -> tuple[str, ...]:
+    return TABLE_COLUMNS + (MICRO_COLUMNS if micro else ())
+
+
+def _notes(entries: Sequence[Mapping[str, Any]], micro: bool) -> list[str]:
+    defs = entries[0]["aggregate"]["definitions"]
+    named = ("macro_official_all", *(MICRO_COLUMNS if micro else ()))
+    notes = [f"{COLUMN_HEADERS[c]} = {c}: {defs[c]}." for c in named]
+    notes.append(f"RelDir: {defs['RelDir']}.")
+    notes.append(f"Parsing mode '{entries[0]['mode']}'. Values x100, 2 decimals; '-' = task absent from the "
+                 "run.")
+    for e in entries:
+        if e["n_errors"]:
+            kinds = ", ".join(f"{k}: {n}" for k, n in sorted(e["errors_by_kind"].items()))
+            notes.append(f"{e['label']}: {e['n_errors']} sample(s) failed ({kinds}) and are scored 0.")
+        if e["partial"]:
+            notes.append(f"PARTIAL: {e['label']} has {e['n_done']} of {e['n_expected']} samples; its numbers "
+                         "are over the finished samples only and not comparable with complete runs.")
+    return notes
+
+
+def markdown_table(entries: Sequence[Mapping[str, Any]], *, micro: bool = False) -> str:
+    """One row per run in the paper's column order, definitions and errors under the table, then the
+    same table per dataset. ``entries`` are ``run_metrics`` dicts of one parsing mode."""
+    cols = _columns(micro)
+    head = "| Run | " + " | ".join(COLUMN_HEADERS[c] for c in cols) + " | n |"
+    rule = "|---|" + "---:|" * (len(cols) + 1)
+    partial = any(e["partial"] for e in entries)
+    out = [f"# VSI-Bench results{' (PARTIAL)' if partial else ''}", "", head, rule]
+    for e in entries:
+        c = e["aggregate"]["columns"]
+        out.append(f"| {_display(e)} | " + " | ".join(format_pct(c[k]) for k in cols)
+                   + f" | {e['aggregate']['n']} |")
+    out += [""] + [f"- {note}" for note in _notes(entries, micro)]
+    out += ["", f"## Per dataset{' (PARTIAL)' if partial else ''}", "",
+            head.replace("| Run |", "| Run | Dataset |"), rule.replace("|---|", "|---|---|", 1)]
+    for e in entries:
+        for dataset, agg in sorted(e["aggregate"]["per_dataset"].items()):
+            out.append(f"| {_display(e)} | {dataset} | "
+                       + " | ".join(format_pct(agg["columns"][k]) for k in cols) + f" | {agg['n']} |")
+    return "\n".join(out) + "\n"
+
+
+def _latex_escape(text: str) -> str:
+    table = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+             "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+    return "".join(table.get(ch, ch) for ch in text)
+
+
+def latex_table(entries: Sequence[Mapping[str, Any]], *, micro: bool = False) -> str:
+    """A booktabs ``tabular`` (paper column order), definitions and PARTIAL notes as ``%`` comments."""
+    cols = _columns(micro)
+    out = [f"% posevlm report: VSI-Bench{' PARTIAL' if any(e['partial'] for e in entries) else ''}; needs "
+           r"\usepackage{booktabs}"]
+    out += [f"% {note}" for note in _notes(entries, micro)]
+    out += [r"\begin{tabular}{l" + "r" * len(cols) + "}", r"\toprule",
+            "Run & " + " & ".join(_latex_escape(COLUMN_HEADERS[c]) for c in cols) + r" \\", r"\midrule"]
+    for e in entries:
+        c = e["aggregate"]["columns"]
+        out.append(_latex_escape(_display(e)) + " & " + " & ".join(format_pct(c[k]) for k in cols) + r" \\")
+    out += [r"\bottomrule", r"\end{tabular}"]
+    return "\n".join(out) + "\n"
+
+
+def _n(per_question_type: Mapping[str, Mapping[str, Any]], column: str) -> int:
+    return sum(per_question_type[q]["count"] for q in column_question_types(column) if q in per_question_type)
+
+
+def long_rows(entries: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Long format: one row per (run, dataset, column) with a value (fraction), its n and definition.
+
+    ``dataset`` is ``"all"`` for the whole run; absent columns (None) have no row.
+    """
+    rows = []
+    for e in entries:
+        agg = e["aggregate"]
+        for dataset, block in [("all", agg), *sorted(agg["per_dataset"].items())]:
+            for column, value in block["columns"].items():
+                if value is None:
+                    continue
+                rows.append({"run_id": e["run_id"], "label": e["label"], "model": e["model"],
+                             "sampler": e["sampler"], "num_frames": e["num_frames"], "mode": e["mode"],
+                             "partial": e["partial"], "dataset": dataset, "column": column, "value": value,
+                             "n": _n(block["per_question_type"], column),
+                             "definition": agg["definitions"][column]})
+    return rows
+
+
+def _csv_text(rows: Sequence[Mapping[str, Any]]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: (repr(v) if isinstance(v, float) else v) for k, v in row.items()})
+    return buf.getvalue()
+
+
+def plot_score_vs_frames(entries: Sequence[Mapping[str, Any]], path: str | Path) -> Path:
+    """Score (×100) vs frame count: panel 1 the official average, then one panel per task; one line
+    per sampler (per sampler and model when several models are present). Runs without a frame count
+    are left out and named in the figure's footer."""
+    from matplotlib.figure import Figure
+
+    models = {e["model"] for e in entries}
+    lines: dict[str, list[tuple[int, Mapping[str, Any]]]] = {}
+    skipped = [e["label"] for e in entries if e["num_frames"] is None]
+    for e in entries:
+        if e["num_frames"] is not None:
+            key = str(e["sampler"]) + (f" / {e['model']}" if len(models) > 1 else "")
+            lines.setdefault(key, []).append((e["num_frames"], e))
+    fig = Figure(figsize=(13, 10), layout="constrained")
+    axes = fig.subplots(3, 3).ravel()
+    for ax, column in zip(axes, TABLE_COLUMNS):
+        for key, points in sorted(lines.items()):
+            pts = [(n, 100.0 * e["aggregate"]["columns"][column], e["partial"])
+                   for n, e in sorted(points, key=lambda p: p[0])
+                   if e["aggregate"]["columns"][column] is not None]
+            if pts:
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=key)
+                part = [p for p in pts if p[2]]  # PARTIAL runs: hollow markers
+                ax.plot([p[0] for p in part], [p[1] for p in part], "o", color="white", markersize=4)
+        ax.set_title(COLUMN_HEADERS[column])
+        ax.set_xlabel("frames (config.frames.num_frames)")
+        ax.set_ylabel("score x100")
+        ax.grid(alpha=0.3)
+        ticks = sorted({n for points in lines.values() for n, _ in points})
+        if ticks:
+            ax.set_xscale("log", base=2)
+            ax.set_xticks(ticks, [str(t) for t in ticks])
+            ax.minorticks_off()
+    if axes[0].get_legend_handles_labels()[0]:
+        axes[0].legend(fontsize=8)
+    partial = any(e["partial"] for e in entries)
+    fig.suptitle(f"VSI-Bench score vs frames (mode {entries[0]['mode']})"
+                 + (" - PARTIAL (hollow markers: runs with missing samples)" if partial else ""))
+    if skipped:
+        fig.supxlabel(f"no frame count, not plotted: {', '.join(skipped)}", fontsize=8)
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    return path
+
+
+def write_report(run_dirs: Sequence[str | Path], out_dir: str | Path | None = None, *, mode: str = "official",
+                 allow_partial: bool = False, micro: bool = False, plot: bool = True) -> dict[str, Path]:
+    """Load runs, write every report file (``REPORT_FILES``) into ``out_dir``; returns name -> path.
+
+    Args:
+        run_dirs: run directories (``posevlm eval --out``), one table row each, in this order.
+        out_dir: output directory; default ``RUN/report`` for a single run (required for several).
+        mode: parsing mode of every number (``official`` for headline numbers).
+        allow_partial: report runs with missing samples, labelled PARTIAL everywhere.
+        micro: add the micro columns (All/Acc/MRA) to the tables.
+        plot: write ``score_vs_frames.png``.
+    Raises:
+        InputFileError: not a run directory, damaged records, or incomplete without ``allow_partial``.
+        ConfigError: no runs, several runs without ``out_dir``, or ``mode`` not scored.
+    """
+    if not run_dirs:
+        raise ConfigError("no run directories given; pass one or more posevlm eval --out directories",
+                          field="run_dirs", value=[])
+    if out_dir is None:
+        if len(run_dirs) > 1:
+            raise ConfigError("several runs need an explicit --out directory for the combined report",
+                              field="out", value=None)
+        out_dir = Path(run_dirs[0]) / "report"
+    entries = [run_metrics(load_run(d, allow_partial=allow_partial), mode=mode) for d in run_dirs]
+    labels = Counter(e["label"] for e in entries)
+    for e in entries:
+        if labels[e["label"]] > 1:  # same sampler/N/model: tell rows apart by run id
+            e["label"] = f"{e['label']} [{e['run_id'][:8]}]"
+    from posevlm.provenance import provenance
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    partial = any(e["partial"] for e in entries)
+    doc = {"format": REPORT_FORMAT, "schema_version": REPORT_SCHEMA_VERSION, "mode": mode, "partial": partial,
+           "column_order": list(_columns(micro)), "runs": entries, "provenance": provenance()}
+    paths = {name: out / file for name, file in REPORT_FILES.items()}
+    paths["metrics"].write_text(json.dumps(doc, indent=1, sort_keys=True, allow_nan=False) + "\n",
+                                encoding="utf-8")
+    paths["markdown"].write_text(markdown_table(entries, micro=micro), encoding="utf-8")
+    paths["latex"].write_text(latex_table(entries, micro=micro), encoding="utf-8")
+    paths["csv"].write_text(_csv_text(long_rows(entries)), encoding="utf-8")
+    if plot:
+        plot_score_vs_frames(entries, paths["plot"])
+    else:
+        del paths["plot"]
+    return paths

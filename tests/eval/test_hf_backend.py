@@ -1,0 +1,222 @@
+"""The transformers backend end to end on tiny random Qwen2.5-VL / Qwen3-VL checkpoints saved to disk
+and loaded with ``from_pretrained`` offline: generation, left-padded batches, token bookkeeping,
+video metadata, OOM retry, typed errors, loading errors."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("transformers")
+
+from tiny_models import save_tiny_qwen2_5_vl, save_tiny_qwen3_vl  # noqa: E402
+
+from posevlm.errors import ConfigError  # noqa: E402
+from posevlm.eval.backends._qwen_video import make_torch_video_processor  # noqa: E402
+from posevlm.eval.backends.hf import (  # noqa: E402
+    HFBackend, HFBackendConfig, resize_frames, video_resize_hw,
+)  # fmt: skip
+from posevlm.eval.errors import (  # noqa: E402
+    GenerationError, ModelLoadError, OutOfMemoryError, ProcessorError,
+)  # fmt: skip
+from posevlm.eval.frames import FrameSpec  # noqa: E402
+from posevlm.eval.prompts import GenerationSettings, get_prompt  # noqa: E402
+
+GEN = GenerationSettings(max_new_tokens=5)
+SMALL = {"qwen2_5_vl": 4 * 28 * 28, "qwen3_vl": 4 * 32 * 32}  # min_pixels: 64x48 frames stay ~56-64 px
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tiny")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HF_HUB_OFFLINE", "1")
+        yield {"qwen2_5_vl": save_tiny_qwen2_5_vl(root / "qwen2_5_vl"),
+               "qwen3_vl": save_tiny_qwen3_vl(root / "qwen3_vl")}
+
+
+@pytest.fixture(scope="module")
+def backends(checkpoints):
+    return {f: HFBackend(HFBackendConfig(model=str(p), min_pixels=SMALL[f], batch_size=3))
+            for f, p in checkpoints.items()}
+
+
+def frames(n: int, seed: int, *, fps=30.0, total=300) -> FrameSpec:
+    rng = np.random.default_rng(seed)
+    ids = np.sort(rng.choice(total, n, replace=False))
+    return FrameSpec(ids, rng.integers(0, 256, (n, 48, 64, 3), dtype=np.uint8), ids / fps, fps, total,
+                     {"source": "synthetic", "seed": seed})
+
+
+RECORD = {"id": 1, "question_type": "object_counting", "question": "How many chair(s) are in this room?",
+          "options": None}
+BATCH = [
+    (get_prompt("official").render(RECORD), frames(4, 1)),
+    ("Which is closer to the door, the sofa or the table? Think of the layout.", frames(5, 2)),  # odd count
+    ("Size?", frames(6, 3)),
+]
+
+
+@pytest.mark.parametrize("family", ["qwen2_5_vl", "qwen3_vl"])
+def test_generation_records_consistent_token_counts(backends, family):
+    backend = backends[family]
+    results = backend.generate(BATCH, generation=GEN, sample_ids=[10, 11, 12])
+    assert [r.sample_id for r in results] == [10, 11, 12]
+    merge, patch = backend.merge_size, backend.patch_size
+    for (prompt, spec), r in zip(BATCH, results):
+        t, gh, gw = r.video_grid_thw
+        assert t == math.ceil(spec.n_frames / 2)  # odd counts are padded with the last frame
+        assert [gh * patch, gw * patch] == r.resized_hw
+        assert r.n_visual_tokens == t * gh * gw // merge**2 > 0
+        assert r.n_visual_tokens < r.n_input_tokens and 1 <= r.n_output_tokens <= GEN.max_new_tokens
+        assert r.frame_ids == spec.frame_ids.tolist() and r.batch_size == 3 and isinstance(r.text, str)
+        assert prompt in r.prompt and r.prompt.count("<|video_pad|>") == 1  # chat template, pre-expansion
+        meta = r.video_metadata
+        assert meta["mode"] == "source" and meta["frames_indices"] == r.frame_ids and meta["fps"] == 30.0
+        assert set(r.timings_ms) == {"preprocess", "generate", "decode"}
+        json.dumps(r.to_dict())
+    if family == "qwen2_5_vl":  # Qwen2.5-VL: second_per_grid_ts = temporal_patch / sampled fps
+        assert results[0].second_per_grid_ts == pytest.approx(2 / (4 / 300 * 30.0), rel=1e-6)
+    else:
+        assert results[0].second_per_grid_ts is None
+
+
+@pytest.mark.parametrize("family", ["qwen2_5_vl", "qwen3_vl"])
+def test_left_padded_batch_equals_batch_size_one(checkpoints, backends, family):
+    batched = backends[family].generate(BATCH, generation=GEN)
+    single = HFBackend(HFBackendConfig(model=str(checkpoints[family]), min_pixels=SMALL[family]))
+    one_by_one = single.generate(BATCH, generation=GEN)
+    assert len({r.n_input_tokens for r in batched}) > 1  # the batch really was padded
+    assert [r.text for r in batched] == [r.text for r in one_by_one]
+    assert [r.n_input_tokens for r in batched] == [r.n_input_tokens for r in one_by_one]
+    assert [r.batch_size for r in one_by_one] == [1, 1, 1]
+    again = backends[family].generate(BATCH, generation=GEN)
+    assert [r.text for r in again] == [r.text for r in batched]  # greedy is deterministic
+
+
+def test_qwen3_timestamps_follow_the_frame_metadata(checkpoints, backends):
+    spec = frames(4, 7)
+    far = FrameSpec(spec.frame_ids * 3, spec.frames, None, 30.0, 3000, {})  # same pixels, later timestamps
+    source = backends["qwen3_vl"]
+    inputs_near, _ = source._prepare([("Q?", spec)])
+    inputs_far, _ = source._prepare([("Q?", far)])
+    text = source.tokenizer.decode
+    near, late = text(inputs_near["input_ids"][0]), text(inputs_far["input_ids"][0])
+    t = spec.frame_ids / 30.0
+    assert f"<{(t[0] + t[1]) / 2:.1f} seconds>" in near and f"<{3 * (t[0] + t[1]) / 2:.1f} seconds>" in late
+    listed = HFBackend(HFBackendConfig(model=str(checkpoints["qwen3_vl"]), min_pixels=SMALL["qwen3_vl"],
+                                       frame_metadata="qwen_vl_utils_list"))
+    inputs_list, per = listed._prepare([("Q?", far)])
+    assert "<0.2 seconds>" in text(inputs_list["input_ids"][0]) and per[0]["video_metadata"]["fps"] == 2.0
+
+
+def test_info_records_what_shapes_the_inputs(backends):
+    info = backends["qwen2_5_vl"].info
+    assert info["family"] == "qwen2_5_vl" and info["tokens_per_second"] == 2 and info["dtype"] == "float32"
+    assert info["patch_size"] == 14 and backends["qwen3_vl"].info["patch_size"] == 16
+    assert info["video_processor"] in ("transformers", "posevlm_torch_fallback")
+    assert info["config"]["min_pixels"] == SMALL["qwen2_5_vl"] and info["transformers"]
+    json.dumps(info)
+    eff = backends["qwen2_5_vl"].effective_generation(GEN)
+    assert eff["do_sample"] is False and eff["temperature"] is None and eff["max_new_tokens"] == 5
+
+
+def test_oom_retries_at_batch_size_one_then_raises(backends, monkeypatch):
+    backend = backends["qwen2_5_vl"]
+    real = backend.model.generate
+    seen = []
+
+    def oom_when_batched(**kw):
+        seen.append(kw["input_ids"].shape[0])
+        if kw["input_ids"].shape[0] > 1:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(**kw)
+
+    monkeypatch.setattr(backend.model, "generate", oom_when_batched)
+    results = backend.generate(BATCH, generation=GEN, sample_ids=[1, 2, 3])
+    assert seen == [3, 1, 1, 1] and [r.batch_size for r in results] == [1, 1, 1]
+
+    def always_oom(**kw):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+
+    monkeypatch.setattr(backend.model, "generate", always_oom)
+    with pytest.raises(OutOfMemoryError) as err:
+        backend.generate(BATCH[:1], generation=GEN, sample_ids=["a"])
+    assert err.value.sample_id == "a" and err.value.kind == "oom" and "batch size 1" in str(err.value)
+
+
+def test_processor_and_generation_failures_are_typed_and_isolated(backends, monkeypatch):
+    backend = backends["qwen3_vl"]
+    real_template = backend.processor.apply_chat_template
+
+    def template(messages, **kw):
+        if "BAD" in messages[0]["content"][1]["text"]:
+            raise ValueError("template exploded")
+        return real_template(messages, **kw)
+
+    monkeypatch.setattr(backend.processor, "apply_chat_template", template)
+    batch = [BATCH[0], ("BAD prompt", frames(4, 9)), BATCH[2]]
+    with pytest.raises(ProcessorError, match="template exploded"):
+        backend.generate(batch, generation=GEN)
+    out = backend.generate_each(batch, generation=GEN, sample_ids=["a", "b", "c"])
+    assert isinstance(out[1], ProcessorError) and out[1].sample_id == "b" and out[1].kind == "processor_error"
+    assert [r.sample_id for r in (out[0], out[2])] == ["a", "c"]
+    def bad_kwarg(**kw):
+        raise ValueError("bad kwarg")
+
+    monkeypatch.setattr(backend.model, "generate", bad_kwarg)
+    with pytest.raises(GenerationError, match="bad kwarg"):
+        backend.generate(BATCH[:1], generation=GEN)
+
+
+def test_loading_errors_name_the_model_and_the_fix(checkpoints, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelLoadError, match="not found locally.*hf download posevlm-test/absent-model"):
+        HFBackend(HFBackendConfig(model="posevlm-test/absent-model"))
+    with pytest.raises(ModelLoadError, match="does not exist"):
+        HFBackend(HFBackendConfig(model=str(tmp_path / "missing" / "dir")))
+    with pytest.raises(ModelLoadError, match="no config.json"):
+        HFBackend(HFBackendConfig(model=str(tmp_path)))
+    with pytest.raises(ModelLoadError, match="family='auto'"):
+        HFBackend(HFBackendConfig(model=str(checkpoints["qwen3_vl"]), family="qwen2_5_vl"))
+    with pytest.raises(ConfigError) as err:
+        HFBackendConfig(model="x", dtype="fp8", batch_size=0, attn_implementation="flash")
+    assert all(k in str(err.value) for k in ("dtype", "batch_size", "attn_implementation"))
+    assert HFBackendConfig.from_dict(HFBackendConfig(model="m").to_dict()) == HFBackendConfig(model="m")
+
+
+def test_video_pixel_budget_matches_qwen_vl_utils():
+    # training budget of the fork: 640x480 -> 644x476 (models.md §1.2)
+    assert video_resize_hw(480, 640, 16, patch_size=14, min_pixels=293216, max_pixels=324576) == (476, 644)
+    assert video_resize_hw(480, 640, 16, patch_size=14) == (476, 644)  # default budget leaves it alone
+    assert video_resize_hw(480, 640, 16, patch_size=16) == (480, 640)
+    assert video_resize_hw(48, 64, 4, patch_size=14) == (280, 392)  # up to 128 tokens per frame
+    h, w = video_resize_hw(1080, 1920, 768, patch_size=14)  # total budget caps long videos
+    assert h % 28 == 0 and w % 28 == 0 and h * w <= 128000 * 28 * 28 * 0.9 / 768 * 2
+    video = resize_frames(np.zeros((3, 48, 64, 3), np.uint8) + 200, (56, 84))
+    assert video.shape == (3, 3, 56, 84) and video.dtype == torch.uint8 and int(video.min()) == 200
+
+
+def test_torch_video_stand_in_matches_an_explicit_patchify():
+    """The stand-in rescales, normalises and lays tubelets out as [T, h/2, w/2, 2, 2 | C, 2, p, p]."""
+    p, mean, std = 14, [0.48, 0.46, 0.41], [0.27, 0.26, 0.28]
+    proc = make_torch_video_processor({"patch_size": p, "temporal_patch_size": 2, "merge_size": 2,
+                                       "image_mean": mean, "image_std": std})
+    video = torch.randint(0, 256, (4, 3, 56, 84), dtype=torch.uint8)
+    out = proc(videos=[video], do_resize=False, do_sample_frames=False, cap_pixels_per_frame=False,
+               return_tensors="pt")
+    assert out["video_grid_thw"].tolist() == [[2, 4, 6]]
+    x = (video.double() / 255 - torch.tensor(mean, dtype=torch.float64).view(3, 1, 1)) / torch.tensor(
+        std, dtype=torch.float64).view(3, 1, 1)
+    rows = []
+    for t in range(2):
+        for bh in range(2):
+            for bw in range(3):
+                for i in range(2):
+                    for j in range(2):
+                        h0, w0 = (2 * bh + i) * p, (2 * bw + j) * p
+                        tubelet = x[2 * t:2 * t + 2, :, h0:h0 + p, w0:w0 + p]  # (2, C, p, p)
+                        rows.append(tubelet.permute(1, 0, 2, 3).reshape(-1))
+    torch.testing.assert_close(out["pixel_values_videos"].double(), torch.stack(rows), atol=1e-5, rtol=0)
