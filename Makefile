@@ -1,5 +1,5 @@
 # Two entry points; each sets itself up (virtual environment + install) on a fresh machine.
-#   make demo   generate a synthetic posed scan and print/plot its summary
+#   make demo   synthetic scans -> frame selection -> oracle evaluation -> report (a few minutes on 2 CPUs)
 #   make test   run the whole test suite
 PY := .venv/bin/python
 DEMO_OUT ?= runs/demo
@@ -7,11 +7,10 @@ DEMO_OUT ?= runs/demo
 .PHONY: demo test setup bench
 
 setup:
-	@scripts/setup.sh dev,viz
+	@scripts/setup.sh dev,viz,hf,eval-text
 
 demo: setup
-	$(PY) -m posevlm synth --out $(DEMO_OUT) --scenes 2 --frames 300 --size 320x240 --seed 0
-	$(PY) -m posevlm info $(DEMO_OUT)/synth_0000 --plot $(DEMO_OUT)/synth_0000_topdown.png
+	$(PY) -m posevlm demo --out $(DEMO_OUT)
 
 test: setup
 	$(PY) -m pytest -n 2 tests
@@ -19,3 +18,7 @@ test: setup
 bench: setup
 	$(PY) benchmarks/geometry/pose_index_bench.py
 	$(PY) benchmarks/scenes/render_bench.py
+	$(PY) benchmarks/sampling/pose_fps_bench.py
+	$(PY) benchmarks/sampling/voxel_coverage_bench.py
+	$(PY) benchmarks/eval/scoring_bench.py
+	$(PY) benchmarks/eval/resume_scan_bench.py
