@@ -18,7 +18,8 @@ def eval_cmd(
     dataset: List[str] = typer.Option([], "--dataset", help="Keep only these datasets (repeatable)."),
     question_type: List[str] = typer.Option([], "--question-type", help="Keep only these question types."),
     limit: Optional[int] = typer.Option(None, "--limit", help="First N records (by id) after filters."),
-    backend: str = typer.Option("hf", "--backend", help="hf | oracle."),
+    backend: str = typer.Option("hf", "--backend", help="hf | oracle | dummy (constant --answer, for smoke tests)."),
+    answer: str = typer.Option("A", "--answer", help="dummy: the answer given to every question."),
     model: Optional[str] = typer.Option(None, "--model", help="hf: hub id or local directory."),
     scenes_root: Optional[Path] = typer.Option(None, "--scenes", help="oracle: root of the synthetic scenes."),
     dtype: str = typer.Option("auto", "--dtype", help="hf: auto | float32 | bfloat16 | float16."),
@@ -49,8 +50,10 @@ def eval_cmd(
         if not model:
             raise typer.BadParameter("--backend hf needs --model (hub id or local directory)")
         model_cfg.update(name=model, model=model, dtype=dtype, attn_implementation=attn, batch_size=batch_size)
-    else:
+    elif backend == "oracle":
         model_cfg.update(name="oracle", scenes_root=str(scenes_root or frames_root))
+    else:
+        model_cfg.update(name="dummy", answer=answer)
     frames_cfg = {"source": frames, "root": str(frames_root), "num_frames": num_frames, "rule": rule,
                   "strategy": frames_root.name if frames == "folder_manifest" else f"uniform_{rule}"}
     config = EvalConfig(benchmark={"name": benchmark, "source": source, "config": bench_config, "filters": filters,

@@ -26,7 +26,7 @@ __all__ = ["EvalConfig", "resolve_records", "frame_request", "run_eval", "EvalSu
 
 FRAME_SOURCES = ("mp4_uniform", "mp4_fps", "folder_manifest")
 BENCHMARKS = ("vsibench", "synthetic_vsi")
-BACKENDS = ("oracle", "hf")
+BACKENDS = ("oracle", "hf", "dummy")
 
 
 @dataclass(frozen=True)
@@ -154,8 +154,19 @@ class _HFAdapter:
                 for r in results]
 
 
+class _DummyAdapter:
+    """Answers every question with ``model["answer"]`` (default "A"): drives the whole pipeline without a
+    model, for smoke tests and for measuring the runner's own overhead."""
+
+    def __init__(self, model: Mapping[str, Any]):
+        self.answer = str(model.get("answer", "A"))
+
+    def generate(self, batch: Sequence[tuple[dict, str, Any]], generation=None) -> list[dict[str, Any]]:
+        return [{"text": self.answer, "video_grid_thw": None, "n_visual_tokens": None} for _ in batch]
+
+
 def make_backend(model: Mapping[str, Any]):
-    return _OracleAdapter(model) if model["backend"] == "oracle" else _HFAdapter(model)
+    return {"oracle": _OracleAdapter, "hf": _HFAdapter, "dummy": _DummyAdapter}[model["backend"]](model)
 
 
 # -- the run ---------------------------------------------------------------------------------------

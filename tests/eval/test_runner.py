@@ -1,0 +1,151 @@
+"""The eval runner as users run it: resume, kills, typed errors, shards, torchrun, the demo path."""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from posevlm.errors import ConfigError
+from posevlm.eval.benchmarks import generate_benchmark, write_benchmark_jsonl
+from posevlm.eval.report import write_report
+from posevlm.eval.run_store import RunStore, load_run
+from posevlm.eval.runner import EvalConfig, run_eval
+from posevlm.sampling import SamplingConfig
+from posevlm.sampling.runner import run_sampling
+from posevlm.scenes.synthetic import SynthConfig, generate_dataset
+
+N = 8
+SAMPLER = SamplingConfig("uniform", N, {"flavour": "floor_pool"})
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("evalworld")
+    scenes = generate_dataset(root / "data" / "synthetic", 3, SynthConfig(seed=2, num_frames=45, image_hw=(48, 64), fps=3.0))
+    assert run_sampling(root / "data", [SAMPLER], root / "sampled").ok
+    bench = root / "bench.jsonl"
+    write_benchmark_jsonl(generate_benchmark(scenes, seed=0, dataset="synthetic", max_per_type=2), bench)
+    return root
+
+
+def config(world: Path, backend: str = "oracle", frames_root: Path | None = None, **model) -> EvalConfig:
+    m = {"backend": backend, "name": backend, **model}
+    if backend == "oracle":
+        m["scenes_root"] = str(world / "data")
+    return EvalConfig(benchmark={"name": "synthetic_vsi", "source": str(world / "bench.jsonl")}, model=m,
+                      frames={"source": "folder_manifest", "root": str(frames_root or world / "sampled" / SAMPLER.slug),
+                              "num_frames": N, "strategy": "uniform"})
+
+
+def final(run_dir: Path) -> dict:
+    return {i: (r["status"], r["raw_output"], json.dumps(r["scores"], sort_keys=True))
+            for i, r in RunStore(run_dir).scan().items()}
+
+
+def test_oracle_run_completes_resumes_idempotently_and_reports(world, tmp_path):
+    cfg = config(world)
+    first = run_eval(cfg, tmp_path / "run")
+    assert first.complete and first.n_errors == 0 and first.n_ok == first.n_expected > 10
+    lines = sum(1 for f in (tmp_path / "run" / "records").iterdir() for _ in f.open())
+    again = run_eval(cfg, tmp_path / "run")
+    assert again.n_ok == 0 and again.n_skipped == first.n_expected
+    assert sum(1 for f in (tmp_path / "run" / "records").iterdir() for _ in f.open()) == lines
+    rec = next(iter(RunStore(tmp_path / "run").scan().values()))
+    assert len(rec["frames"]["frame_ids"]) == N and set(rec["scores"]) == {"official", "lenient", "legacy"}
+    files = write_report([tmp_path / "run"], tmp_path / "report")
+    metrics = json.loads(Path(files["metrics"]).read_text())
+    assert metrics["runs"][0]["run_id"] == first.run_id
+
+
+def test_other_config_in_the_same_directory_is_refused(world, tmp_path):
+    run_eval(config(world, "dummy", answer="B"), tmp_path / "run")
+    with pytest.raises(ConfigError, match="different configuration"):
+        run_eval(config(world, "dummy", answer="C"), tmp_path / "run")
+
+
+def test_typed_errors_and_the_run_goes_on(world, tmp_path):
+    # copy the sampled folders, then break one scene three ways: missing folder, wrong count, corrupt frame
+    import shutil
+
+    src = world / "sampled" / SAMPLER.slug
+    dst = tmp_path / "sampled"
+    shutil.copytree(src, dst)
+    shutil.rmtree(dst / "synthetic" / "synth_0000")
+    frames = sorted((dst / "synthetic" / "synth_0001").glob("*.png"))
+    frames[3].write_bytes(b"\x89PNG\r\n\x1a\nbroken")
+    summary = run_eval(config(world, "oracle", frames_root=dst), tmp_path / "run")
+    records = RunStore(tmp_path / "run").scan()
+    kinds = {(r["scene_name"], r["error"]["kind"]) for r in records.values() if r["status"] == "error"}
+    assert ("synth_0000", "missing_input") in kinds
+    assert any(scene == "synth_0001" for scene, _ in kinds)
+    assert any(r["status"] == "ok" and r["scene_name"] == "synth_0002" for r in records.values())
+    assert summary.complete and summary.n_errors > 0 and summary.n_ok > 0
+    os.remove(frames[0])  # now a count mismatch, caught in preflight before any model loads
+    run = tmp_path / "run2"
+    run_eval(config(world, "oracle", frames_root=dst), run, stage="preflight")
+    errs = {r["error"]["kind"] for r in RunStore(run).scan().values() if r["status"] == "error"}
+    assert errs & {"frame_count_mismatch", "decode", "missing_input"}
+
+
+def test_unparseable_outputs_are_scored_not_fatal(world, tmp_path):
+    run_eval(config(world, "dummy", answer="I cannot tell"), tmp_path / "run")
+    recs = list(RunStore(tmp_path / "run").scan().values())
+    assert all(r["status"] == "ok" for r in recs)
+    assert {r["scores"]["official"]["score"] for r in recs} == {0.0}
+    assert {r["scores"]["official"]["status"] for r in recs} - {"ok"}
+
+
+def test_shards_merge_to_the_unsharded_result(world, tmp_path):
+    cfg = config(world)
+    run_eval(cfg, tmp_path / "one")
+    for i in range(2):
+        run_eval(cfg, tmp_path / "two", shard=f"{i}/2")
+    assert final(tmp_path / "two") == final(tmp_path / "one")
+    assert load_run(tmp_path / "two").n_done == load_run(tmp_path / "one").n_done
+
+
+def _cli(world: Path, out: Path, launcher=()):
+    args = [*launcher, "-m", "posevlm", "eval", "--benchmark", "synthetic_vsi", "--source", str(world / "bench.jsonl"),
+            "--backend", "oracle", "--scenes", str(world / "data"), "--frames", "folder_manifest",
+            "--frames-root", str(world / "sampled" / SAMPLER.slug), "--num-frames", str(N), "--out", str(out)]
+    return subprocess.Popen([sys.executable, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_killed_at_random_points_then_resumed_equals_uninterrupted(world, tmp_path):
+    clean = _cli(world, tmp_path / "clean")
+    assert clean.wait(300) == 0, clean.stderr.read()
+    out = tmp_path / "killed"
+    rng = random.Random(0)
+    n_expected = len(final(tmp_path / "clean"))
+    mid_run_kills = 0
+    for _ in range(4):
+        before = len(RunStore(out).scan()) if (out / "records").exists() else 0
+        proc = _cli(world, out)
+        while proc.poll() is None and (not (out / "records").exists() or len(RunStore(out).scan()) <= before):
+            time.sleep(0.005)
+        time.sleep(rng.uniform(0, 0.05))  # somewhere after the first new record: mid-run, maybe mid-write
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        mid_run_kills += 0 < len(RunStore(out).scan()) < n_expected
+    assert mid_run_kills >= 2
+    done = _cli(world, out)
+    assert done.wait(300) == 0, done.stderr.read()
+    assert final(out) == final(tmp_path / "clean")
+    ids = [json.loads(ln)["id"] for f in (out / "records").iterdir() for ln in f.read_text().splitlines() if ln.strip()]
+    assert len(ids) == len(set(ids))  # nothing recomputed twice (a torn line is repaired, not duplicated)
+
+
+def test_torchrun_two_processes_equal_one(world, tmp_path):
+    one = _cli(world, tmp_path / "one")
+    assert one.wait(300) == 0, one.stderr.read()
+    two = _cli(world, tmp_path / "two", launcher=("-m", "torch.distributed.run", "--nproc_per_node", "2",
+                                                  "--master_port", str(29500 + os.getpid() % 1000)))
+    assert two.wait(300) == 0, two.stderr.read()
+    assert len(list((tmp_path / "two" / "records").iterdir())) == 2
+    assert final(tmp_path / "two") == final(tmp_path / "one")
