@@ -271,7 +271,7 @@ def plot_score_vs_frames(entries: Sequence[Mapping[str, Any]], path: str | Path)
                 part = [p for p in pts if p[2]]  # PARTIAL runs: hollow markers
                 ax.plot([p[0] for p in part], [p[1] for p in part], "o", color="white", markersize=4)
         ax.set_title(COLUMN_HEADERS[column])
-        ax.set_xlabel("frames (config.frames.num_frames)")
+        ax.set_xlabel("frames")
         ax.set_ylabel("score x100")
         ax.grid(alpha=0.3)
         ticks = sorted({n for points in lines.values() for n, _ in points})
@@ -279,8 +279,11 @@ def plot_score_vs_frames(entries: Sequence[Mapping[str, Any]], path: str | Path)
             ax.set_xscale("log", base=2)
             ax.set_xticks(ticks, [str(t) for t in ticks])
             ax.minorticks_off()
-    if axes[0].get_legend_handles_labels()[0]:
-        axes[0].legend(fontsize=8)
+    handles, labels = axes[0].get_legend_handles_labels()
+    if handles:  # one legend below all panels: long sampler names must not squeeze the grid
+        short = [lab if len(lab) <= 90 else lab[:87] + "..." for lab in labels]
+        fig.legend(handles, short, loc="outside lower center", ncol=1 if max(map(len, short)) > 45 else 3,
+                   fontsize=8)
     partial = any(e["partial"] for e in entries)
     fig.suptitle(f"VSI-Bench score vs frames (mode {entries[0]['mode']})"
                  + (" - PARTIAL (hollow markers: runs with missing samples)" if partial else ""))
