@@ -73,8 +73,8 @@ def test_rotation_term_is_the_same_for_w2c_and_c2w_input(make_w2c):
     c2w = w2c_to_c2w(w2c)
     _, r_w2c = _PoseSpace(w2c, "center", True).pair(slice(0, 40), slice(0, 40))
     _, r_c2w = _PoseSpace(c2w, "center", True).pair(slice(0, 40), slice(0, 40))
-    torch.testing.assert_close(r_w2c, r_c2w, atol=1e-12, rtol=0)
-    torch.testing.assert_close(r_w2c, pairwise_pose_distances(w2c)[1], atol=1e-12, rtol=0)
+    torch.testing.assert_close(r_w2c, r_c2w, atol=1e-7, rtol=0)  # arccos: ~1e-8 rad noise at angle 0
+    torch.testing.assert_close(r_w2c, pairwise_pose_distances(w2c)[1], atol=1e-7, rtol=0)
 
 
 @settings(max_examples=8)
@@ -171,3 +171,15 @@ def test_bad_inputs_raise_typed_errors():
         select_pose_fps(w2c, 3, distance="centre")
     with pytest.raises(ConfigError, match="weighting must be one of"):
         select_pose_fps(w2c, 3, weighting="data_driven")
+
+
+def test_fast_nearest_rotation_matches_the_svd_projection():
+    from posevlm.geometry import project_to_so3
+    from posevlm.sampling.pose_fps import _nearest_rotations
+
+    g = np.random.default_rng(0)
+    near = random_rotations(1, 200) + torch.from_numpy(g.normal(scale=1e-3, size=(200, 3, 3)))
+    arbitrary = torch.from_numpy(g.normal(size=(40, 3, 3)))  # about half with det < 0 (SVD fallback)
+    arbitrary[0] = 0.0  # singular
+    for m in (random_rotations(2, 50), near, arbitrary):
+        torch.testing.assert_close(_nearest_rotations(m), project_to_so3(m), atol=1e-13, rtol=0)

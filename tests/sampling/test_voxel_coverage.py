@@ -85,6 +85,13 @@ def test_depth_path_equals_points_of_the_same_back_projection(synthetic_pool):
     assert got.to_python_sets() == voxel_sets_from_points(world[:, ::2, ::2], p["confidence"][:, ::2, ::2]).to_python_sets()
 
 
+def test_depth_intrinsics_for_another_image_size_are_rescaled(synthetic_pool):
+    p = synthetic_pool
+    K_colour = p["K"] * np.array([[2.0], [2.0], [1.0]])  # the same camera at 96 x 128
+    got = voxel_sets_from_depth(p["depth"], K_colour, p["w2c"], image_hw=(96, 128))
+    assert_same_voxel_sets(got, voxel_sets_from_depth(p["depth"], p["K"], p["w2c"]))
+
+
 def test_invalid_depth_is_masked_and_empty_frames_give_empty_sets(synthetic_pool):
     p = synthetic_pool
     depth = p["depth"].copy()

@@ -151,14 +151,16 @@ def select_farness2d(
     n = int(w2c.shape[0])
     k = _count(k, "k", 1)
     mode = _choice(mode, "mode", ("grid", "hybrid", "fps_2d"))  # type: ignore[assignment]
-    normalization = _choice(normalization, "normalization", ("std_norm", "max_norm"))  # type: ignore[assignment]
+    normalization = _choice(normalization, "normalization",  # type: ignore[assignment]
+                            ("std_norm", "max_norm"))
     start = _choice(start, "start", ("farthest", "medoid", "first"))  # type: ignore[assignment]
     problems = []
     if k > n:
         problems.append(f"k={k} exceeds the pool size P={n}")
     if not (isinstance(diagonal_priority, numbers.Real) and math.isfinite(diagonal_priority)):
         problems.append(f"diagonal_priority must be a finite number; got {diagonal_priority!r}")
-    if not (isinstance(grid_density, numbers.Real) and math.isfinite(grid_density) and int(grid_density * k) >= 1):
+    if not (isinstance(grid_density, numbers.Real) and math.isfinite(grid_density)
+            and int(grid_density * k) >= 1):
         problems.append(f"grid_density must be finite with int(grid_density * k) >= 1; got {grid_density!r}")
     if problems:
         raise ConfigError("invalid farness2d call: " + "; ".join(problems), field="farness2d")
@@ -257,7 +259,8 @@ def _reference_farness2d(poses: np.ndarray, k: int, *, mode: str = "hybrid", nor
     return fps(grid(min(int(3 * k), len(valid))))
 
 
-def _normalize_like_reference(f_t: list[float], f_r: list[float], normalization: str) -> tuple[np.ndarray, np.ndarray]:
+def _normalize_like_reference(f_t: list[float], f_r: list[float],
+                              normalization: str) -> tuple[np.ndarray, np.ndarray]:
     axes = []
     for f in (np.array(f_t), np.array(f_r)):
         scale = np.std(f) if normalization == "std_norm" else np.max(f)

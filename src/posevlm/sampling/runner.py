@@ -43,7 +43,7 @@ from posevlm.sampling.manifest import (
 )
 from posevlm.sampling.pairing import PairedFrames, anchors_needed, pair_frames
 from posevlm.sampling.pool import PoolConfig, candidate_pool
-from posevlm.sampling.stats import coverage_stats, min_distance_stats
+from posevlm.sampling.stats import min_distance_stats
 
 __all__ = ["SceneRef", "discover_scenes", "resolve_shard", "scene_seed", "run_sampling", "RunSummary"]
 
@@ -161,6 +161,7 @@ class _PoolGeometry:
                 depth = self.scene.depth.read_many(self.frame_ids)
                 self._voxels[key] = voxel_sets_from_depth(depth, self.cameras.K_pixels.numpy(),
                                                           self.cameras.w2c_opencv.numpy(),
+                                                          image_hw=self.cameras.image_hw.numpy(),
                                                           stride=int(params.get("depth_stride", 4)), **kw)
         return self._voxels[key]
 
@@ -334,9 +335,6 @@ def sample_scene(ref: SceneRef, configs: Sequence[SamplingConfig], out_root: str
             if geo.cameras is not None and geo.frame_ids.size > 1:
                 in_pool = paired.pool_indices[paired.pool_indices >= 0]
                 stats.update(min_distance_stats(geo.cameras.w2c_opencv, in_pool))
-            if cfg.strategy == "voxel_coverage":
-                vox = geo.voxels(cfg.params)
-                stats.update(coverage_stats(vox.frame_offsets, vox.voxel_ids, paired.pool_indices[paired.pool_indices >= 0]))
             t3 = time.perf_counter()
             need = [int(i) for i in np.unique(paired.frame_ids) if int(i) not in frame_cache]
             if need:

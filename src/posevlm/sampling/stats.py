@@ -1,5 +1,6 @@
 """Selection quality statistics computed the same way for every strategy (so strategies compare):
-voxel coverage of the chosen frames and each pool frame's pose distance to its nearest chosen frame."""
+each pool frame's pose distance to its nearest chosen frame. (Voxel coverage is reported by the
+voxel_coverage selector itself.)"""
 
 from __future__ import annotations
 
@@ -10,22 +11,7 @@ import torch
 
 from posevlm.geometry import pairwise_pose_distances
 
-__all__ = ["coverage_stats", "min_distance_stats"]
-
-
-def coverage_stats(frame_offsets: np.ndarray, voxel_ids: np.ndarray, chosen: np.ndarray) -> dict[str, Any]:
-    """Coverage of the union of all pool voxels by the chosen pool indices.
-
-    Args:
-        frame_offsets: (P + 1,) CSR offsets into ``voxel_ids`` per pool frame.
-        voxel_ids: (V_total,) voxel ids, frame by frame.
-        chosen: (K,) pool indices (repeats allowed).
-    """
-    total = np.unique(voxel_ids).size
-    parts = [voxel_ids[frame_offsets[i] : frame_offsets[i + 1]] for i in np.unique(chosen)]
-    covered = np.unique(np.concatenate(parts)).size if parts else 0
-    return {"coverage_ratio": covered / total if total else 0.0, "covered_voxels": int(covered),
-            "total_voxels": int(total)}
+__all__ = ["min_distance_stats"]
 
 
 def min_distance_stats(w2c_opencv: torch.Tensor, chosen: np.ndarray) -> dict[str, Any]:

@@ -70,7 +70,8 @@ def select_uniform(num_candidates: int, k: int, *, rounding: Rounding = "round")
     n = _count(num_candidates, "num_candidates", 1)
     k = _count(k, "k", 1)
     if rounding not in ("round", "floor"):
-        raise ConfigError(f"rounding must be 'round' or 'floor'; got {rounding!r}", field="rounding", value=rounding)
+        raise ConfigError(f"rounding must be 'round' or 'floor'; got {rounding!r}", field="rounding",
+                          value=rounding)
     if k >= n:
         idx = np.arange(n, dtype=np.int64)
     else:

@@ -34,20 +34,24 @@ import numpy as np
 import torch
 
 from posevlm.errors import ConfigError, ConventionError, ShapeError
-from posevlm.geometry import w2c_to_c2w
+from posevlm.geometry import intrinsics_resize, w2c_to_c2w
 from posevlm.sampling.pose_fps import fps_fill, poses_arg
 from posevlm.sampling.selection import Selection, samplers
 from posevlm.sampling.uniform import _count, select_uniform
 
-__all__ = ["Fill", "PARITY", "VoxelSets", "voxel_sets_from_points", "voxel_sets_from_depth", "select_voxel_coverage"]
+__all__ = [
+    "Fill", "PARITY", "VoxelSets", "voxel_sets_from_points", "voxel_sets_from_depth", "select_voxel_coverage",
+]
 
 Fill = Literal["pose_fps", "uniform", "none"]
 
 #: The reference behaviour: builder defaults plus no fill (may return fewer than k frames).
-PARITY = MappingProxyType({"conf_percentile": 50.0, "conf_floor": 0.1, "voxels_on_short_axis": 20, "fill": "none"})
+PARITY = MappingProxyType(
+    {"conf_percentile": 50.0, "conf_floor": 0.1, "voxels_on_short_axis": 20, "fill": "none"}
+)
 
-_CHUNK_PIXELS = 1 << 21  # pixels per chunk in the voxelisation passes (temporaries stay ~25 MB)
-_BITMAP_LIMIT = 1 << 26  # P * G (frames x grid cells) up to which (frame, voxel) pairs are deduplicated in a bitmap
+_CHUNK_PIXELS = 1 << 21  # pixels per chunk when gathering valid points (temporaries ~25 MB at float32)
+_BITMAP_LIMIT = 1 << 26  # frames x grid cells up to which (frame, voxel) pairs are deduplicated in a bitmap
 _EXACT_PERCENTILE = 1 << 20  # arrays up to this size go straight to np.percentile
 _PERCENTILE_SAMPLE = 1 << 16  # strided sample size used to bracket the percentile of larger arrays
 
@@ -57,7 +61,8 @@ class VoxelSets:
     """Occupied voxels per pool frame, CSR layout.
 
     Attributes:
-        frame_offsets: (P + 1,) int64; frame f's voxels are ``voxel_ids[frame_offsets[f]:frame_offsets[f + 1]]``.
+        frame_offsets: (P + 1,) int64; frame f's voxels are
+            ``voxel_ids[frame_offsets[f]:frame_offsets[f + 1]]``.
         voxel_ids: (nnz,) int64 ids in [0, num_voxels), ascending within each frame.
         voxel_coords: (num_voxels, 3) int64 grid coordinates ``floor((x - box_min) / voxel_size)`` of each id
             (ids are in lexicographic order of their coordinates).
@@ -80,7 +85,8 @@ class VoxelSets:
         ids = np.asarray(self.voxel_ids, dtype=np.int64)
         coords = np.asarray(self.voxel_coords, dtype=np.int64).reshape(-1, 3)
         if off.ndim != 1 or off.size < 2 or off[0] != 0 or off[-1] != ids.size or np.any(np.diff(off) < 0):
-            raise ShapeError(f"frame_offsets must be (P + 1,) non-decreasing from 0 to nnz={ids.size}", name="frame_offsets")
+            raise ShapeError(f"frame_offsets must be (P + 1,) non-decreasing from 0 to nnz={ids.size}",
+                             name="frame_offsets")
         if coords.shape[0] != self.num_voxels or (ids.size and (ids.min() < 0 or ids.max() >= self.num_voxels)):
             raise ShapeError(f"voxel_ids must lie in [0, num_voxels={self.num_voxels}) and voxel_coords be "
                              f"({self.num_voxels}, 3); got coords {coords.shape}", name="voxel_ids")
@@ -134,6 +140,17 @@ def _check_params(conf_percentile: float, conf_floor: float, voxels_on_short_axi
         raise ConfigError("invalid voxelisation parameters: " + "; ".join(problems), field="voxelisation")
 
 
+def _confidence_mask(conf: np.ndarray, conf_percentile: float, conf_floor: float) -> np.ndarray:
+    """(P, N) confidences -> (P, N) valid = C >= percentile over all pixels and C > floor."""
+    conf = np.ascontiguousarray(conf).reshape(conf.shape[0], -1)
+    tau = _percentile(conf.reshape(-1), float(conf_percentile))
+    if np.isnan(tau):
+        raise ConventionError("confidence contains NaN; replace NaN by 0 (invalid) before voxelising")
+    valid = conf >= conf.dtype.type(tau)  # compared in the confidence dtype, as torch does
+    valid &= conf > conf.dtype.type(conf_floor)
+    return valid
+
+
 def _percentile(x: np.ndarray, q: float):
     """``np.percentile(x, q)`` of a 1-D float array, bit for bit, partitioning only a bracket.
 
@@ -144,7 +161,8 @@ def _percentile(x: np.ndarray, q: float):
     """
     n = x.size
     virtual = (n - 1) * np.true_divide(q, 100)
-    if n <= _EXACT_PERCENTILE or not 0 <= virtual < n - 1 or not (np.isfinite(x.min()) and np.isfinite(x.max())):
+    finite = bool(np.isfinite(x.min()) and np.isfinite(x.max()))
+    if n <= _EXACT_PERCENTILE or not 0 <= virtual < n - 1 or not finite:
         return np.percentile(x, q)  # small, an end point, or NaN / inf present: numpy's own rules
     lo = int(np.floor(virtual))
     gamma = float(virtual - lo)
@@ -152,8 +170,8 @@ def _percentile(x: np.ndarray, q: float):
     rank = int(lo / (n - 1) * (sample.size - 1))
     for margin in (4 * math.isqrt(sample.size), 32 * math.isqrt(sample.size)):
         low, high = sample[max(rank - margin, 0)], sample[min(rank + margin + 1, sample.size - 1)]
-        below = np.count_nonzero(x < low)
         inside = x >= low
+        below = n - np.count_nonzero(inside)  # no NaN here
         inside &= x <= high
         window = x[inside]
         if below <= lo and below + window.size > lo + 1:
@@ -165,7 +183,12 @@ def _percentile(x: np.ndarray, q: float):
 
 
 def _voxelise(points: np.ndarray, valid: np.ndarray, density: float) -> VoxelSets:
-    """points: (P, N, 3) float, valid: (P, N) bool -> VoxelSets. Chunked over frames, no per-point loops."""
+    """points: (P, N, 3) float, valid: (P, N) bool -> VoxelSets. Chunked over frames, no per-point loops.
+
+    The valid points are gathered once as (3, n) rows per chunk and kept for the second pass
+    (12 bytes per valid point at float32, ~160 MB for 128 VGGT frames); (frame, voxel) keys are
+    deduplicated in a bitmap, or by per-chunk ``np.unique`` when frames x cells is too large.
+    """
     n_frames, n_pix = valid.shape
     dt = points.dtype.type
     counts = np.count_nonzero(valid, axis=1).astype(np.int64)
@@ -184,7 +207,8 @@ def _voxelise(points: np.ndarray, valid: np.ndarray, density: float) -> VoxelSet
     v = dt((hi - lo).min()) * dt(1.0 / density)
     if not v > 0:
         raise ConventionError(f"the valid points are flat (box extent {(hi - lo).tolist()}): the voxel size "
-                              "min(extent) / voxels_on_short_axis is 0. Check the point maps or the confidence mask.")
+                              "min(extent) / voxels_on_short_axis is 0. Check the point maps or the confidence "
+                              "mask.")
     dims = [int(d) + 1 for d in ((hi - lo) / v)]
     cells = dims[0] * dims[1] * dims[2]
     if n_frames * cells >= 1 << 62:
@@ -194,11 +218,15 @@ def _voxelise(points: np.ndarray, valid: np.ndarray, density: float) -> VoxelSet
     bitmap = np.zeros(n_frames * cells, dtype=bool) if n_frames * cells <= _BITMAP_LIMIT else None
     uniques = []
     for (s, e), p in zip(spans, chunks):  # pass 2: (frame, voxel) keys, deduplicated
+        p -= lo[:, None]
+        p /= v
+        q = p.astype(key_dtype)  # truncation == floor: every coordinate is >= 0
+        q[0] *= key_dtype(dims[1] * dims[2])
+        q[1] *= key_dtype(dims[2])
         key = np.repeat(np.arange(s, e, dtype=key_dtype) * key_dtype(cells), counts[s:e])
-        for a, mul in ((0, dims[1] * dims[2]), (1, dims[2]), (2, 1)):
-            q = p[a] - lo[a]
-            q /= v
-            key += q.astype(key_dtype) * key_dtype(mul)  # truncation == floor: every coordinate is >= 0
+        key += q[0]
+        key += q[1]
+        key += q[2]
         if bitmap is not None:
             bitmap[key] = True
         else:
@@ -220,8 +248,8 @@ def _voxelise(points: np.ndarray, valid: np.ndarray, density: float) -> VoxelSet
     return VoxelSets(offsets, ids, coords, int(linear.size), float(v), lo.astype(np.float64), counts)
 
 
-def voxel_sets_from_points(world_points, confidence=None, *, conf_percentile: float = 50.0, conf_floor: float = 0.1,
-                           voxels_on_short_axis: float = 20) -> VoxelSets:
+def voxel_sets_from_points(world_points, confidence=None, *, conf_percentile: float = 50.0,
+                           conf_floor: float = 0.1, voxels_on_short_axis: float = 20) -> VoxelSets:
     """Voxel sets from world point maps (VGGT ``world_points`` + ``world_points_conf``).
 
     Args:
@@ -238,34 +266,31 @@ def voxel_sets_from_points(world_points, confidence=None, *, conf_percentile: fl
     _check_params(conf_percentile, conf_floor, voxels_on_short_axis)
     pts = _numpy(world_points)
     if pts.ndim != 4 or pts.shape[-1] != 3 or pts.shape[0] < 1:
-        raise ShapeError(f"world_points must have shape (P, H, W, 3); got {pts.shape}", name="world_points", shape=pts.shape)
+        raise ShapeError(f"world_points must have shape (P, H, W, 3); got {pts.shape}", name="world_points",
+                         shape=pts.shape)
     n = pts.shape[0]
     if confidence is None:
         valid = np.ones((n, pts.shape[1] * pts.shape[2]), dtype=bool)
     else:
         conf = _numpy(confidence)
         if conf.shape != pts.shape[:3]:
-            raise ShapeError(f"confidence must have shape {pts.shape[:3]} (P, H, W) like world_points; got {conf.shape}",
-                             name="confidence", shape=conf.shape)
-        conf = np.ascontiguousarray(conf).reshape(n, -1)
-        tau = _percentile(conf.reshape(-1), float(conf_percentile))
-        if np.isnan(tau):
-            raise ConventionError("confidence contains NaN; replace NaN by 0 (invalid) before voxelising")
-        valid = conf >= conf.dtype.type(tau)
-        valid &= conf > conf.dtype.type(conf_floor)
+            raise ShapeError(f"confidence must have shape {pts.shape[:3]} (P, H, W) like world_points; "
+                             f"got {conf.shape}", name="confidence", shape=conf.shape)
+        valid = _confidence_mask(conf, conf_percentile, conf_floor)
     return _voxelise(np.ascontiguousarray(pts).reshape(n, -1, 3), valid, float(voxels_on_short_axis))
 
 
-def voxel_sets_from_depth(depth, K_pixels, w2c_opencv, *, confidence=None, stride: int = 1,
+def voxel_sets_from_depth(depth, K_pixels, w2c_opencv, *, image_hw=None, confidence=None, stride: int = 1,
                           conf_percentile: float = 50.0, conf_floor: float = 0.1,
                           voxels_on_short_axis: float = 20) -> VoxelSets:
     """Voxel sets from metric z-depth and cameras: back-project, then as :func:`voxel_sets_from_points`.
 
     Args:
         depth: (P, H, W) z-depth in metres; pixels with depth <= 0 or non-finite are invalid.
-        K_pixels: (3, 3) shared or (P, 3, 3) intrinsics for the (H, W) depth image; pixel centres
-            sit at (u + 0.5, v + 0.5).
+        K_pixels: (3, 3) shared or (P, 3, 3) intrinsics; pixel centres sit at (u + 0.5, v + 0.5).
         w2c_opencv: (P, 4, 4) world-to-camera, OpenCV axes.
+        image_hw: (H, W) or (P, 2) image size ``K_pixels`` refers to; None = the depth size. If it
+            differs (ScanNet: 1296x968 colour intrinsics, 640x480 depth), K is rescaled to the depth.
         confidence: optional (P, H, W); the percentile rule applies over the strided pixels.
         stride: keep every ``stride``-th row and column (1 = all pixels).
     """
@@ -278,8 +303,11 @@ def voxel_sets_from_depth(depth, K_pixels, w2c_opencv, *, confidence=None, strid
     K = _numpy(K_pixels).astype(np.float64)
     if K.shape == (3, 3):
         K = np.broadcast_to(K, (n, 3, 3))
+    if image_hw is not None and K.shape == (n, 3, 3):
+        K = intrinsics_resize(torch.from_numpy(np.ascontiguousarray(K)), image_hw, (h, w)).numpy()
     if K.shape != (n, 3, 3):
-        raise ShapeError(f"K_pixels must be (3, 3) or ({n}, 3, 3); got {K.shape}", name="K_pixels", shape=K.shape)
+        raise ShapeError(f"K_pixels must be (3, 3) or ({n}, 3, 3); got {K.shape}", name="K_pixels",
+                         shape=K.shape)
     w2c = poses_arg(w2c_opencv)
     if w2c.shape[0] != n:
         raise ShapeError(f"w2c_opencv has {w2c.shape[0]} poses but depth has {n} frames", name="w2c_opencv")
@@ -292,18 +320,15 @@ def voxel_sets_from_depth(depth, K_pixels, w2c_opencv, *, confidence=None, strid
     out_dtype = np.result_type(d.dtype, np.float32)
     pts = np.empty((n, hs * ws, 3), dtype=out_dtype)
     flat = d.reshape(n, -1)
-    for f in range(n):  # one frame at a time keeps the float64 temporaries small
-        pts[f] = (uv1 @ rays_to_world[f].T) * flat[f][:, None] + c2w[f, :3, 3]
+    with np.errstate(invalid="ignore"):  # inf depth -> NaN points; masked out below
+        for f in range(n):  # one frame at a time keeps the float64 temporaries small
+            pts[f] = (uv1 @ rays_to_world[f].T) * flat[f][:, None] + c2w[f, :3, 3]
     valid = np.isfinite(flat) & (flat > 0)
     if confidence is not None:
         conf = _numpy(confidence)
         if conf.shape != (n, h, w):
             raise ShapeError(f"confidence must have shape {(n, h, w)}; got {conf.shape}", name="confidence")
-        conf = np.ascontiguousarray(conf[:, ::stride, ::stride]).reshape(n, -1)
-        tau = _percentile(conf.reshape(-1), float(conf_percentile))
-        if np.isnan(tau):
-            raise ConventionError("confidence contains NaN; replace NaN by 0 (invalid) before voxelising")
-        valid &= (conf >= conf.dtype.type(tau)) & (conf > conf.dtype.type(conf_floor))
+        valid &= _confidence_mask(conf[:, ::stride, ::stride], conf_percentile, conf_floor)
     return _voxelise(pts, valid, float(voxels_on_short_axis))
 
 
@@ -361,14 +386,15 @@ def select_voxel_coverage(voxels: VoxelSets, k: int, *, fill: Fill = "pose_fps",
         ran, None if no fill was needed), ``n_filled`` and, on fallback, ``fill_note``.
     """
     if not isinstance(voxels, VoxelSets):
-        raise ConfigError(f"voxels must be a VoxelSets (build it with voxel_sets_from_points or voxel_sets_from_depth); "
-                          f"got {type(voxels).__name__}", field="voxels")
+        raise ConfigError("voxels must be a VoxelSets (build it with voxel_sets_from_points or "
+                          f"voxel_sets_from_depth); got {type(voxels).__name__}", field="voxels")
     n = len(voxels)
     k = _count(k, "k", 1)
     if k > n:
         raise ConfigError(f"k={k} exceeds the pool size P={n}; pass k <= P", field="k", value=k)
     if fill not in ("pose_fps", "uniform", "none"):
-        raise ConfigError(f"fill must be 'pose_fps', 'uniform' or 'none'; got {fill!r}", field="fill", value=fill)
+        raise ConfigError(f"fill must be 'pose_fps', 'uniform' or 'none'; got {fill!r}", field="fill",
+                          value=fill)
     w2c = None if w2c_opencv is None else poses_arg(w2c_opencv)
     if w2c is not None and w2c.shape[0] != n:
         raise ShapeError(f"w2c_opencv has {w2c.shape[0]} poses but voxels has {n} frames", name="w2c_opencv")
@@ -401,7 +427,7 @@ def _reference_voxel_sets(world_points: np.ndarray, confidence: np.ndarray, *, c
     valid = pts.reshape(-1, 3)[mask.reshape(-1)]
     lo, hi = valid.min(axis=0), valid.max(axis=0)
     dt = pts.dtype.type
-    v = dt(min(hi[0] - lo[0], hi[1] - lo[1], hi[2] - lo[2])) * dt(1.0 / voxels_on_short_axis)  # CUDA: x * (1/20)
+    v = dt(min(hi[0] - lo[0], hi[1] - lo[1], hi[2] - lo[2])) * dt(1.0 / voxels_on_short_axis)  # CUDA x / 20
     sets = []
     for t in range(pts.shape[0]):
         frame_pts = pts[t].reshape(-1, 3)[mask[t].reshape(-1)]
