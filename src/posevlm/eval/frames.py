@@ -21,6 +21,7 @@ whole scene); the caller attaches the id with ``err.for_sample(id)``.
 
 from __future__ import annotations
 
+import abc
 import hashlib
 import math
 import re
@@ -161,7 +162,7 @@ def _open_video(path: str):
         raise DecodeError(str(exc), input=p) from exc
 
 
-class _Mp4Source:
+class _Mp4Source(abc.ABC):
     """Shared ``check`` / ``load`` of the mp4 requests; subclasses define ``_ids(store)``."""
 
     path: str
@@ -179,8 +180,9 @@ class _Mp4Source:
         return FrameSpec(ids, frames, _timestamps(ids, store.fps), float(store.fps),
                          int(store.frame_ids.size), {**self.to_dict(), "decoder": "pyav"})
 
+    @abc.abstractmethod
     def _ids(self, store) -> np.ndarray:
-        raise NotImplementedError
+        """(N,) frame ids to decode from ``store``; each source defines its rule."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
