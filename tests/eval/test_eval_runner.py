@@ -149,3 +149,27 @@ def test_torchrun_two_processes_equal_one(world, tmp_path):
     assert two.wait(300) == 0, two.stderr.read()
     assert len(list((tmp_path / "two" / "records").iterdir())) == 2
     assert final(tmp_path / "two") == final(tmp_path / "one")
+
+
+@pytest.mark.parametrize("family", ["qwen2_5_vl", "qwen3_vl"])
+def test_posevlm_eval_cli_with_a_tiny_local_hf_model(world, tmp_path, family, monkeypatch):
+    """`posevlm eval --backend hf --model <local dir>` exactly as a user runs it, offline."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from tiny_models import save_tiny_qwen2_5_vl, save_tiny_qwen3_vl
+
+    save = save_tiny_qwen2_5_vl if family == "qwen2_5_vl" else save_tiny_qwen3_vl
+    model_dir = save(tmp_path / "model")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    out = tmp_path / "run"
+    args = [sys.executable, "-m", "posevlm", "eval", "--benchmark", "synthetic_vsi", "--source",
+            str(world / "bench.jsonl"), "--limit", "6", "--backend", "hf", "--model", str(model_dir), "--dtype",
+            "float32", "--frames", "folder_manifest", "--frames-root", str(world / "sampled" / SAMPLER.slug),
+            "--num-frames", str(N), "--out", str(out)]
+    proc = subprocess.run(args, capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    records = RunStore(out).scan()
+    assert len(records) == 6 and all(r["status"] == "ok" for r in records.values())
+    rec = next(iter(records.values()))
+    assert isinstance(rec["raw_output"], str) and rec["frames"]["n_visual_tokens"] > 0
+    assert rec["frames"]["video_grid_thw"] is not None
+    assert json.loads((out / "run_config.json").read_text())["config"]["model"]["model"] == str(model_dir)

@@ -148,3 +148,13 @@ def test_discovery_of_dataset_layout(data, tmp_path):
     nested.mkdir(parents=True)
     os.symlink(data / "synth_0000", nested / "synth_0000")
     assert [(r.dataset, r.name) for r in discover_scenes(tmp_path / "vsibench")] == [("synthetic", "synth_0000")]
+
+
+def test_parallel_workers_equal_one_process(data, tmp_path):
+    one = run_sampling(data, [FPS_PAIRS, UNIFORM], tmp_path / "one")
+    two = run_sampling(data, [FPS_PAIRS, UNIFORM], tmp_path / "two", workers=2)
+    assert one.ok and two.ok and two.written == one.written == 6
+    a, b = outputs(tmp_path / "one"), outputs(tmp_path / "two")
+    assert [p.relative_to(tmp_path / "one") for p in a] == [p.relative_to(tmp_path / "two") for p in b]
+    for pa, pb in zip(a, b):
+        assert stable(read_manifest(pa)) == stable(read_manifest(pb))
