@@ -4,7 +4,6 @@ prefixes, pycocoevalcap bridge with and without Java, and the missing-extra erro
 The live METEOR run loads a 60 MB paraphrase table (~11 s here) and runs wherever Java is installed
 (CI has it). The missing-Java and broken-Java paths always run."""
 
-import os
 import stat
 import sys
 

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from posevlm.sampling import PairingConfig, SamplingConfig, read_manifest
 from posevlm.sampling.runner import discover_scenes, resolve_shard, run_sampling, scene_seed

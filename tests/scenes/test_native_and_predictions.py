@@ -1,4 +1,3 @@
-import json
 
 import numpy as np
 import pytest
@@ -7,7 +6,7 @@ from strategies import random_K, random_w2c
 
 from posevlm.errors import InputFileError
 from posevlm.geometry import (Cameras, extrinsics_intrinsics_to_pose_encoding, intrinsics_crop, intrinsics_resize,
-                              intrinsics_rotate90, se3_from_Rt, transform_points)
+                              intrinsics_rotate90, transform_points)
 from posevlm.scenes import load_predictions, load_scene, save_predictions, write_native_scene
 from posevlm.scenes.loaders.video import read_pose_text
 

@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 from posevlm.errors import InputFileError, SchemaVersionError
-from posevlm.geometry import Cameras, intrinsics_crop, intrinsics_resize, intrinsics_rotate90
+from posevlm.geometry import Cameras, intrinsics_resize, intrinsics_rotate90
 from posevlm.geometry.pose_encoding import pose_encoding_to_extrinsics_intrinsics
 from posevlm.scenes.scene import PointMaps
 

@@ -42,7 +42,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
 from posevlm.errors import ConfigError, InputFileError
 from posevlm.geometry import Cameras, K_from_params, axis_angle_to_matrix, intrinsics_resize, se3_from_Rt

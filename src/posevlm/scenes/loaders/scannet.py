@@ -24,7 +24,6 @@ from typing import Literal
 
 import numpy as np
 import torch
-from PIL import Image
 
 from posevlm.errors import ConfigError, ConventionError, InputFileError
 from posevlm.geometry import Cameras, rotation_rigidity_error

@@ -30,7 +30,6 @@ from typing import Literal
 
 import numpy as np
 import torch
-from PIL import Image
 
 from posevlm.errors import ConfigError, ConventionError, InputFileError
 from posevlm.geometry import Cameras, K_from_params, intrinsics_resize, rotation_rigidity_error
