@@ -63,6 +63,20 @@ def test_oracle_run_completes_resumes_idempotently_and_reports(world, tmp_path):
     assert metrics["runs"][0]["run_id"] == first.run_id
 
 
+def test_score_stage_rescores_stored_outputs_idempotently(world, tmp_path):
+    cfg = config(world, "dummy", answer="B")
+    run_eval(cfg, tmp_path / "run")
+    store = RunStore(tmp_path / "run")
+    before = store.scan()
+    victim = next(i for i, r in before.items() if r["options"])
+    stale = {**before[victim], "scores": {m: {**v, "score": 0.5} for m, v in before[victim]["scores"].items()}}
+    store.append(stale, 0, 1)  # e.g. scored by an older parser
+    first = run_eval(cfg, tmp_path / "run", stage="score")
+    assert first.n_ok == 1 and store.scan()[victim]["scores"] == before[victim]["scores"]
+    again = run_eval(cfg, tmp_path / "run", stage="score")
+    assert again.n_ok == 0 and again.n_skipped == len(before)
+
+
 def test_other_config_in_the_same_directory_is_refused(world, tmp_path):
     run_eval(config(world, "dummy", answer="B"), tmp_path / "run")
     with pytest.raises(ConfigError, match="different configuration"):

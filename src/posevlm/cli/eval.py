@@ -31,7 +31,9 @@ def eval_cmd(
     prompt: str = typer.Option("official", "--prompt", help="official | spatial_mllm_sft | answer_tags."),
     batch_size: int = typer.Option(1, "--batch-size"),
     shard: Optional[str] = typer.Option(None, "--shard", help="i/n; default from torchrun/accelerate or SLURM arrays."),
-    stage: str = typer.Option("infer", "--stage", help="preflight (CPU checks only) | infer."),
+    stage: str = typer.Option("infer", "--stage",
+                              help="preflight (CPU checks only) | infer | score (re-score stored outputs)."),
+    scene: List[str] = typer.Option([], "--scene", help="Keep only these scenes (repeatable)."),
 ) -> None:
     """Run (or resume) one evaluation. Every sample ends as a record in OUT/records/*.jsonl, failures
     as typed errors; `posevlm report OUT` then writes the tables.
@@ -44,7 +46,7 @@ def eval_cmd(
     """
     from posevlm.eval.runner import EvalConfig, run_eval
 
-    filters = {"datasets": dataset or None, "question_types": question_type or None}
+    filters = {"datasets": dataset or None, "question_types": question_type or None, "scenes": scene or None}
     model_cfg = {"backend": backend}
     if backend == "hf":
         if not model:

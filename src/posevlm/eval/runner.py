@@ -198,7 +198,12 @@ def _base(record: dict) -> dict[str, Any]:
 
 def run_eval(config: EvalConfig, out: str | Path, *, shard: str | None = None, env: Mapping[str, str] | None = None,
              stage: str = "infer", on_record: Callable[[dict], None] | None = None) -> EvalSummary:
-    """Run (or resume) one evaluation into ``out``. ``stage="preflight"`` stops after the CPU checks."""
+    """Run (or resume) one evaluation into ``out``.
+
+    ``stage``: ``preflight`` stops after the CPU checks; ``infer`` (default) runs everything pending;
+    ``score`` re-scores the stored raw outputs with the current parsers and appends a record only
+    where a score changed (idempotent; the later record wins in every reader).
+    """
     import os
 
     from posevlm.eval.prompts import prompts
@@ -209,6 +214,10 @@ def run_eval(config: EvalConfig, out: str | Path, *, shard: str | None = None, e
     store = RunStore(out)
     run_id = store.create_or_verify(config.to_dict(), [r["id"] for r in records])
     rank, world, source = resolve_shard(shard, os.environ if env is None else env)
+    if stage == "score":
+        return _rescore(config, store, run_id, len(records), (rank, world, source), on_record, t0)
+    if stage not in ("preflight", "infer"):
+        raise ConfigError(f"stage must be preflight, infer or score; got {stage!r}", field="stage", value=stage)
     scenes = sorted({(r["dataset"], r["scene_name"]) for r in records})
     mine = set(scenes[rank::world])
     shard_records = [r for r in records if (r["dataset"], r["scene_name"]) in mine]
@@ -286,6 +295,31 @@ def run_eval(config: EvalConfig, out: str | Path, *, shard: str | None = None, e
                 emit({**_base(r), "status": "ok", "error": None, "raw_output": o["text"], "kind": scored["kind"],
                       "flags": scored["flags"], "scores": scored["modes"], "frames": info,
                       "timings_ms": {"generate": round(ms, 3)}})
+    return _finish(summary, store, t0)
+
+
+def _rescore(config: EvalConfig, store: RunStore, run_id: str, n_expected: int, shard: tuple[int, int, str],
+             on_record: Callable[[dict], None] | None, t0: float) -> EvalSummary:
+    """Re-score ok records of this shard's scenes from their raw outputs; append only what changed."""
+    rank, world, _ = shard
+    summary = EvalSummary(store.run_dir.as_posix(), run_id, shard, n_expected)
+    scenes = sorted({(r["dataset"], r["scene_name"]) for r in store.scan().values()})
+    mine = set(scenes[rank::world])
+    for rec in store.scan().values():
+        if (rec["dataset"], rec["scene_name"]) not in mine or rec["status"] != "ok":
+            continue
+        summary.n_shard += 1
+        scored = score_record(rec, rec["raw_output"], modes=tuple(config.parse_modes))
+        if scored["modes"] == rec["scores"]:
+            summary.n_skipped += 1
+            continue
+        new = {**rec, "scores": scored["modes"], "kind": scored["kind"], "flags": scored["flags"],
+               "attempt": int(rec.get("attempt", 0)) + 1,
+               "written": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+        store.append(new, rank, world)
+        summary.n_ok += 1
+        if on_record is not None:
+            on_record(new)
     return _finish(summary, store, t0)
 
 
