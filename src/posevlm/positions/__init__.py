@@ -1,0 +1,19 @@
+"""Position-id builders (mRoPE variants, pose index P) and multi-axis rotary tables.
+
+Never imports transformers."""
+
+from posevlm.positions.plan import (
+    PositionPlan,
+    build_position_plan,
+    merge_tubelet_scalars,
+    pose_rows_per_tubelet,
+)
+from posevlm.positions.rotary import MultiAxisRotary, chunked_slot_axis, interleaved_qwen3_slot_axis
+from posevlm.positions.spec import PositionSpec
+from posevlm.positions.token_map import IMAGE, PAD, TEXT, VIDEO, TokenMap, build_token_map
+
+__all__ = [
+    "TokenMap", "build_token_map", "TEXT", "IMAGE", "VIDEO", "PAD",
+    "PositionSpec", "PositionPlan", "build_position_plan", "merge_tubelet_scalars", "pose_rows_per_tubelet",
+    "MultiAxisRotary", "chunked_slot_axis", "interleaved_qwen3_slot_axis",
+]

@@ -1,0 +1,112 @@
+"""MultiAxisRotary: RoPE cos/sin for several position axes, driven by a frequency-slot -> axis map.
+
+Notation: A axes, B batch, L tokens, D head dim; D/2 frequency slots, slot k has ``inv_freq[k]``.
+Slot k rotates by ``position[slot_axis[k]] * inv_freq[k]``; both rotary halves (dims k and k + D/2, the
+rotate-half convention) carry the same angle, so every slot is a proper rotation whatever the map.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from posevlm.errors import ConfigError, ShapeError
+
+__all__ = ["MultiAxisRotary", "chunked_slot_axis", "interleaved_qwen3_slot_axis"]
+
+
+def chunked_slot_axis(sections: Sequence[int]) -> Tensor:
+    """Contiguous sections: slots [0, s0) -> axis 0, [s0, s0+s1) -> axis 1, ... (Qwen2.5 [16, 24, 24];
+    PTHW [8, 8, 24, 24] gives P the 8 highest-frequency slots taken from T's, H/W untouched)."""
+    sections = [int(s) for s in sections]
+    if any(s < 0 for s in sections):
+        raise ConfigError(f"sections must be >= 0; got {sections}", field="sections", value=sections)
+    return torch.repeat_interleave(torch.arange(len(sections)), torch.tensor(sections))
+
+
+def interleaved_qwen3_slot_axis(sections: Sequence[int] = (24, 20, 20)) -> Tensor:
+    """Qwen3-VL interleaving: slot k -> H if k % 3 == 1 and k < 3*sections[1], W if k % 3 == 2 and
+    k < 3*sections[2], else T (T keeps the tail). Axis order (T, H, W); P written on the T row inherits T's.
+    Slices exactly like transformers' ``apply_interleaved_mrope``, so per-axis counts equal the sections
+    only when 3*max(h, w) <= sum(sections) (true for [24, 20, 20])."""
+    t, h, w = (int(s) for s in sections)
+    n = t + h + w
+    slot_axis = torch.zeros(n, dtype=torch.long)
+    slot_axis[1: 3 * h: 3] = 1
+    slot_axis[2: 3 * w: 3] = 2
+    return slot_axis
+
+
+class MultiAxisRotary(nn.Module):
+    """cos/sin tables for multi-axis positions.
+
+    Args:
+        inv_freq: (D/2,) inverse frequencies.
+        slot_axis: (D/2,) int, axis (row index of the positions) of each frequency slot.
+        attention_scaling: multiplies cos and sin (transformers' rope scaling factor; 1.0 for default RoPE).
+    """
+
+    def __init__(self, inv_freq: Tensor, slot_axis: Tensor | Sequence[int], attention_scaling: float = 1.0):
+        super().__init__()
+        inv_freq = torch.as_tensor(inv_freq, dtype=torch.float32).reshape(-1)
+        slot_axis = torch.as_tensor(slot_axis, dtype=torch.long).reshape(-1)
+        if slot_axis.shape != inv_freq.shape:
+            raise ShapeError(f"slot_axis must have one entry per frequency slot ({inv_freq.numel()}); got "
+                             f"{slot_axis.numel()}", name="slot_axis", shape=tuple(slot_axis.shape))
+        if slot_axis.numel() and slot_axis.min() < 0:
+            raise ConfigError("slot_axis entries must be >= 0", field="slot_axis", value=slot_axis.tolist())
+        self.register_buffer("inv_freq", inv_freq, persistent=False)
+        self.register_buffer("slot_axis", slot_axis, persistent=False)
+        self.num_axes = int(slot_axis.max()) + 1 if slot_axis.numel() else 0
+        self.attention_scaling = float(attention_scaling)
+
+    @classmethod
+    def chunked(
+        cls, inv_freq: Tensor, sections: Sequence[int], attention_scaling: float = 1.0
+    ) -> "MultiAxisRotary":
+        cls._check_total(inv_freq, sections)
+        return cls(inv_freq, chunked_slot_axis(sections), attention_scaling)
+
+    @classmethod
+    def interleaved_qwen3(cls, inv_freq: Tensor, sections: Sequence[int] = (24, 20, 20),
+                          attention_scaling: float = 1.0) -> "MultiAxisRotary":
+        cls._check_total(inv_freq, sections)
+        return cls(inv_freq, interleaved_qwen3_slot_axis(sections), attention_scaling)
+
+    @staticmethod
+    def _check_total(inv_freq: Tensor, sections: Sequence[int]) -> None:
+        if sum(int(s) for s in sections) != torch.as_tensor(inv_freq).numel():
+            raise ConfigError(f"sections {list(sections)} sum to {sum(sections)} but there are "
+                              f"{torch.as_tensor(inv_freq).numel()} frequency slots (head_dim / 2)",
+                              field="sections", value=list(sections))
+
+    def axis_counts(self) -> list[int]:
+        """Number of slots per axis."""
+        return torch.bincount(self.slot_axis, minlength=self.num_axes).tolist()
+
+    def forward(self, positions: Tensor, dtype: torch.dtype = torch.float32) -> tuple[Tensor, Tensor]:
+        """positions: (A, B, L) with A == num_axes, or (B, L) (same position on every axis).
+        Returns cos, sin: (B, L, D) in ``dtype``, computed in float32 with autocast off."""
+        if positions.ndim == 2:
+            positions = positions[None]
+        elif positions.ndim != 3:
+            raise ShapeError(f"positions must be (A, B, L) or (B, L); got {tuple(positions.shape)}",
+                             name="positions", shape=tuple(positions.shape))
+        if positions.shape[0] not in (1, self.num_axes):
+            raise ShapeError(f"positions has {positions.shape[0]} rows but the slot map uses "
+                             f"{self.num_axes} axes",
+                             name="positions", shape=tuple(positions.shape))
+        device_type = positions.device.type if positions.device.type != "mps" else "cpu"
+        with torch.autocast(device_type=device_type, enabled=False):
+            pos = positions.to(torch.float32).permute(1, 2, 0)  # (B, L, A)
+            if pos.shape[-1] == 1:
+                per_slot = pos.expand(-1, -1, self.slot_axis.numel())
+            else:
+                per_slot = pos[..., self.slot_axis]
+            freqs = per_slot * self.inv_freq.to(pos.device)
+            emb = torch.cat([freqs, freqs], dim=-1)
+            cos = emb.cos() * self.attention_scaling
+            sin = emb.sin() * self.attention_scaling
+        return cos.to(dtype), sin.to(dtype)

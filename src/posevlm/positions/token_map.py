@@ -1,0 +1,171 @@
+"""Per-token layout of a tokenised multimodal batch: modality, media item, tubelet, patch row/col, camera.
+
+Notation: B batch, L tokens, N media items of one kind, T temporal patches (tubelets), h' w' merged patch
+grid (``grid // spatial_merge_size``).
+
+Vision tokens are assigned to media items in batch-row-major order (row 0 left to right, then row 1, ...),
+the order in which transformers consumes ``image_grid_thw`` / ``video_grid_thw``. Inside one item the
+tokens are tubelet-major, then row, then column (the processor's raster of merged 2x2 cells). Everything is
+computed with cumsum / searchsorted / gather: no per-token Python loop, one host sync (the token count check).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from posevlm.errors import ConfigError, ShapeError
+
+__all__ = ["TokenMap", "build_token_map", "TEXT", "IMAGE", "VIDEO", "PAD"]
+
+PAD, TEXT, IMAGE, VIDEO = -1, 0, 1, 2
+
+
+@dataclass(frozen=True)
+class TokenMap:
+    """Per-token layout. All tensors are (B, L) int64 unless stated; -1 marks "not applicable".
+
+    Attributes:
+        modality: PAD (-1, attention_mask 0), TEXT (0), IMAGE (1) or VIDEO (2).
+        media_index: row of ``image_grid_thw`` (images) or ``video_grid_thw`` (videos); -1 for text/pad.
+        tubelet: temporal patch index tau inside the item (0 for images); -1 for text/pad. The tubelet holds
+            source frames ``2*tau`` and ``2*tau + 1`` of the item (temporal_patch_size 2).
+        row, col: merged patch coordinates (y, x) inside the tubelet; -1 for text/pad.
+        camera_index: global tubelet camera ``video_tubelet_offset[media_index] + tubelet`` for video tokens,
+            -1 otherwise (one camera per tubelet, all videos of the batch concatenated).
+        valid: (B, L) bool, attention_mask != 0.
+        image_grid_thw: (N_img, 3) int64; video_grid_thw: (N_vid, 3) int64 (empty (0, 3) if absent).
+        spatial_merge_size: merge factor m (h' = h // m).
+        video_tubelet_offset: (N_vid,) int64, exclusive cumsum of the videos' T.
+    """
+
+    modality: Tensor
+    media_index: Tensor
+    tubelet: Tensor
+    row: Tensor
+    col: Tensor
+    camera_index: Tensor
+    valid: Tensor
+    image_grid_thw: Tensor
+    video_grid_thw: Tensor
+    spatial_merge_size: int
+    video_tubelet_offset: Tensor
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return tuple(self.modality.shape)  # type: ignore[return-value]
+
+
+def _grid(grid_thw: Tensor | None, name: str, device) -> Tensor:
+    if grid_thw is None:
+        return torch.zeros(0, 3, dtype=torch.long, device=device)
+    grid = torch.as_tensor(grid_thw, device=device).long()
+    if grid.ndim != 2 or grid.shape[-1] != 3:
+        raise ShapeError(f"{name} must have shape (N, 3) as (t, h, w); got {tuple(grid.shape)}", name=name,
+                         shape=tuple(grid.shape))
+    return grid
+
+
+def _locate(kind_mask: Tensor, grid: Tensor, merge: int, name: str):
+    """Media index, local token index k and merged grid (t, h', w') per token of one kind (flat over B*L)."""
+    flat = kind_mask.reshape(-1)
+    merged = torch.stack([grid[:, 0], grid[:, 1] // merge, grid[:, 2] // merge], dim=-1)
+    counts = merged.prod(-1)
+    expected = int(counts.sum())
+    found = int(flat.sum())
+    if expected != found:
+        raise ShapeError(
+            f"{name} describes {expected} tokens (sum of t*(h/{merge})*(w/{merge})) but the batch holds "
+            f"{found} such tokens under the attention mask. Pass the grids the processor returned with "
+            "these input_ids.",
+            name=name, shape=tuple(grid.shape))
+    rank = torch.cumsum(flat.long(), 0) - 1
+    ends = torch.cumsum(counts, 0)
+    media = torch.searchsorted(ends, rank.clamp(min=0), right=True).clamp(max=max(len(grid) - 1, 0))
+    if len(grid) == 0:
+        zeros = torch.zeros_like(rank)
+        return zeros, zeros, zeros, zeros
+    k = rank - (ends - counts)[media]
+    hw = (merged[:, 1] * merged[:, 2])[media]
+    w = merged[media, 2]
+    return media, k // hw, (k % hw) // w, k % w
+
+
+def build_token_map(
+    input_ids: Tensor,
+    *,
+    image_grid_thw: Tensor | None = None,
+    video_grid_thw: Tensor | None = None,
+    spatial_merge_size: int = 2,
+    attention_mask: Tensor | None = None,
+    mm_token_type_ids: Tensor | None = None,
+    image_token_id: int | None = None,
+    video_token_id: int | None = None,
+) -> TokenMap:
+    """Vectorised token map of a batch (left or right padding).
+
+    Args:
+        input_ids: (B, L) token ids.
+        image_grid_thw / video_grid_thw: (N, 3) patch grids (t, h, w) before the spatial merge, in batch
+            order.
+        spatial_merge_size: m; each item contributes t * (h/m) * (w/m) tokens.
+        attention_mask: (B, L), 0 for padding; all ones if None.
+        mm_token_type_ids: (B, L) with 0 text, 1 image, 2 video (the transformers 5.x processor output).
+            If None, ``image_token_id`` / ``video_token_id`` identify the vision tokens.
+    Returns:
+        TokenMap.
+    Raises:
+        ShapeError: wrong shapes, or grids that do not match the number of vision tokens.
+        ConfigError: neither mm_token_type_ids nor the token ids given.
+    """
+    if input_ids.ndim != 2:
+        raise ShapeError(f"input_ids must have shape (B, L); got {tuple(input_ids.shape)}", name="input_ids",
+                         shape=tuple(input_ids.shape))
+    device = input_ids.device
+    valid = (torch.ones_like(input_ids, dtype=torch.bool) if attention_mask is None
+             else attention_mask.to(device).bool())
+    if valid.shape != input_ids.shape:
+        raise ShapeError(f"attention_mask must match input_ids {tuple(input_ids.shape)}; "
+                         f"got {tuple(valid.shape)}",
+                         name="attention_mask", shape=tuple(valid.shape))
+    if mm_token_type_ids is not None:
+        types = mm_token_type_ids.to(device).long()
+        if types.shape != input_ids.shape:
+            raise ShapeError(f"mm_token_type_ids must match input_ids {tuple(input_ids.shape)}; got "
+                             f"{tuple(types.shape)}", name="mm_token_type_ids", shape=tuple(types.shape))
+    else:
+        if image_token_id is None and video_token_id is None:
+            raise ConfigError("pass mm_token_type_ids (processor output) or image_token_id/video_token_id "
+                              "(config.image_token_id, config.video_token_id)", field="mm_token_type_ids")
+        types = torch.zeros_like(input_ids)
+        if image_token_id is not None:
+            types = torch.where(input_ids == image_token_id, IMAGE, types)
+        if video_token_id is not None:
+            types = torch.where(input_ids == video_token_id, VIDEO, types)
+    modality = torch.where(valid, types, torch.full_like(types, PAD))
+    m = int(spatial_merge_size)
+    img_grid = _grid(image_grid_thw, "image_grid_thw", device)
+    vid_grid = _grid(video_grid_thw, "video_grid_thw", device)
+
+    media = torch.full_like(input_ids, -1).reshape(-1)
+    tubelet, row, col = media.clone(), media.clone(), media.clone()
+    for kind, grid, name in ((IMAGE, img_grid, "image_grid_thw"), (VIDEO, vid_grid, "video_grid_thw")):
+        mask = (modality == kind).reshape(-1)
+        mi, tau, y, x = _locate(mask, grid, m, name)
+        media = torch.where(mask, mi, media)
+        tubelet = torch.where(mask, tau, tubelet)
+        row = torch.where(mask, y, row)
+        col = torch.where(mask, x, col)
+    offset = torch.cumsum(vid_grid[:, 0], 0) - vid_grid[:, 0]
+    is_video = (modality == VIDEO).reshape(-1)
+    if len(vid_grid):
+        camera = torch.where(is_video, offset[torch.where(is_video, media, 0)] + tubelet, -1)
+    else:
+        camera = torch.full_like(media, -1)
+    shape = input_ids.shape
+    return TokenMap(modality=modality, media_index=media.view(shape), tubelet=tubelet.view(shape),
+                    row=row.view(shape), col=col.view(shape), camera_index=camera.view(shape), valid=valid,
+                    image_grid_thw=img_grid, video_grid_thw=vid_grid, spatial_merge_size=m,
+                    video_tubelet_offset=offset)
