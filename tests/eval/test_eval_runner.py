@@ -107,6 +107,31 @@ def test_typed_errors_and_the_run_goes_on(world, tmp_path):
     assert errs & {"frame_count_mismatch", "decode", "missing_input"}
 
 
+def test_resume_retries_error_records_until_max_attempts(world, tmp_path):
+    import shutil
+
+    from posevlm.eval.runner import MAX_ATTEMPTS
+
+    dst = tmp_path / "sampled"
+    shutil.copytree(world / "sampled" / SAMPLER.slug, dst)
+    hidden = tmp_path / "hidden"
+    shutil.move(dst / "synthetic" / "synth_0001", hidden)
+    cfg = config(world, "oracle", frames_root=dst)
+    first = run_eval(cfg, tmp_path / "run")
+    assert first.n_errors > 0
+    shutil.move(hidden, dst / "synthetic" / "synth_0001")  # the user restores the input
+    second = run_eval(cfg, tmp_path / "run")
+    assert second.n_errors == 0 and second.n_ok == first.n_errors
+    assert all(r["status"] == "ok" for r in RunStore(tmp_path / "run").scan().values())
+    # a permanent failure stops being retried after MAX_ATTEMPTS
+    shutil.rmtree(dst / "synthetic" / "synth_0002")
+    run3 = tmp_path / "run3"
+    results = [run_eval(cfg, run3) for _ in range(MAX_ATTEMPTS + 1)]
+    assert results[0].n_errors > 0 and results[-1].n_errors == 0 and results[-1].n_ok == 0
+    errs = [r for r in RunStore(run3).scan().values() if r["status"] == "error"]
+    assert errs and all(r["attempt"] == MAX_ATTEMPTS for r in errs)
+
+
 def test_unparseable_outputs_are_scored_not_fatal(world, tmp_path):
     run_eval(config(world, "dummy", answer="I cannot tell"), tmp_path / "run")
     recs = list(RunStore(tmp_path / "run").scan().values())

@@ -6,7 +6,7 @@ import torch
 
 from posevlm.errors import ConfigError
 from posevlm.geometry import transform_points, w2c_to_c2w
-from posevlm.sampling import SamplingConfig, read_manifest
+from posevlm.sampling import PoolConfig, SamplingConfig, read_manifest
 from posevlm.sampling.geometry_models import predict_geometry, vggt_preprocess
 from posevlm.sampling.runner import run_sampling
 from posevlm.scenes import load_scene, save_predictions
@@ -55,8 +55,10 @@ def test_sampling_from_a_predictions_file(tmp_path):
     cam_pts = torch.from_numpy((rays * depth[..., None]).reshape(len(ids), -1, 3))
     world = transform_points(w2c_to_c2w(cams.w2c_opencv), cam_pts).reshape(len(ids), 48, 64, 3).numpy()
     pred_dir = tmp_path / "pred"
+    w2c_pred = cams.w2c_opencv.clone()
+    w2c_pred[:, :3, 3] *= 0.5  # a prediction in another scale: the manifest must record it, not the GT
     save_predictions(pred_dir / "synthetic" / f"{scene.name}.npz", frame_ids=ids, image_hw=(48, 64),
-                     w2c_opencv=cams.w2c_opencv.numpy(), K_pixels=K, world_points=world.astype(np.float16),
+                     w2c_opencv=w2c_pred.numpy(), K_pixels=K, world_points=world.astype(np.float16) * 0.5,
                      world_points_conf=np.ones((len(ids), 48, 64), np.float16), meta={"model": "gt-as-predictions"})
     cfg = SamplingConfig("voxel_coverage", 8, geometry="predictions")
     summary = run_sampling(tmp_path / "data", [cfg], tmp_path / "out", predictions_dir=pred_dir)
@@ -65,5 +67,45 @@ def test_sampling_from_a_predictions_file(tmp_path):
     assert doc["pose_source"] == "predictions:gt-as-predictions"
     assert doc["pool"]["frame_ids"] == ids.tolist() and set(doc["selected_frames"]) <= set(ids.tolist())
     assert 0 < doc["stats"]["coverage_ratio"] <= 1
+    first = doc["selected"][0]
+    pos = ids.tolist().index(first["frame_id"])
+    assert np.allclose(first["w2c_opencv"], w2c_pred[pos].numpy())
     missing = run_sampling(tmp_path / "data", [cfg], tmp_path / "out2", predictions_dir=tmp_path / "nowhere")
     assert len(missing.failures) == 1 and "no geometry predictions" in missing.failures[0]["message"]
+
+
+def test_geometry_model_runs_once_on_the_pool_and_is_cached(tmp_path, monkeypatch):
+    """--geometry vggt: the adapter is called on the pool frames, its output saved and reused."""
+    import posevlm.sampling.geometry_models as gm
+
+    scenes = generate_dataset(tmp_path / "data" / "synthetic", 1, SynthConfig(seed=5, num_frames=30, image_hw=(48, 64)))
+    scene = load_scene(scenes[0])
+    calls = []
+
+    def fake_model(name, frames, **kw):  # stands in for VGGT, which cannot run here (no weights)
+        calls.append((name, frames.shape))
+        n = frames.shape[0]
+        cams = scene.cameras_for(scene.frame_ids[:: max(1, len(scene.frame_ids) // n)][:n])
+        return {"w2c_opencv": cams.w2c_opencv.numpy(), "K_pixels": cams.K_pixels.numpy(), "image_hw": (48, 64),
+                "meta": {"model": "fake-vggt"}, "source_image_hw": (48, 64)}
+
+    monkeypatch.setattr(gm, "predict_geometry", fake_model)
+    cfg = SamplingConfig("pose_fps", 8, geometry="vggt")
+    assert run_sampling(tmp_path / "data", [cfg], tmp_path / "out").ok
+    assert calls == [("vggt", (30, 48, 64, 3))]
+    cached = list((tmp_path / "out" / "_geometry" / "vggt").rglob("*.npz"))
+    assert len(cached) == 1
+    cfg16 = SamplingConfig("pose_fps", 16, geometry="vggt")
+    assert run_sampling(tmp_path / "data", [cfg16], tmp_path / "out").ok
+    assert len(calls) == 1  # reused, not recomputed
+    doc = read_manifest(tmp_path / "out" / cfg16.slug / "synthetic" / scene.name)
+    assert doc["pose_source"] == "predictions:fake-vggt"
+
+
+def test_a_short_selection_is_an_error_not_a_short_output(tmp_path):
+    scenes = generate_dataset(tmp_path / "data" / "synthetic", 1, SynthConfig(seed=6, num_frames=20, image_hw=(48, 64)))
+    cfg = SamplingConfig("voxel_coverage", 20, {"fill": "none", "depth_stride": 8},
+                         pool=PoolConfig("all"))
+    summary = run_sampling(tmp_path / "data", [cfg], tmp_path / "out")
+    assert len(summary.failures) == 1 and "exactly N frames" in summary.failures[0]["message"]
+    assert not (tmp_path / "out" / cfg.slug).exists() and len(scenes) == 1

@@ -83,3 +83,13 @@ def test_odd_frame_count_with_pairs_is_an_error():
         anchors_needed(15, NBR)
     with pytest.raises(ConfigError, match="invalid pairing"):
         PairingConfig("neighbour")
+
+
+def test_frame_space_companions_must_exist():
+    # frames 11 and 12 are missing from the scan (e.g. invalid poses dropped): companions fall back
+    pool = np.array([0, 10, 20, 30])
+    valid = np.array([0, 1, 2, 10, 13, 20, 21, 30, 31])
+    out = pair_frames(np.array([1, 2]), pool, PairingConfig("neighbor", step=1, space="frame"),
+                      num_source_frames=40, valid_frame_ids=valid)
+    assert out.frame_ids.tolist() == [10, 10, 20, 21]
+    assert out.n_fallbacks == 1 and set(out.frame_ids.tolist()) <= set(valid.tolist())

@@ -28,6 +28,10 @@ class DemoConfig:
         self.strategies, self.frame_counts, self.seed = tuple(strategies), tuple(frame_counts), seed
         self.questions_per_type = questions_per_type
 
+    @property
+    def tag(self) -> str:
+        return f"scenes{self.scenes}_q{self.questions_per_type}_seed{self.seed}"
+
 
 def run_demo(out: str | Path, config: DemoConfig = DemoConfig(), *,
              log: Callable[[str], None] = print) -> Path:
@@ -50,7 +54,8 @@ def run_demo(out: str | Path, config: DemoConfig = DemoConfig(), *,
     if summary.failures:
         raise RuntimeError(f"sampling failed for {len(summary.failures)} output(s); see {out / 'sampled' / '_runs'}")
 
-    bench = out / "benchmark.jsonl"
+    tag = config.tag
+    bench = out / f"benchmark_{tag}.jsonl"  # named by what made it, so a rerun with other settings never reuses it
     log(f"[3/5] synthetic VSI-style benchmark -> {bench}")
     if not bench.is_file():
         write_benchmark_jsonl(generate_benchmark(scene_dirs, seed=config.seed, dataset=DATASET,
@@ -66,13 +71,13 @@ def run_demo(out: str | Path, config: DemoConfig = DemoConfig(), *,
             frames={"source": "folder_manifest", "root": str(out / "sampled" / cfg.slug),
                     "num_frames": cfg.num_frames, "strategy": cfg.strategy, "sampler_slug": cfg.slug},
         )
-        run_dir = out / "runs" / cfg.slug
+        run_dir = out / "runs" / tag / cfg.slug
         result = run_eval(eval_cfg, run_dir)
         log(f"      {cfg.strategy:>15} {cfg.num_frames:>3} frames: {result.n_ok} answered, {result.n_errors} errors, "
             f"{result.n_skipped} kept from an earlier run")
         run_dirs.append(run_dir)
 
-    report_dir = out / "report"
+    report_dir = out / "report" if tag == DemoConfig().tag else out / f"report_{tag}"
     log(f"[5/5] report -> {report_dir}")
     write_report(run_dirs, report_dir)
     return report_dir

@@ -27,6 +27,8 @@ __all__ = ["EvalConfig", "resolve_records", "frame_request", "run_eval", "EvalSu
 FRAME_SOURCES = ("mp4_uniform", "mp4_fps", "folder_manifest")
 BENCHMARKS = ("vsibench", "synthetic_vsi")
 BACKENDS = ("oracle", "hf", "dummy")
+#: a sample whose record is an error is retried on resume until it has failed this many times
+MAX_ATTEMPTS = 2
 
 
 @dataclass(frozen=True)
@@ -221,8 +223,16 @@ def run_eval(config: EvalConfig, out: str | Path, *, shard: str | None = None, e
     scenes = sorted({(r["dataset"], r["scene_name"]) for r in records})
     mine = set(scenes[rank::world])
     shard_records = [r for r in records if (r["dataset"], r["scene_name"]) in mine]
-    done = store.done_ids()
-    pending = [r for r in shard_records if r["id"] not in done]
+    # resume: ok records are final; an error record is retried (the input may have been restored, an
+    # OOM or decode failure may be transient) until it has failed MAX_ATTEMPTS times
+    stored = store.scan()
+    attempts = {i: int(r.get("attempt", 1)) for i, r in stored.items()}
+
+    def final(i: int) -> bool:
+        r = stored.get(i)
+        return r is not None and (r["status"] == "ok" or attempts[i] >= MAX_ATTEMPTS)
+
+    pending = [r for r in shard_records if not final(r["id"])]
     summary = EvalSummary(str(out), run_id, (rank, world, source), len(records), len(shard_records),
                           len(shard_records) - len(pending))
     prompt = prompts.get(config.prompt)
@@ -230,6 +240,7 @@ def run_eval(config: EvalConfig, out: str | Path, *, shard: str | None = None, e
 
     def emit(rec: dict) -> None:
         rec["written"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+        rec["attempt"] = attempts.get(rec["id"], 0) + 1
         store.append(rec, rank, world)
         if rec["status"] == "ok":
             summary.n_ok += 1

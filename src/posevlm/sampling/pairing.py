@@ -107,6 +107,7 @@ def pair_frames(
     *,
     num_source_frames: int | None = None,
     seed: int = 0,
+    valid_frame_ids: np.ndarray | None = None,
 ) -> PairedFrames:
     """Expand sorted anchor pool indices into N paired frames.
 
@@ -115,6 +116,8 @@ def pair_frames(
         pool_frame_ids: (P,) ascending frame ids of the pool.
         num_source_frames: number of frames in the scan (frame ids 0..n-1), required for ``space="frame"``.
         seed: seeds ``direction="random"``.
+        valid_frame_ids: ``space="frame"`` only: the frame ids that exist (scans can have gaps, e.g. ScanNet
+            frames dropped for invalid poses); a companion on a missing id counts as leaving the scan.
     """
     anchors = np.asarray(anchor_pool_indices, dtype=np.int64)
     pool = np.asarray(pool_frame_ids, dtype=np.int64)
@@ -137,10 +140,14 @@ def pair_frames(
         prefer = np.where(rng.random(n) < 0.5, -1, 1)
     else:
         prefer = np.full(n, 1 if config.direction == "after" else -1)
+    exists = None
+    if config.space == "frame" and valid_frame_ids is not None:
+        valid = set(np.asarray(valid_frame_ids, dtype=np.int64).tolist())
+        exists = valid.__contains__
     if config.legacy:
-        frames_sp, roles, fallbacks = _legacy(points, prefer, config.step, total)
+        frames_sp, roles, fallbacks = _legacy(points, prefer, config.step, total, exists)
     else:
-        frames_sp, roles, fallbacks = _non_interleaving(points, prefer, config.step, total)
+        frames_sp, roles, fallbacks = _non_interleaving(points, prefer, config.step, total, exists)
     if config.space == "pool":
         frame_ids, pool_idx = pool[frames_sp], frames_sp
     else:
@@ -152,7 +159,7 @@ def pair_frames(
     return PairedFrames(frame_ids, pool_idx, roles, anchor_ids, fallbacks, directions)
 
 
-def _non_interleaving(points: np.ndarray, prefer: np.ndarray, step: int, total: int):
+def _non_interleaving(points: np.ndarray, prefer: np.ndarray, step: int, total: int, exists=None):
     """Pairs in disjoint, ordered intervals: companion strictly between the previous pair and the
     next anchor; preferred direction, then the other, then a duplicate."""
     out, roles, fallbacks = [], [], 0
@@ -163,7 +170,7 @@ def _non_interleaving(points: np.ndarray, prefer: np.ndarray, step: int, total: 
         upper = int(points[i + 1]) if i + 1 < n else total
         for d in (int(prefer[i]), -int(prefer[i])):
             c = a + d * step
-            if prev_max < c < upper and 0 <= c < total:
+            if prev_max < c < upper and 0 <= c < total and (exists is None or exists(c)):
                 pair, role = ((a, c), ("anchor", "companion")) if c > a else ((c, a), ("companion", "anchor"))
                 break
         else:
@@ -175,7 +182,7 @@ def _non_interleaving(points: np.ndarray, prefer: np.ndarray, step: int, total: 
     return np.asarray(out, dtype=np.int64), tuple(roles), fallbacks
 
 
-def _legacy(points: np.ndarray, prefer: np.ndarray, step: int, total: int):
+def _legacy(points: np.ndarray, prefer: np.ndarray, step: int, total: int, exists=None):
     """The reference ``add_neighbor_frames``: forced first/last directions, checks against adjacent
     anchors only, duplicates on failure, then a global sort (companions may cross or be shared)."""
     pairs, fallbacks = [], 0
@@ -185,7 +192,7 @@ def _legacy(points: np.ndarray, prefer: np.ndarray, step: int, total: int):
         d = 1 if i == 0 else (-1 if i == n - 1 else int(prefer[i]))
         c = a + d * step
         bad = c < 0 or c >= total or (d < 0 and i > 0 and c <= points[i - 1]) or (
-            d > 0 and i + 1 < n and c >= points[i + 1])
+            d > 0 and i + 1 < n and c >= points[i + 1]) or (exists is not None and not exists(c))
         if bad:
             pairs.append((a, a, "anchor", "duplicate"))
             fallbacks += 1

@@ -145,6 +145,15 @@ class _PoolGeometry:
     def __init__(self, scene, pool_ids: np.ndarray, cameras, points=None, source: str = "gt"):
         self.scene, self.frame_ids, self.cameras, self.points, self.source = scene, pool_ids, cameras, points, source
         self._voxels: dict[tuple, Any] = {}
+        self._normalizers: tuple[float, float] | None = None
+
+    def normalizers(self) -> tuple[float, float]:
+        """(max centre distance, max angle) over all pool pairs, computed once per pool."""
+        if self._normalizers is None:
+            from posevlm.sampling.stats import pool_normalizers
+
+            self._normalizers = pool_normalizers(self.cameras.w2c_opencv)
+        return self._normalizers
 
     def voxels(self, params: Mapping[str, Any]):
         from posevlm.sampling.voxel_coverage import voxel_sets_from_depth, voxel_sets_from_points
@@ -173,9 +182,12 @@ def _pool_geometry(scene, config: SamplingConfig, pool: PoolConfig, predictions:
         ids = candidate_pool(scene.frame_ids, pool)
         cams = scene.cameras_for(ids) if scene.cameras is not None else None
         return _PoolGeometry(scene, ids, cams, None, "gt" if cams is not None else "none")
+    if config.geometry in ("vggt", "da3"):
+        predictions = _model_predictions(scene, config, pool, predictions)
     if predictions is None or not predictions.is_file():
-        raise InputFileError(f"no geometry predictions for scene {scene.name!r} (looked for {predictions}); "
-                             "write them with posevlm.scenes.save_predictions or use --geometry vggt", path=predictions)
+        raise InputFileError(f"no geometry predictions for scene {scene.name!r} (looked for {predictions}); pass "
+                             "--predictions DIR holding <dataset>/<scene>.npz (posevlm.scenes.save_predictions), or "
+                             "--geometry vggt / da3 to run a model", path=predictions)
     pred = load_predictions(predictions)
     ids = pred.frame_ids
     scene.positions(ids)  # every predicted frame must exist in the scan
@@ -184,6 +196,20 @@ def _pool_geometry(scene, config: SamplingConfig, pool: PoolConfig, predictions:
     points = None if pts is None else (pts.world_points.astype(np.float32),
                                        None if pts.confidence is None else pts.confidence.astype(np.float32))
     return _PoolGeometry(scene, ids, cams, points, f"predictions:{pred.meta.get('model', predictions.name)}")
+
+
+def _model_predictions(scene, config: SamplingConfig, pool: PoolConfig, cache: Path | None) -> Path:
+    """Run the geometry model on the pool frames once; the npz is cached and reused by later runs."""
+    from posevlm.sampling.geometry_models import predict_geometry
+    from posevlm.scenes import save_predictions
+
+    if cache is None:
+        raise ConfigError("internal: no cache path for geometry-model predictions", field="geometry")
+    if cache.is_file():
+        return cache
+    ids = candidate_pool(scene.frame_ids, pool)
+    out = predict_geometry(config.geometry, scene.read_rgb(ids))
+    return save_predictions(cache, frame_ids=ids, **out)
 
 
 def _select(config: SamplingConfig, geo: _PoolGeometry, k: int, seed: int):
@@ -208,18 +234,25 @@ def _select(config: SamplingConfig, geo: _PoolGeometry, k: int, seed: int):
 def _manifest(ref: SceneRef, scene, config: SamplingConfig, pool: PoolConfig, geo: _PoolGeometry, sel,
               paired: PairedFrames, files: list[str], stats: dict, timings: dict, seed: int) -> dict[str, Any]:
     ids = paired.frame_ids
-    cams = scene.cameras_for(ids) if scene.cameras is not None else None
-    if cams is None and geo.cameras is not None and np.all(paired.pool_indices >= 0):
-        cams = geo.cameras[paired.pool_indices]
+    # per-frame cameras from the geometry the selection used: scene GT, or the predictions (then frames
+    # outside the predicted pool have none)
+    if geo.source == "gt" and scene.cameras is not None:
+        cams, has = scene.cameras_for(ids), np.ones(ids.size, dtype=bool)
+    elif geo.cameras is not None:
+        has = paired.pool_indices >= 0
+        cams = geo.cameras[np.where(has, paired.pool_indices, 0)]
+    else:
+        cams, has = None, np.zeros(ids.size, dtype=bool)
     fps = scene.fps
     selected = []
     for pos, (fid, pidx, role, name) in enumerate(zip(ids.tolist(), paired.pool_indices.tolist(), paired.roles, files)):
+        cam = cams is not None and bool(has[pos])
         selected.append({
             "position": pos, "frame_id": fid, "pool_index": None if pidx < 0 else pidx,
             "timestamp_s": None if not fps else fid / fps, "role": role, "pair_id": pos // 2, "file": name,
-            "w2c_opencv": None if cams is None else cams.w2c_opencv[pos].tolist(),
-            "K_pixels": None if cams is None else cams.K_pixels[pos].tolist(),
-            "image_hw": None if cams is None else cams.image_hw[pos].tolist(),
+            "w2c_opencv": cams.w2c_opencv[pos].tolist() if cam else None,
+            "K_pixels": cams.K_pixels[pos].tolist() if cam else None,
+            "image_hw": cams.image_hw[pos].tolist() if cam else None,
         })
     h, w = scene.image_hw()
     anchor_pool = np.asarray([p for p, r in zip(paired.pool_indices.tolist(), paired.roles) if r == "anchor"])
@@ -319,7 +352,10 @@ def sample_scene(ref: SceneRef, configs: Sequence[SamplingConfig], out_root: str
             t0 = time.perf_counter()
             key = (pool, "gt" if cfg.strategy == "uniform" else cfg.geometry)
             if key not in geos:
-                geos[key] = _pool_geometry(scene, cfg, pool, pred_path)
+                src = pred_path
+                if cfg.geometry in ("vggt", "da3"):
+                    src = Path(out_root) / "_geometry" / cfg.geometry / pool.slug / ref.dataset / f"{ref.name}.npz"
+                geos[key] = _pool_geometry(scene, cfg, pool, src)
             geo = geos[key]
             t1 = time.perf_counter()
             k = anchors_needed(cfg.num_frames, cfg.pairing)
@@ -328,13 +364,19 @@ def sample_scene(ref: SceneRef, configs: Sequence[SamplingConfig], out_root: str
                                   f"{geo.frame_ids.size}", field="num_frames")
             sel = _select(cfg, geo, k, seed)
             t2 = time.perf_counter()
+            if len(sel) != k:
+                raise ConfigError(
+                    f"{cfg.strategy} returned {len(sel)} of {k} frames for scene {ref.name!r} (coverage saturated "
+                    f"with fill={cfg.params.get('fill')!r}); outputs always hold exactly N frames: use "
+                    "--param fill=pose_fps or fill=uniform", field="params.fill")
             paired = pair_frames(sel.pool_indices, geo.frame_ids, cfg.pairing,
-                                 num_source_frames=int(scene.frame_ids[-1]) + 1, seed=seed)
+                                 num_source_frames=int(scene.frame_ids[-1]) + 1, seed=seed,
+                                 valid_frame_ids=scene.frame_ids)
             stats = {**sel.stats, "n_returned_before_fill": sel.n_returned_before_fill,
                      "n_fallbacks": paired.n_fallbacks, "duplicate_ratio": paired.duplicate_ratio}
             if geo.cameras is not None and geo.frame_ids.size > 1:
                 in_pool = paired.pool_indices[paired.pool_indices >= 0]
-                stats.update(min_distance_stats(geo.cameras.w2c_opencv, in_pool))
+                stats.update(min_distance_stats(geo.cameras.w2c_opencv, in_pool, normalizers=geo.normalizers()))
             t3 = time.perf_counter()
             need = [int(i) for i in np.unique(paired.frame_ids) if int(i) not in frame_cache]
             if need:

@@ -9,19 +9,33 @@ from typing import Any
 import numpy as np
 import torch
 
-from posevlm.geometry import pairwise_pose_distances
+from posevlm.geometry import camera_centers, geodesic_angle, pairwise_pose_distances
 
-__all__ = ["min_distance_stats"]
+__all__ = ["min_distance_stats", "pool_normalizers"]
 
 
-def min_distance_stats(w2c_opencv: torch.Tensor, chosen: np.ndarray) -> dict[str, Any]:
-    """For every pool frame, the max-normalised pose distance (centre / max + angle / max, the
-    reference's ``max_norm``) to its nearest chosen frame: mean, max over unchosen frames, std over all."""
+def pool_normalizers(w2c_opencv: torch.Tensor) -> tuple[float, float]:
+    """(max camera-centre distance, max geodesic angle) over all pairs of the pool (1.0 where 0)."""
     d_t, d_r = pairwise_pose_distances(w2c_opencv)
     t_max, r_max = float(d_t.max()), float(d_r.max())
-    dist = d_t / (t_max if t_max > 0 else 1.0) + d_r / (r_max if r_max > 0 else 1.0)
+    return (t_max if t_max > 0 else 1.0), (r_max if r_max > 0 else 1.0)
+
+
+def min_distance_stats(w2c_opencv: torch.Tensor, chosen: np.ndarray, *,
+                       normalizers: tuple[float, float] | None = None) -> dict[str, Any]:
+    """For every pool frame, the max-normalised pose distance (centre / max + angle / max, the
+    reference's ``max_norm``) to its nearest chosen frame: mean, max over unchosen frames, std over all.
+
+    Only chosen x pool distances are computed (O(K P)); pass ``normalizers`` from
+    :func:`pool_normalizers` to reuse the pool's maxima across selections.
+    """
+    t_max, r_max = normalizers if normalizers is not None else pool_normalizers(w2c_opencv)
     idx = torch.as_tensor(np.unique(chosen))
-    nearest = dist[:, idx].min(dim=1).values.numpy()
+    centers = camera_centers(w2c_opencv)
+    d_t = torch.cdist(centers[idx], centers, compute_mode="donot_use_mm_for_euclid_dist")
+    rot = w2c_opencv[:, :3, :3]
+    d_r = geodesic_angle(rot[idx][:, None], rot[None])
+    nearest = (d_t / t_max + d_r / r_max).min(dim=0).values.numpy()
     unchosen = np.setdiff1d(np.arange(nearest.size), idx.numpy())
     return {
         "min_distance_mean": float(nearest.mean()),
