@@ -1,0 +1,12 @@
+"""Model integrations (transformers 5.x): pose-aware positions on stock Qwen2.5-VL / Qwen3-VL."""
+
+from posevlm.models.pose_positions import (
+    CONFIG_KEY,
+    PoseRotaryEmbedding,
+    enable_pose_positions,
+    load_pose_model,
+    pose_positions_config,
+)
+
+__all__ = ["CONFIG_KEY", "PoseRotaryEmbedding", "enable_pose_positions", "load_pose_model",
+           "pose_positions_config"]

@@ -1,0 +1,324 @@
+"""Install posevlm position plans and a multi-axis rotary on a stock transformers 5.x Qwen2.5-VL / Qwen3-VL.
+
+Notation: A position axes (``spec.axes``), B batch, L tokens, D head dim.
+
+Position transport (pitfall 1 of positions.md section 6.3): the position ids handed to the text model are
+always ``(1 + A, B, L)`` float32 rows ``[text; axes...]``.
+
+* A = 3 (stock ``T,H,W``, ``P,H,W``): exactly transformers' 4-row ``[text; T; H; W]`` convention; the text
+  model strips row 0 (text row, used for masks) and our rotary receives the 3 axis rows.
+* A = 4 (``P,T,H,W``): 5 rows. transformers 5.23 strips only 4-row tensors, so the 5 rows reach our rotary
+  unchanged and the rotary drops row 0 itself. A 4-row tensor is never PTHW: if one reaches a PTHW model it
+  is stripped to 3 rows and the rotary raises ``ShapeError`` instead of mis-reading it.
+
+Everything is patched on the instance (no class is modified): ``model.model.forward`` (builds the rows when
+``position_ids`` is None and consumes the extra inputs ``w2c_opencv`` / ``frame_ids``),
+``model._prepare_position_ids_for_generation`` (``generate``), and the rotary module instance
+``model.model.language_model.rotary_emb``. Decode steps continue from the last prompt token (``last + 1``
+per row, the rule ``generate`` applies to 3-D position ids), so cached decoding equals a full forward over
+prompt plus generated tokens; ``model.model.rope_deltas`` holds the matching delta
+``position(last valid token) + 1 - valid tokens`` and is reset at every prefill.
+"""
+
+from __future__ import annotations
+
+import inspect
+import types
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from posevlm.errors import ConfigError, ShapeError
+from posevlm.positions import (
+    MultiAxisRotary,
+    PositionSpec,
+    build_position_plan,
+    build_token_map,
+    chunked_slot_axis,
+    interleaved_qwen3_slot_axis,
+)
+
+__all__ = ["CONFIG_KEY", "PoseRotaryEmbedding", "enable_pose_positions", "load_pose_model",
+           "pose_positions_config"]
+
+CONFIG_KEY = "posevlm_positions"
+_POSE_INPUTS = ("w2c_opencv", "frame_ids")
+_STATIC_ROPE_TYPES = ("default", "linear", "yarn", "llama3")
+
+
+class PoseRotaryEmbedding(nn.Module):
+    """Drop-in replacement of the Qwen text rotary: ``forward(x, position_ids) -> (cos, sin)`` in x.dtype.
+
+    position_ids: (A, B, L) axis rows, (1 + A, B, L) ``[text; axes]`` rows when A != 3 (row 0 dropped),
+    or (B, L). Any other row count raises ``ShapeError``."""
+
+    def __init__(self, rotary: MultiAxisRotary, axes: Sequence[str]):
+        super().__init__()
+        self.rotary = rotary
+        self.axes = tuple(axes)
+
+    @property
+    def inv_freq(self) -> Tensor:
+        return self.rotary.inv_freq
+
+    def forward(self, x: Tensor, position_ids: Tensor) -> tuple[Tensor, Tensor]:
+        a = len(self.axes)
+        if position_ids.ndim == 3 and a != 3 and position_ids.shape[0] == a + 1:
+            position_ids = position_ids[1:]
+        if position_ids.ndim == 3 and position_ids.shape[0] != a:
+            raise ShapeError(
+                f"the pose rotary expects {a} position rows {self.axes} (or {a + 1} with a leading text row); "
+                f"got {position_ids.shape[0]}. A transformers [text; T; H; W] tensor is not a "
+                f"{'/'.join(self.axes)} tensor; let posevlm build the positions (position_ids=None).",
+                name="position_ids", shape=tuple(position_ids.shape))
+        return self.rotary(position_ids, dtype=x.dtype)
+
+
+def _family(model) -> str:
+    name = type(model).__name__
+    if name.startswith("Qwen2_5_VL"):
+        return "qwen2_5"
+    if name.startswith("Qwen3VL"):
+        return "qwen3"
+    raise ConfigError(f"enable_pose_positions supports Qwen2_5_VLForConditionalGeneration and "
+                      f"Qwen3VLForConditionalGeneration; got {name}", field="model", value=name)
+
+
+def _default_slot_axis(family: str, spec: PositionSpec, sections: Sequence[int]) -> list[int]:
+    """Stock maps for 3 axes; PTHW takes P's slots from T's (first half of T's chunk, H/W untouched)."""
+    sections = [int(s) for s in sections]
+    if family == "qwen3":
+        return interleaved_qwen3_slot_axis(sections).tolist()
+    if len(spec.axes) == 4:
+        t = sections[0]
+        if t < 2:
+            raise ConfigError(f"cannot split T's {t} slots between P and T; pass slot_axis explicitly",
+                              field="slot_axis", value=sections)
+        return chunked_slot_axis([t // 2, t - t // 2, *sections[1:]]).tolist()
+    return chunked_slot_axis(sections).tolist()
+
+
+def pose_positions_config(model) -> dict | None:
+    """The stored ``{"spec": ..., "slot_axis": ...}`` dict of ``model.config``, or None (stock model)."""
+    value = getattr(model.config, CONFIG_KEY, None)
+    return dict(value) if value else None
+
+
+class _Controller:
+    """Builds the ``[text; axes]`` rows for one model (prefill, decode, generate)."""
+
+    def __init__(self, model, spec: PositionSpec, family: str):
+        self.model = model
+        self.spec = spec
+        self.family = family
+        self.axes = spec.axes
+        cfg = model.config
+        self.merge = int(cfg.vision_config.spatial_merge_size)
+        self.image_token_id = cfg.image_token_id
+        self.video_token_id = cfg.video_token_id
+
+    # -- helpers -------------------------------------------------------------------------------------
+    def _stack(self, text: Tensor, rows: Tensor) -> Tensor:
+        return torch.cat([text.to(torch.float32)[None], rows.to(torch.float32)], 0)
+
+    def prefill(self, input_ids: Tensor, attention_mask: Tensor | None, *, image_grid_thw=None,
+                video_grid_thw=None, second_per_grid_ts=None, mm_token_type_ids=None, w2c_opencv=None,
+                frame_ids=None) -> Tensor:
+        tm = build_token_map(input_ids, image_grid_thw=image_grid_thw, video_grid_thw=video_grid_thw,
+                             spatial_merge_size=self.merge, attention_mask=attention_mask,
+                             mm_token_type_ids=mm_token_type_ids, image_token_id=self.image_token_id,
+                             video_token_id=self.video_token_id)
+        plan = build_position_plan(tm, self.spec, second_per_grid_ts=second_per_grid_ts, frame_ids=frame_ids,
+                                   w2c_opencv=w2c_opencv)
+        valid = tm.valid
+        n_valid = valid.sum(-1)
+        idx = torch.arange(valid.shape[1], device=valid.device)
+        last = torch.where(valid, idx, -1).amax(-1).clamp(min=0)
+        last_pos = plan.rows[:, torch.arange(valid.shape[0], device=valid.device), last].amax(0)
+        # continuation delta: decode token k sits at position(last valid token) + k
+        self.model.model.rope_deltas = (last_pos.floor().long() + 1 - n_valid)[:, None]
+        return self._stack(plan.text_row, plan.rows)
+
+    def continuation(self, text_row: Tensor) -> Tensor:
+        deltas = self.model.model.rope_deltas
+        b = text_row.shape[0]
+        deltas = deltas.repeat_interleave(b // deltas.shape[0], dim=0).to(text_row.device)
+        rows = (text_row + deltas)[None].expand(len(self.axes), -1, -1)
+        return self._stack(text_row, rows)
+
+    def text_only(self, text_row: Tensor) -> Tensor:
+        return self._stack(text_row, text_row[None].expand(len(self.axes), -1, -1))
+
+    # -- the two hooks -------------------------------------------------------------------------------
+    def forward_positions(self, a: dict[str, Any], pose_inputs: dict[str, Any]) -> Tensor | None:
+        input_ids, mask, cache = a.get("input_ids"), a.get("attention_mask"), a.get("past_key_values")
+        embeds = a.get("inputs_embeds")
+        past = cache.get_seq_length() if cache is not None else 0
+        if mask is not None and mask.ndim != 2:
+            raise ShapeError("with pose positions enabled, pass a 2-D attention_mask (or the position_ids "
+                             "yourself); a prepared 4-D mask does not tell which tokens are padding",
+                             name="attention_mask", shape=tuple(mask.shape))
+        if input_ids is not None and past == 0:
+            return self.prefill(input_ids, mask, image_grid_thw=a.get("image_grid_thw"),
+                                video_grid_thw=a.get("video_grid_thw"),
+                                second_per_grid_ts=a.get("second_per_grid_ts"),
+                                mm_token_type_ids=a.get("mm_token_type_ids"), **pose_inputs)
+        ref = input_ids if input_ids is not None else embeds
+        b, length = ref.shape[0], ref.shape[1]
+        if mask is not None:
+            text = (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 0)[:, -length:]
+        else:
+            text = torch.arange(past, past + length, device=ref.device)[None].expand(b, -1)
+        text = text.to(ref.device)
+        if self.model.model.rope_deltas is None:
+            return self.text_only(text)
+        return self.continuation(text)
+
+    def generation_positions(self, inputs_tensor: Tensor, model_kwargs: dict) -> Tensor:
+        from transformers.generation.utils import GenerationMixin
+
+        text = GenerationMixin._prepare_position_ids_for_generation(self.model, inputs_tensor, model_kwargs)
+        cache = model_kwargs.get("past_key_values")
+        past = cache.get_seq_length() if cache is not None else 0
+        types = model_kwargs.get("mm_token_type_ids")
+        new_vision = types is not None and bool(types[:, past:].any())
+        if past != 0 and self.model.model.rope_deltas is not None and not new_vision:
+            return self.continuation(text)
+        if "input_ids" in model_kwargs and model_kwargs["input_ids"].shape[1] > 0:
+            inputs_tensor = model_kwargs["input_ids"]
+        if inputs_tensor.ndim == 2 and inputs_tensor.dtype in (torch.int, torch.long):
+            return self.prefill(inputs_tensor, model_kwargs.get("attention_mask"),
+                                image_grid_thw=model_kwargs.get("image_grid_thw"),
+                                video_grid_thw=model_kwargs.get("video_grid_thw"),
+                                second_per_grid_ts=model_kwargs.get("second_per_grid_ts"),
+                                mm_token_type_ids=types,
+                                **{k: model_kwargs.get(k) for k in _POSE_INPUTS})
+        self.model.model.rope_deltas = torch.zeros(inputs_tensor.shape[0], 1, dtype=torch.long,
+                                                   device=inputs_tensor.device)
+        return self.text_only(text)
+
+
+def _inner_forward(self, *args, **kwargs):
+    """``Qwen*VLModel.forward`` that builds the ``[text; axes]`` rows when ``position_ids`` is None."""
+    pose_inputs = {k: kwargs.pop(k, None) for k in _POSE_INPUTS}
+    forward = type(self).forward
+    arguments = dict(inspect.signature(forward).bind(self, *args, **kwargs).arguments)
+    arguments.pop("self")
+    arguments.update(arguments.pop("kwargs", {}))
+    if arguments.get("position_ids") is None:
+        arguments["position_ids"] = self._posevlm_controller.forward_positions(arguments, pose_inputs)
+    return forward(self, **arguments)
+
+
+def _prepare_position_ids(self, inputs_tensor, model_kwargs):
+    return self._posevlm_controller.generation_positions(inputs_tensor, model_kwargs)
+
+
+_OUTER_FORWARDS: dict[type, Any] = {}
+
+
+def _outer_forward_for(cls):
+    """``cls.forward`` whose signature also declares the pose inputs (generate() validates its kwargs
+    against the forward signature); they travel in ``**kwargs`` to the inner model."""
+    if cls not in _OUTER_FORWARDS:
+        def forward(self, *args, **kwargs):
+            return cls.forward(self, *args, **kwargs)
+
+        signature = inspect.signature(cls.forward)
+        params = list(signature.parameters.values())
+        extra = [inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, default=None) for k in _POSE_INPUTS]
+        forward.__signature__ = signature.replace(parameters=params[:-1] + extra + params[-1:])
+        forward.__doc__ = cls.forward.__doc__
+        _OUTER_FORWARDS[cls] = forward
+    return _OUTER_FORWARDS[cls]
+
+
+def enable_pose_positions(model, spec: PositionSpec | dict | None = None, *,
+                          slot_axis: Sequence[int] | None = None):
+    """Make ``model`` build its positions with posevlm and rotate them with a :class:`MultiAxisRotary`.
+
+    Args:
+        model: a stock ``Qwen2_5_VLForConditionalGeneration`` (layout ``qwen2_5``) or
+            ``Qwen3VLForConditionalGeneration`` (layout ``qwen3``).
+        spec: the PositionSpec (or its dict). None: read it from ``model.config.posevlm_positions``; if the
+            config has none, the model is returned untouched (stock).
+        slot_axis: frequency slot -> axis map (length head_dim / 2, axes indexed as ``spec.axes``). Default:
+            the checkpoint's mRoPE sections (chunked for Qwen2.5, interleaved for Qwen3); PTHW splits T's
+            chunk into P (first, high-frequency half) and T, e.g. [16, 24, 24] -> [8, 8, 24, 24].
+    Returns:
+        the same model. Extra forward / generate inputs: ``w2c_opencv`` (per video (S, 4, 4) world-to-camera,
+        OpenCV axes, one per sampled frame; required by pose ``scalar``) and ``frame_ids`` (per video (S,);
+        required by temporal ``frame_ids``). The spec and slot map are stored in ``model.config`` under
+        ``posevlm_positions`` and restored by :func:`load_pose_model`.
+    Raises:
+        ConfigError: unsupported model, layout of the wrong family, non-static rope type, bad slot map.
+    """
+    family = _family(model)
+    stored = pose_positions_config(model)
+    if spec is None:
+        if stored is None:
+            return model
+        spec, slot_axis = stored["spec"], stored.get("slot_axis") if slot_axis is None else slot_axis
+    if isinstance(spec, dict):
+        spec = PositionSpec.from_dict(spec)
+    if spec.layout != family:
+        raise ConfigError(f"PositionSpec layout {spec.layout!r} does not fit a {type(model).__name__} "
+                          f"(use layout={family!r})", field="layout", value=spec.layout)
+    inner = model.model
+    originals = getattr(model, "_posevlm_originals", None)
+    if originals is None:
+        originals = {"rotary": inner.language_model.rotary_emb}
+        object.__setattr__(model, "_posevlm_originals", originals)
+    base = originals["rotary"]
+    text_cfg = model.config.text_config
+    rope = dict(text_cfg.rope_parameters or {})
+    if rope.get("rope_type", "default") not in _STATIC_ROPE_TYPES:
+        raise ConfigError(f"rope_type {rope.get('rope_type')!r} changes inv_freq at run time; supported: "
+                          f"{_STATIC_ROPE_TYPES}", field="rope_type", value=rope.get("rope_type"))
+    if family == "qwen2_5":
+        tps = getattr(model.config.vision_config, "tokens_per_second", None)
+        if spec.temporal == "hf_time" and tps is not None and float(tps) != float(spec.tokens_per_second):
+            warnings.warn(f"PositionSpec.tokens_per_second={spec.tokens_per_second} differs from the "
+                          f"checkpoint's vision_config.tokens_per_second={tps}", stacklevel=2)
+    sections = rope.get("mrope_section") or base.mrope_section
+    if slot_axis is None:
+        slot_axis = _default_slot_axis(family, spec, sections)
+    slot_axis = [int(s) for s in slot_axis]
+    n_axes = len(spec.axes)
+    if sorted(set(slot_axis)) != list(range(n_axes)):
+        raise ConfigError(f"slot_axis must use every axis of {spec.axes} (indices 0..{n_axes - 1}); got "
+                          f"{sorted(set(slot_axis))}", field="slot_axis", value=slot_axis)
+    rotary = MultiAxisRotary(base.inv_freq.detach().clone(), slot_axis, base.attention_scaling)
+    inner.language_model.rotary_emb = PoseRotaryEmbedding(rotary, spec.axes).to(base.inv_freq.device)
+
+    controller = _Controller(model, spec, family)
+    # bound methods (not closures) so that copy.deepcopy(model) rebinds them to the copy
+    object.__setattr__(model, "_posevlm_controller", controller)
+    object.__setattr__(inner, "_posevlm_controller", controller)
+    inner.forward = types.MethodType(_inner_forward, inner)
+    model.forward = types.MethodType(_outer_forward_for(type(model)), model)
+    model._prepare_position_ids_for_generation = types.MethodType(_prepare_position_ids, model)
+    model.model.rope_deltas = None
+    object.__setattr__(model, "posevlm_position_spec", spec)
+    setattr(model.config, CONFIG_KEY, {"spec": spec.to_dict(), "slot_axis": slot_axis})
+    return model
+
+
+def load_pose_model(path, model_class=None, **from_pretrained_kwargs):
+    """``from_pretrained`` + :func:`enable_pose_positions` with the spec stored in the config (stock if none).
+
+    model_class: a transformers model class; default: ``config.architectures[0]`` of the checkpoint."""
+    import transformers
+
+    if model_class is None:
+        config = transformers.AutoConfig.from_pretrained(path)
+        names = getattr(config, "architectures", None) or []
+        if not names or not hasattr(transformers, names[0]):
+            raise ConfigError(f"cannot tell the model class of {path}; pass model_class", field="model_class",
+                              value=names)
+        model_class = getattr(transformers, names[0])
+    model = model_class.from_pretrained(path, **from_pretrained_kwargs)
+    return enable_pose_positions(model)
