@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from posevlm.geometry import camera_centers, geodesic_angle, pairwise_pose_distances
+from posevlm.sampling.pose_fps import min_distance_stats as spec_min_distance_stats
 
 __all__ = ["min_distance_stats", "pool_normalizers"]
 
@@ -24,7 +25,10 @@ def pool_normalizers(w2c_opencv: torch.Tensor) -> tuple[float, float]:
 def min_distance_stats(w2c_opencv: torch.Tensor, chosen: np.ndarray, *,
                        normalizers: tuple[float, float] | None = None) -> dict[str, Any]:
     """For every pool frame, the max-normalised pose distance (centre / max + angle / max, the
-    reference's ``max_norm``) to its nearest chosen frame: mean, max over unchosen frames, std over all.
+    reference's ``max_norm``) to its nearest chosen frame, reduced as sampling spec section 8.1 says
+    (mean and max over unchosen frames, std over all) by the same function the pose-FPS selector uses.
+    The runner records these for every strategy, replacing a selector's own-weighting values, so
+    manifests compare across strategies.
 
     Only chosen x pool distances are computed (O(K P)); pass ``normalizers`` from
     :func:`pool_normalizers` to reuse the pool's maxima across selections.
@@ -35,10 +39,5 @@ def min_distance_stats(w2c_opencv: torch.Tensor, chosen: np.ndarray, *,
     d_t = torch.cdist(centers[idx], centers, compute_mode="donot_use_mm_for_euclid_dist")
     rot = w2c_opencv[:, :3, :3]
     d_r = geodesic_angle(rot[idx][:, None], rot[None])
-    nearest = (d_t / t_max + d_r / r_max).min(dim=0).values.numpy()
-    unchosen = np.setdiff1d(np.arange(nearest.size), idx.numpy())
-    return {
-        "min_distance_mean": float(nearest.mean()),
-        "min_distance_max": float(nearest[unchosen].max()) if unchosen.size else 0.0,
-        "min_distance_std": float(nearest.std()),
-    }
+    nearest = (d_t / t_max + d_r / r_max).min(dim=0).values
+    return spec_min_distance_stats(nearest, idx.tolist())
