@@ -24,7 +24,7 @@ import torch
 from PIL import Image
 
 from posevlm.errors import ConfigError
-from posevlm.geometry import transform_points, w2c_to_c2w
+from posevlm.geometry.depth import backproject_depth
 
 __all__ = ["GEOMETRY_MODELS", "vggt_preprocess", "predict_geometry"]
 
@@ -90,17 +90,16 @@ def _predict_da3(frames: np.ndarray, model_id: str, device: torch.device) -> dic
     if w2c.shape[-2:] == (3, 4):
         w2c = torch.cat([w2c, torch.tensor([0, 0, 0, 1.0], dtype=torch.float64).expand(len(w2c), 1, 4)], dim=1)
     K = torch.as_tensor(np.asarray(pred.intrinsics), dtype=torch.float64)
-    v, u = np.mgrid[0:h, 0:w] + 0.5
-    rays = np.stack([(u - K[:, None, None, 0, 2].numpy()) / K[:, None, None, 0, 0].numpy(),
-                     (v - K[:, None, None, 1, 2].numpy()) / K[:, None, None, 1, 1].numpy(), np.ones((len(K), h, w))], -1)
-    cam = torch.from_numpy(rays * depth[..., None]).reshape(len(K), -1, 3)
-    world = transform_points(w2c_to_c2w(w2c), cam).reshape(len(K), h, w, 3).numpy()
+    world = backproject_depth(depth, K.numpy(), w2c.numpy())  # NaN where depth is missing
+    valid = np.isfinite(world).all(-1)
+    conf = np.asarray(pred.conf if pred.conf is not None else np.ones_like(depth), dtype=np.float32)
+    world, conf = np.where(valid[..., None], world, 0.0), np.where(valid, conf, 0.0)  # conf 0 < conf_floor
     return {
         "w2c_opencv": w2c.numpy(),
         "K_pixels": K.numpy(),
         "image_hw": (h, w),
         "world_points": world.astype(np.float16),
-        "world_points_conf": np.asarray(pred.conf if pred.conf is not None else np.ones_like(depth), dtype=np.float16),
+        "world_points_conf": conf.astype(np.float16),
         "depth": depth.astype(np.float16),
         "preprocess": [{"op": "resize", "hw": [h, w]}],
         "meta": {"model": model_id, "world_frame": "first frame camera",
