@@ -19,7 +19,7 @@ from posevlm.models import (
     load_pose_model,
     pose_positions_config,
 )
-from posevlm.positions import PositionSpec
+from posevlm.positions import POSITION_MODES, PositionSpec, position_spec
 
 _spec = importlib.util.spec_from_file_location("_tiny_models", Path(__file__).parents[1] / "eval" / "tiny_models.py")
 tiny_models = importlib.util.module_from_spec(_spec)
@@ -154,10 +154,9 @@ def test_stock_spec_reproduces_untouched_model(stock, family, spec):
 
 
 # (2) cached decode == uncached == one full forward --------------------------------------------------------
-MODES = {"qwen2_5-stock": ("qwen2_5", PositionSpec()), "qwen2_5-pthw": ("qwen2_5", PTHW),
-         "qwen2_5-pthw-spatial-extent": ("qwen2_5", PositionSpec(pose="scalar")),
-         "qwen2_5-phw": ("qwen2_5", PositionSpec(pose="scalar", pose_axis="replace_t")),
-         "qwen3-stock": ("qwen3", STOCK3), "qwen3-phw": ("qwen3", QWEN3_PHW)}
+MODES = {f"{layout}-{mode}{'-legacy' if legacy else ''}": (layout, position_spec(mode, layout, legacy=legacy))
+         for layout in ("qwen2_5", "qwen3") for mode in POSITION_MODES for legacy in (False, True)
+         if not (layout == "qwen3" and mode not in ("thw", "phw")) and (not legacy or mode == "pthw")}
 
 
 @pytest.mark.parametrize("family,spec", list(MODES.values()), ids=list(MODES))
@@ -166,6 +165,8 @@ def test_cached_decode_matches_full_forward(stock, family, spec):
     model = enabled(stock[family], spec)
     kwargs, cams = inputs(model, family)
     extra = {"w2c_opencv": cams} if spec.pose == "scalar" else {}
+    if spec.temporal == "frame_ids":
+        extra["frame_ids"] = [torch.arange(len(c)) * 7 + 3 for c in cams]
     gen = {"max_new_tokens": NEW_TOKENS, "min_new_tokens": NEW_TOKENS, "do_sample": False}
     cached = model.generate(**kwargs, **extra, **gen, use_cache=True, output_logits=True,
                             return_dict_in_generate=True)

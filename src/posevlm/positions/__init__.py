@@ -8,6 +8,13 @@ from posevlm.positions.plan import (
     merge_tubelet_scalars,
     pose_rows_per_tubelet,
 )
+from posevlm.positions.presets import (
+    POSITION_MODES,
+    parse_spec_overrides,
+    position_spec,
+    resolve_position_spec,
+    spec_needs,
+)
 from posevlm.positions.rotary import MultiAxisRotary, chunked_slot_axis, interleaved_qwen3_slot_axis
 from posevlm.positions.spec import PositionSpec
 from posevlm.positions.token_map import IMAGE, PAD, TEXT, VIDEO, TokenMap, build_token_map
@@ -15,5 +22,6 @@ from posevlm.positions.token_map import IMAGE, PAD, TEXT, VIDEO, TokenMap, build
 __all__ = [
     "TokenMap", "build_token_map", "TEXT", "IMAGE", "VIDEO", "PAD",
     "PositionSpec", "PositionPlan", "build_position_plan", "merge_tubelet_scalars", "pose_rows_per_tubelet",
+    "POSITION_MODES", "position_spec", "parse_spec_overrides", "resolve_position_spec", "spec_needs",
     "MultiAxisRotary", "chunked_slot_axis", "interleaved_qwen3_slot_axis",
 ]
