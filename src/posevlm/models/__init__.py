@@ -1,5 +1,8 @@
 """Model integrations (transformers 5.x): pose-aware positions on stock Qwen2.5-VL / Qwen3-VL."""
 
+from posevlm.models import pose_inputs
+from posevlm.models.pose_inputs import PoseInputs
+
 from posevlm.models.pose_positions import (
     CONFIG_KEY,
     PoseRotaryEmbedding,
@@ -8,5 +11,5 @@ from posevlm.models.pose_positions import (
     pose_positions_config,
 )
 
-__all__ = ["CONFIG_KEY", "PoseRotaryEmbedding", "enable_pose_positions", "load_pose_model",
+__all__ = ["pose_inputs", "PoseInputs", "CONFIG_KEY", "PoseRotaryEmbedding", "enable_pose_positions", "load_pose_model",
            "pose_positions_config"]
