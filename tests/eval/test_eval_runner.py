@@ -212,3 +212,41 @@ def test_posevlm_eval_cli_with_a_tiny_local_hf_model(world, tmp_path, family, mo
     assert isinstance(rec["raw_output"], str) and rec["frames"]["n_visual_tokens"] > 0
     assert rec["frames"]["video_grid_thw"] is not None
     assert json.loads((out / "run_config.json").read_text())["config"]["model"]["model"] == str(model_dir)
+
+
+@pytest.mark.parametrize("family,mode", [("qwen2_5_vl", "pthw"), ("qwen3_vl", "phw")])
+def test_posevlm_eval_cli_with_pose_positions(world, tmp_path, family, mode):
+    """`--positions` installs the pose-aware positions, reads cameras from the frame manifest and is
+    recorded in the run config (so it changes the run id)."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from tiny_models import save_tiny_qwen2_5_vl, save_tiny_qwen3_vl
+
+    save = save_tiny_qwen2_5_vl if family == "qwen2_5_vl" else save_tiny_qwen3_vl
+    model_dir = save(tmp_path / "model")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    out = tmp_path / "run"
+    args = [sys.executable, "-m", "posevlm", "eval", "--benchmark", "synthetic_vsi", "--source",
+            str(world / "bench.jsonl"), "--limit", "3", "--backend", "hf", "--model", str(model_dir), "--dtype",
+            "float32", "--frames", "folder_manifest", "--frames-root", str(world / "sampled" / SAMPLER.slug),
+            "--num-frames", str(N), "--positions", mode, "--position-set", "pose_reference=medoid",
+            "--batch-size", "2", "--out", str(out)]
+    proc = subprocess.run(args, capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    records = RunStore(out).scan()
+    assert len(records) == 3 and all(r["status"] == "ok" for r in records.values()), records
+    model_cfg = json.loads((out / "run_config.json").read_text())["config"]["model"]
+    assert model_cfg["positions"] == {"mode": mode, "legacy": False, "pose_reference": "medoid"}
+
+
+def test_pose_positions_need_frames_with_cameras(world):
+    model = {"backend": "hf", "name": "m", "model": "m", "positions": "pthw"}
+    with pytest.raises(ConfigError, match="folder_manifest"):
+        EvalConfig(benchmark={"name": "synthetic_vsi", "source": "b.jsonl"}, model=model,
+                   frames={"source": "mp4_uniform", "root": "videos", "num_frames": 8})
+    with pytest.raises(ConfigError, match="not defined for layout 'qwen3'"):
+        EvalConfig(benchmark={"name": "synthetic_vsi", "source": "b.jsonl"},
+                   model={**model, "family": "qwen3_vl"},
+                   frames={"source": "folder_manifest", "root": "x", "num_frames": 8})
+    # the stock T modes need no cameras
+    EvalConfig(benchmark={"name": "synthetic_vsi", "source": "b.jsonl"}, model={**model, "positions": "thw_index"},
+               frames={"source": "mp4_uniform", "root": "videos", "num_frames": 8})

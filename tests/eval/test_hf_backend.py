@@ -220,3 +220,44 @@ def test_torch_video_stand_in_matches_an_explicit_patchify():
                         tubelet = x[2 * t:2 * t + 2, :, h0:h0 + p, w0:w0 + p]  # (2, C, p, p)
                         rows.append(tubelet.permute(1, 0, 2, 3).reshape(-1))
     torch.testing.assert_close(out["pixel_values_videos"].double(), torch.stack(rows), atol=1e-5, rtol=0)
+
+
+def posed_frames(n: int, seed: int) -> FrameSpec:
+    from posevlm.geometry import axis_angle_to_matrix
+
+    base = frames(n, seed)
+    g = torch.Generator().manual_seed(seed)
+    w2c = torch.eye(4, dtype=torch.float64).repeat(n, 1, 1)
+    w2c[:, :3, :3] = axis_angle_to_matrix(torch.randn(n, 3, generator=g, dtype=torch.float64))
+    w2c[:, :3, 3] = torch.randn(n, 3, generator=g, dtype=torch.float64)
+    K = np.tile(np.array([[50.0, 0, 32], [0, 50.0, 24], [0, 0, 1]]), (n, 1, 1))
+    return FrameSpec(base.frame_ids, base.frames, base.timestamps_s, base.source_fps, base.total_frames,
+                     base.provenance, w2c_opencv=w2c.numpy(), K_pixels=K, image_hw=np.tile([48, 64], (n, 1)))
+
+
+@pytest.mark.parametrize("family", ["qwen2_5_vl", "qwen3_vl"])
+def test_stock_position_mode_reproduces_the_stock_backend(checkpoints, backends, family):
+    """positions="thw" routes through posevlm's builder and rotary and must answer exactly like stock."""
+    ours = HFBackend(HFBackendConfig(model=str(checkpoints[family]), min_pixels=SMALL[family], batch_size=3,
+                                     positions="thw"))
+    assert ours.info["positions"]["spec"]["pose"] == "none"
+    assert [r.text for r in ours.generate(BATCH, generation=GEN)] == \
+        [r.text for r in backends[family].generate(BATCH, generation=GEN)]
+
+
+def test_pose_positions_read_each_samples_cameras_and_isolate_samples_without(checkpoints, monkeypatch):
+    import posevlm.models.pose_positions as pp
+    from posevlm.eval.errors import MissingInputError
+
+    seen, real = [], pp.build_position_plan
+    monkeypatch.setattr(pp, "build_position_plan", lambda tm, spec, **kw: (seen.append(kw), real(tm, spec, **kw))[1])
+    backend = HFBackend(HFBackendConfig(model=str(checkpoints["qwen2_5_vl"]), min_pixels=SMALL["qwen2_5_vl"],
+                                        batch_size=3, positions={"mode": "pthw", "pose_reference": "medoid"}))
+    assert backend.info["positions"]["spec"]["pose_reference"] == "medoid"
+    a, b = posed_frames(4, 1), posed_frames(5, 2)
+    out = backend.generate_each([("Size?", a), ("Size?", frames(4, 3)), ("Size?", b)], generation=GEN,
+                                sample_ids=[10, 11, 12])
+    assert isinstance(out[1], MissingInputError) and out[1].sample_id == 11 and "folder_manifest" in str(out[1])
+    assert [r.sample_id for r in (out[0], out[2])] == [10, 12] and all(r.text is not None for r in (out[0], out[2]))
+    # the last prefill saw sample 12 alone (samples are retried one by one after the failure)
+    torch.testing.assert_close(seen[-1]["w2c_opencv"][0].cpu(), torch.as_tensor(b.w2c_opencv, dtype=torch.float32))

@@ -34,6 +34,13 @@ def eval_cmd(
     stage: str = typer.Option("infer", "--stage",
                               help="preflight (CPU checks only) | infer | score (re-score stored outputs)."),
     scene: List[str] = typer.Option([], "--scene", help="Keep only these scenes (repeatable)."),
+    positions: Optional[str] = typer.Option(
+        None, "--positions", help="hf: pose-aware position mode (thw, thw_index, thw_without_t, thw_readapt_t, "
+        "pthw, phw); pose modes need --frames folder_manifest with cameras. Default: the stock model."),
+    position_set: List[str] = typer.Option([], "--position-set", help="hf: PositionSpec override KEY=VALUE "
+                                           "(repeatable), e.g. pose_reference=medoid."),
+    position_legacy: bool = typer.Option(False, "--position-legacy",
+                                         help="hf: the fork's next-segment rule (max + 1, transformers 4.x)."),
 ) -> None:
     """Run (or resume) one evaluation. Every sample ends as a record in OUT/records/*.jsonl, failures
     as typed errors; `posevlm report OUT` then writes the tables.
@@ -41,6 +48,8 @@ def eval_cmd(
     Examples:
 
         posevlm eval --backend hf --model Qwen/Qwen2.5-VL-3B-Instruct --frames-root /data/vsibench --num-frames 16 --out runs/qwen25_u16
+
+        posevlm eval --backend hf --model Qwen/Qwen2.5-VL-3B-Instruct --positions pthw --frames folder_manifest --frames-root runs/sampled/<slug> --num-frames 16 --out runs/qwen25_pthw16
 
         posevlm eval --benchmark synthetic_vsi --source runs/demo/benchmark.jsonl --backend oracle --scenes runs/demo/data --frames folder_manifest --frames-root runs/demo/sampled/<slug> --num-frames 16 --out runs/oracle16
     """
@@ -52,6 +61,14 @@ def eval_cmd(
         if not model:
             raise typer.BadParameter("--backend hf needs --model (hub id or local directory)")
         model_cfg.update(name=model, model=model, dtype=dtype, attn_implementation=attn, batch_size=batch_size)
+        if positions is not None:
+            from posevlm.positions import parse_spec_overrides
+
+            model_cfg["positions"] = {"mode": positions, "legacy": position_legacy,
+                                      **parse_spec_overrides(position_set)}
+            model_cfg["name"] = f"{model}+{positions}"
+    elif positions is not None:
+        raise typer.BadParameter("--positions needs --backend hf")
     elif backend == "oracle":
         model_cfg.update(name="oracle", scenes_root=str(scenes_root or frames_root))
     else:

@@ -65,6 +65,7 @@ class EvalConfig:
             problems.append("frames.num_frames must be an int")
         if self.batch_size < 1:
             problems.append("batch_size must be >= 1")
+        problems += _position_problems(self.model, self.frames)
         if problems:
             raise ConfigError("invalid eval config: " + "; ".join(problems), field="EvalConfig")
 
@@ -72,6 +73,24 @@ class EvalConfig:
         return {"benchmark": dict(self.benchmark), "model": dict(self.model), "frames": dict(self.frames),
                 "prompt": self.prompt, "parse_modes": list(self.parse_modes), "batch_size": self.batch_size,
                 "schema_version": self.schema_version}
+
+
+def _position_problems(model: Mapping[str, Any], frames: Mapping[str, Any]) -> list[str]:
+    """A pose position mode needs per-frame cameras, which only a sampled frame folder's manifest carries."""
+    if model.get("positions") is None:
+        return []
+    from posevlm.positions import resolve_position_spec, spec_needs
+
+    family = model.get("family", "auto")
+    try:
+        spec = resolve_position_spec(model["positions"], "qwen2_5" if family == "auto" else family)
+    except ConfigError as exc:
+        return [f"model.positions: {exc}"]
+    if spec_needs(spec)["w2c_opencv"] and frames.get("source") != "folder_manifest":
+        return [f"model.positions {model['positions']!r} needs one camera per frame; use frames.source "
+                f"folder_manifest (posevlm eval --frames folder_manifest --frames-root <sampled slug folder>), "
+                f"not {frames.get('source')!r}"]
+    return []
 
 
 # -- resolve ---------------------------------------------------------------------------------------

@@ -32,7 +32,9 @@ from posevlm.errors import ConfigError
 from posevlm.eval.backends._qwen_video import (
     QWEN_VL_UTILS_BUDGET, resize_frames, video_metadata, video_resize_hw,
 )  # fmt: skip
-from posevlm.eval.errors import GenerationError, ModelLoadError, OutOfMemoryError, ProcessorError, SampleError
+from posevlm.eval.errors import (
+    GenerationError, MissingInputError, ModelLoadError, OutOfMemoryError, ProcessorError, SampleError,
+)  # fmt: skip
 from posevlm.eval.frames import FrameSpec
 from posevlm.eval.prompts import GenerationSettings
 
@@ -61,6 +63,11 @@ class HFBackendConfig:
     ``model_generation_defaults``: transformers fills decoding fields the settings leave unset from
     the checkpoint's ``generation_config.json`` (e.g. Qwen2.5-VL's ``repetition_penalty=1.05``, as in
     lmms-eval and the fork); ``False`` pins those fields to neutral values.
+    ``positions``: None (the stock model, untouched) or a pose-aware position mode — a name of
+    ``posevlm.positions.POSITION_MODES`` (``pthw``, ``phw``, ``thw_readapt_t``, ...) or a dict (``{"mode": ...,
+    "legacy": bool, **field overrides}`` or a full PositionSpec dict); installed with
+    ``posevlm.models.enable_pose_positions``. Pose modes read each sample's cameras from its frame manifest
+    (``FrameSpec.w2c_opencv``); ``position_slot_axis`` overrides the default frequency-slot map.
     """
 
     model: str
@@ -76,6 +83,8 @@ class HFBackendConfig:
     total_pixels: int | None = None
     frame_metadata: Literal["source", "qwen_vl_utils_list"] = "source"
     model_generation_defaults: bool = True
+    positions: str | dict | None = None
+    position_slot_axis: list[int] | None = None
     schema_version: int = 1
 
     def __post_init__(self) -> None:
@@ -90,6 +99,13 @@ class HFBackendConfig:
             problems.append(f"batch_size={self.batch_size!r} (an int >= 1)")
         pixels = {k: getattr(self, k) for k in ("min_pixels", "max_pixels", "total_pixels")}
         problems += [f"{k}={v!r} (None or >= 1)" for k, v in pixels.items() if v is not None and v < 1]
+        if self.positions is not None:
+            from posevlm.positions import resolve_position_spec
+
+            try:
+                resolve_position_spec(self.positions, "qwen2_5" if self.family == "auto" else self.family)
+            except ConfigError as exc:
+                problems.append(f"positions={self.positions!r} ({exc})")
         if problems:
             raise ConfigError("invalid HFBackendConfig: " + "; ".join(problems), field="hf_backend")
 
@@ -211,6 +227,13 @@ class HFBackend:
                                  f"{exc}); check the checkpoint is complete, the attention backend is "
                                  "installed and, offline, that every file is in the local cache",
                                  model=config.model) from exc
+        self.position_spec = None
+        if config.positions is not None:
+            from posevlm.models import enable_pose_positions
+            from posevlm.positions import resolve_position_spec
+
+            self.position_spec = resolve_position_spec(config.positions, self.family)
+            model = enable_pose_positions(model, self.position_spec, slot_axis=config.position_slot_axis)
         self.model = model.eval()
         self.tokenizer = self.processor.tokenizer
         self.video_token_id = self.tokenizer.convert_tokens_to_ids(self.processor.video_token)
@@ -228,6 +251,7 @@ class HFBackend:
                              "max_pixels": config.max_pixels, "total_pixels": config.total_pixels,
                              "resize": "torch_bicubic_antialias_uint8"},
             "frame_metadata": config.frame_metadata, "offline": config.offline,
+            "positions": None if self.position_spec is None else getattr(self.model.config, "posevlm_positions"),
             "transformers": transformers.__version__,
             "torch": torch.__version__,
         }
@@ -284,11 +308,12 @@ class HFBackend:
                                  input=self.config.model) from exc
         inputs = inputs.to(self.device)
         inputs["pixel_values_videos"] = inputs["pixel_values_videos"].to(self.model.dtype)
+        pose_kwargs = self._pose_kwargs(batch, ids)
         generation = self.effective_generation(settings)
         t1 = time.perf_counter()
         try:
             with torch.inference_mode():
-                out = self.model.generate(**inputs, **generation["kwargs"])
+                out = self.model.generate(**inputs, **pose_kwargs, **generation["kwargs"])
         except Exception as exc:  # noqa: BLE001
             if isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower():
                 raise _OOM() from exc
@@ -309,6 +334,30 @@ class HFBackend:
             video_grid_thw=grid[i],
             second_per_grid_ts=None if spg is None else float(spg[i]), batch_size=len(batch),
             timings_ms=dict(timings), sample_id=ids[i], **per[i]) for i in range(len(batch))]
+
+    def _pose_kwargs(self, batch: Sequence[Item], ids: Sequence[Any]) -> dict[str, Any]:
+        """Per-video ``w2c_opencv`` / ``frame_ids`` for the position spec (empty without one)."""
+        if self.position_spec is None:
+            return {}
+        from posevlm.models.pose_inputs import from_frame_spec
+        from posevlm.positions import spec_needs
+
+        needs = spec_needs(self.position_spec)
+        out: dict[str, Any] = {}
+        if needs["w2c_opencv"]:
+            cams = []
+            for (_, spec), sid in zip(batch, ids):
+                pose = from_frame_spec(spec)
+                if pose is None:
+                    raise MissingInputError(
+                        f"positions {self.config.positions!r} need one camera per frame, but this sample's "
+                        "frames carry none; evaluate with --frames folder_manifest on a folder sampled from "
+                        "scenes with poses (or geometry predictions)", sample_id=sid, input=self.config.model)
+                cams.append(pose.w2c_opencv.to(device=self.device, dtype=torch.float32))
+            out["w2c_opencv"] = cams
+        if needs["frame_ids"]:
+            out["frame_ids"] = [torch.as_tensor(spec.frame_ids, device=self.device) for _, spec in batch]
+        return out
 
     # ------------------------------------------------------------------------------- public API
     def generate(self, batch: Sequence[Item], *, generation: GenerationSettings | None = None,
