@@ -136,3 +136,18 @@ def test_matches_qwen3_rotary_embedding():
     cos, sin = ours(pos.float())
     torch.testing.assert_close(cos, ref_cos, rtol=0, atol=0)
     torch.testing.assert_close(sin, ref_sin, rtol=0, atol=0)
+
+
+def test_unrotated_slots_keep_cos_one_sin_zero_and_leave_other_slots_alone():
+    inv_freq = 1.0 / (10000 ** (torch.arange(0, 16, 2, dtype=torch.float32) / 16))
+    full = MultiAxisRotary(inv_freq, [0, 0, 1, 1, 1, 2, 2, 2])
+    part = MultiAxisRotary(inv_freq, [-1, -1, 1, 1, 1, 2, 2, 2])
+    assert part.axis_counts() == [0, 3, 3]
+    pos = torch.randint(0, 50, (3, 2, 7)).float()
+    cos_f, sin_f = full(pos)
+    cos_p, sin_p = part(pos)
+    off = torch.tensor([0, 1, 8, 9])  # both rotary halves of slots 0 and 1
+    assert torch.equal(cos_p[..., off], torch.ones_like(cos_p[..., off]))
+    assert torch.equal(sin_p[..., off], torch.zeros_like(sin_p[..., off]))
+    keep = torch.tensor([i for i in range(16) if i not in off.tolist()])
+    assert torch.equal(cos_p[..., keep], cos_f[..., keep]) and torch.equal(sin_p[..., keep], sin_f[..., keep])

@@ -44,7 +44,8 @@ class MultiAxisRotary(nn.Module):
 
     Args:
         inv_freq: (D/2,) inverse frequencies.
-        slot_axis: (D/2,) int, axis (row index of the positions) of each frequency slot.
+        slot_axis: (D/2,) int, axis (row index of the positions) of each frequency slot; -1 leaves the slot
+            unrotated (cos 1, sin 0), e.g. slots handed to a camera block (``posevlm.attention``).
         attention_scaling: multiplies cos and sin (transformers' rope scaling factor; 1.0 for default RoPE).
     """
 
@@ -55,11 +56,13 @@ class MultiAxisRotary(nn.Module):
         if slot_axis.shape != inv_freq.shape:
             raise ShapeError(f"slot_axis must have one entry per frequency slot ({inv_freq.numel()}); got "
                              f"{slot_axis.numel()}", name="slot_axis", shape=tuple(slot_axis.shape))
-        if slot_axis.numel() and slot_axis.min() < 0:
-            raise ConfigError("slot_axis entries must be >= 0", field="slot_axis", value=slot_axis.tolist())
+        if slot_axis.numel() and slot_axis.min() < -1:
+            raise ConfigError("slot_axis entries must be >= 0 (an axis) or -1 (unrotated)", field="slot_axis",
+                              value=slot_axis.tolist())
         self.register_buffer("inv_freq", inv_freq, persistent=False)
         self.register_buffer("slot_axis", slot_axis, persistent=False)
         self.num_axes = int(slot_axis.max()) + 1 if slot_axis.numel() else 0
+        self.unrotated = bool((slot_axis < 0).any())
         self.attention_scaling = float(attention_scaling)
 
     @classmethod
@@ -83,8 +86,8 @@ class MultiAxisRotary(nn.Module):
                               field="sections", value=list(sections))
 
     def axis_counts(self) -> list[int]:
-        """Number of slots per axis."""
-        return torch.bincount(self.slot_axis, minlength=self.num_axes).tolist()
+        """Number of slots per axis (unrotated slots are not counted)."""
+        return torch.bincount(self.slot_axis[self.slot_axis >= 0], minlength=self.num_axes).tolist()
 
     def forward(self, positions: Tensor, dtype: torch.dtype = torch.float32) -> tuple[Tensor, Tensor]:
         """positions: (A, B, L) with A == num_axes, or (B, L) (same position on every axis).
@@ -104,8 +107,11 @@ class MultiAxisRotary(nn.Module):
             if pos.shape[-1] == 1:
                 per_slot = pos.expand(-1, -1, self.slot_axis.numel())
             else:
-                per_slot = pos[..., self.slot_axis]
-            freqs = per_slot * self.inv_freq.to(pos.device)
+                per_slot = pos[..., self.slot_axis.clamp(min=0)]
+            inv_freq = self.inv_freq.to(pos.device)
+            if self.unrotated:
+                inv_freq = inv_freq.masked_fill(self.slot_axis < 0, 0.0)
+            freqs = per_slot * inv_freq
             emb = torch.cat([freqs, freqs], dim=-1)
             cos = emb.cos() * self.attention_scaling
             sin = emb.sin() * self.attention_scaling
