@@ -35,6 +35,7 @@ from posevlm.cli import compare as _compare  # noqa: E402  (registers commands)
 from posevlm.cli import demo as _demo  # noqa: E402
 from posevlm.cli import eval as _eval  # noqa: E402
 from posevlm.cli import info as _info  # noqa: E402
+from posevlm.cli import inspect as _inspect  # noqa: E402,F401  (registers `posevlm inspect`)
 from posevlm.cli import report as _report  # noqa: E402
 from posevlm.cli import sample as _sample  # noqa: E402
 from posevlm.cli import synth as _synth  # noqa: E402

@@ -1,0 +1,120 @@
+"""``posevlm inspect positions`` through typer's CliRunner."""
+
+import json
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from posevlm.cli import app
+from posevlm.positions.inspect import inspect_positions
+
+runner = CliRunner()
+
+
+def invoke(*args):
+    return runner.invoke(app, ["inspect", "positions", *map(str, args)])
+
+
+def test_human_output_shows_worked_example_numbers():
+    res = invoke("--frames", 16, "--size", "644x476", "--mode", "pthw")
+    assert res.exit_code == 0, res.output
+    out = res.stdout
+    for text in (
+        "(8, 34, 46)",
+        "34·46 = 1564",
+        "12512",
+        "1176",
+        "17x23 = 391",
+        "3128",
+        "8·DD",
+        "video starts at 10",
+        "next text starts at 33",
+        "10..26",
+        "10..32",
+        "tubelet 7",
+    ):
+        assert text in out, text
+
+
+def test_json_round_trips_and_equals_the_report():
+    res = invoke("--frames", 16, "--size", "644x476", "--mode", "pthw", "--json")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout) == inspect_positions(frames=16, size_wh=(644, 476), mode="pthw")
+    res = invoke(
+        "--mode",
+        "phw",
+        "--model-family",
+        "qwen3",
+        "--qwen3-timestamp-tokens",
+        2,
+        "--set",
+        "pose_hard_reset=false",
+        "--text-after",
+        0,
+        "--json",
+    )
+    report = json.loads(res.stdout)
+    assert report == inspect_positions(
+        mode="phw", layout="qwen3", timestamp_tokens=2, overrides={"pose_hard_reset": False}, text_after=0
+    )
+    assert report["layout"] == "qwen3" and report["spec"]["pose_hard_reset"] is False
+    assert report["sequence"]["timestamp_tokens"] == 16 and report["rope_segments"] == 8
+
+
+@pytest.mark.parametrize("size", ["644", "axb", "644x"])
+def test_bad_size_names_the_option(size):
+    res = invoke("--size", size)
+    assert res.exit_code != 0 and "--size" in res.output and "644x476" in res.output
+
+
+def test_bad_inputs_are_clear_errors():
+    res = invoke("--frames", 0)
+    assert res.exit_code != 0 and "--frames" in res.output and ">= 1" in res.output
+    res = invoke("--mode", "pthw", "--layout", "qwen3")
+    assert res.exit_code == 2
+    assert (
+        "not defined for layout 'qwen3'" in res.output
+        and "phw" in res.output
+        and "Traceback" not in res.output
+    )
+    res = invoke("--set", "nope=1")
+    assert res.exit_code == 2 and "--set" in res.output
+    res = invoke("--mode", "bogus")
+    assert res.exit_code == 2 and "unknown position mode" in res.output
+
+
+def _write_manifest(path, n=12):
+    w2c = torch.eye(4, dtype=torch.float64).repeat(n, 1, 1)
+    w2c[:, 0, 3] = -0.1 * torch.arange(n, dtype=torch.float64)  # constant-speed slide along x
+    ids = list(range(5, 5 + 7 * n, 7))
+    doc = {
+        "format": "posevlm.selected_frames",
+        "schema_version": 2,
+        "scene_name": "toy",
+        "selected_frames": ids,
+        "num_frames": n,
+        "selected": [
+            {"position": i, "frame_id": f, "w2c_opencv": w2c[i].tolist()} for i, f in enumerate(ids)
+        ],
+    }
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "selected_frames.json").write_text(json.dumps(doc))
+    return ids
+
+
+def test_manifest_supplies_frames_ids_and_cameras(tmp_path):
+    ids = _write_manifest(tmp_path / "scene")
+    res = invoke("--mode", "pthw", "--manifest", tmp_path / "scene", "--json")
+    assert res.exit_code == 0, res.output
+    report = json.loads(res.stdout)
+    assert report["token_layout"]["frames"] == 12 and report["token_layout"]["grid_thw"][0] == 6
+    assert report["frame_ids"] == ids and "manifest" in report["cameras"]
+    video = [s for s in report["segments"] if s["kind"] == "video"]
+    assert video[1]["frame_ids"] == ids[2:4]
+    # P from the manifest's linear trajectory: 10 + 11 * tau / 5 (dynamic range S - 1 = 11)
+    assert [s["P"] for s in video] == pytest.approx([10 + 11 * t / 5 for t in range(6)], abs=1e-3)
+    res = invoke("--mode", "pthw", "--manifest", tmp_path / "scene", "--frames", 16)
+    assert res.exit_code != 0 and "--frames" in res.output and "12 frames" in res.output
+    res = invoke("--mode", "pthw", "--manifest", tmp_path / "missing")
+    assert res.exit_code == 2 and "does not exist" in res.output
