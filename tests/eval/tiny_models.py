@@ -132,15 +132,17 @@ def _save(model, tokenizer, out: Path) -> Path:
     return out
 
 
-def save_tiny_qwen2_5_vl(out: str | Path, *, seed: int = 0) -> Path:
+def save_tiny_qwen2_5_vl(out: str | Path, *, seed: int = 0, **text_overrides) -> Path:
     """Tiny Qwen2.5-VL: text 64 wide, 2 layers, 4 heads (2 KV), mRoPE [2, 3, 3]; vision depth 2, width
-    32, patch 14, merge 2, window 56, full-attention block [1], ``tokens_per_second`` 2."""
+    32, patch 14, merge 2, window 56, full-attention block [1], ``tokens_per_second`` 2. ``text_overrides``
+    replace text-config fields (e.g. ``num_key_value_heads``)."""
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
     out = Path(out)
     tokenizer = build_tokenizer(QWEN2_5_VL_CHAT_TEMPLATE)
     text = _text_config(tokenizer, rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
                                                     "mrope_section": [2, 3, 3]})
+    text.update(text_overrides)
     vision = {"depth": 2, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2, "patch_size": 14,
               "spatial_merge_size": 2, "temporal_patch_size": 2, "window_size": 56,
               "fullatt_block_indexes": [1], "out_hidden_size": 64, "tokens_per_second": 2}
@@ -156,7 +158,7 @@ def save_tiny_qwen2_5_vl(out: str | Path, *, seed: int = 0) -> Path:
     return out
 
 
-def save_tiny_qwen3_vl(out: str | Path, *, seed: int = 0) -> Path:
+def save_tiny_qwen3_vl(out: str | Path, *, seed: int = 0, **text_overrides) -> Path:
     """Tiny Qwen3-VL: text 64 wide, 2 layers, head_dim 16, interleaved mRoPE [2, 3, 3]; vision depth 2,
     width 32, patch 16, 64 learned positions (8x8), one DeepStack tap (layer 1)."""
     from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration
@@ -165,6 +167,7 @@ def save_tiny_qwen3_vl(out: str | Path, *, seed: int = 0) -> Path:
     tokenizer = build_tokenizer(QWEN3_VL_CHAT_TEMPLATE)
     text = _text_config(tokenizer, head_dim=16, rope_parameters={
         "rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 3, 3], "mrope_interleaved": True})
+    text.update(text_overrides)
     vision = {"depth": 2, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2, "patch_size": 16,
               "spatial_merge_size": 2, "temporal_patch_size": 2, "out_hidden_size": 64,
               "num_position_embeddings": 64, "deepstack_visual_indexes": [1]}

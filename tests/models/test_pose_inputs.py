@@ -58,3 +58,4 @@ def test_camera_less_manifests_and_bad_shapes_say_what_to_do(world):
         pose_inputs.PoseInputs(torch.arange(3), torch.eye(4).repeat(2, 1, 1))
     kw = pose_inputs.model_kwargs([pose_inputs.from_manifest(manifest)] * 2)
     assert [w.dtype for w in kw["w2c_opencv"]] == [torch.float32] * 2 and kw["frame_ids"][0].shape == (6,)
+    assert kw["K_pixels"][0].shape == (6, 3, 3) and kw["image_hw"][0].tolist()[0] == [48, 64]

@@ -134,7 +134,12 @@ def from_frame_spec(spec) -> PoseInputs | None:
 
 def model_kwargs(videos: Sequence[PoseInputs], *, dtype: torch.dtype = torch.float32,
                  device: torch.device | str | None = None) -> dict[str, list[Tensor]]:
-    """``{"w2c_opencv": [(S_i, 4, 4)], "frame_ids": [(S_i,)]}`` for the videos of a batch in processor order
-    (row-major over samples, then videos within a sample), ready for ``model.generate(**inputs, **kw)``."""
-    return {"w2c_opencv": [v.w2c_opencv.to(device=device, dtype=dtype) for v in videos],
-            "frame_ids": [v.frame_ids.to(device=device) for v in videos]}
+    """``{"w2c_opencv": [(S_i, 4, 4)], "frame_ids": [(S_i,)]}`` (plus ``K_pixels`` / ``image_hw`` when every video
+    has intrinsics, for PRoPE) for the videos of a batch in processor order (row-major over samples, then
+    videos within a sample), ready for ``model.generate(**inputs, **kw)``."""
+    out = {"w2c_opencv": [v.w2c_opencv.to(device=device, dtype=dtype) for v in videos],
+           "frame_ids": [v.frame_ids.to(device=device) for v in videos]}
+    if videos and all(v.K_pixels is not None and v.image_hw is not None for v in videos):
+        out["K_pixels"] = [v.K_pixels.to(device=device, dtype=dtype) for v in videos]
+        out["image_hw"] = [v.image_hw.to(device=device) for v in videos]
+    return out

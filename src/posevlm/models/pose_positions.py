@@ -45,7 +45,7 @@ __all__ = ["CONFIG_KEY", "PoseRotaryEmbedding", "enable_pose_positions", "load_p
            "pose_positions_config"]
 
 CONFIG_KEY = "posevlm_positions"
-_POSE_INPUTS = ("w2c_opencv", "frame_ids")
+_POSE_INPUTS = ("w2c_opencv", "frame_ids", "K_pixels", "image_hw")
 _STATIC_ROPE_TYPES = ("default", "linear", "yarn", "llama3")
 
 
@@ -110,9 +110,11 @@ def pose_positions_config(model) -> dict | None:
 class _Controller:
     """Builds the ``[text; axes]`` rows for one model (prefill, decode, generate)."""
 
-    def __init__(self, model, spec: PositionSpec, family: str):
+    def __init__(self, model, spec: PositionSpec, family: str, camera=None, camera_dims=None):
         self.model = model
         self.spec = spec
+        self.camera, self.camera_dims = camera, camera_dims
+        self.last_token_map: tuple[Tensor | None, Any] = (None, None)
         self.family = family
         self.axes = spec.axes
         cfg = model.config
@@ -126,11 +128,13 @@ class _Controller:
 
     def prefill(self, input_ids: Tensor, attention_mask: Tensor | None, *, image_grid_thw=None,
                 video_grid_thw=None, second_per_grid_ts=None, mm_token_type_ids=None, w2c_opencv=None,
-                frame_ids=None) -> Tensor:
+                frame_ids=None, K_pixels=None, image_hw=None) -> Tensor:
+        """``[text; axes]`` rows of a prompt (``K_pixels`` / ``image_hw`` are camera-attention inputs, unused here)."""
         tm = build_token_map(input_ids, image_grid_thw=image_grid_thw, video_grid_thw=video_grid_thw,
                              spatial_merge_size=self.merge, attention_mask=attention_mask,
                              mm_token_type_ids=mm_token_type_ids, image_token_id=self.image_token_id,
                              video_token_id=self.video_token_id)
+        self.last_token_map = (input_ids, tm)  # generate() pops video_grid_thw before the forward pass
         plan = build_position_plan(tm, self.spec, second_per_grid_ts=second_per_grid_ts, frame_ids=frame_ids,
                                    w2c_opencv=w2c_opencv)
         valid = tm.valid
@@ -151,6 +155,41 @@ class _Controller:
 
     def text_only(self, text_row: Tensor) -> Tensor:
         return self._stack(text_row, text_row[None].expand(len(self.axes), -1, -1))
+
+    def camera_context(self, a: dict[str, Any], pose_inputs: dict[str, Any]):
+        """The per-call CameraContext (prefill with video tokens), or None (no camera attention / decode)."""
+        if self.camera is None:
+            return None
+        input_ids, cache, types_ = a.get("input_ids"), a.get("past_key_values"), a.get("mm_token_type_ids")
+        past = cache.get_seq_length() if cache is not None else 0
+        if input_ids is None:
+            if a.get("video_grid_thw") is not None and past == 0:
+                raise ShapeError("camera attention needs input_ids at prefill (to find the video tokens); "
+                                 "inputs_embeds alone are not supported", name="input_ids")
+            return None
+        if past != 0:
+            if bool((input_ids == self.video_token_id).any()):
+                raise ShapeError("camera attention: video tokens after the prefill (chunked prefill) are not "
+                                 "supported; pass the whole prompt in one call", name="input_ids",
+                                 shape=tuple(input_ids.shape))
+            return None
+        from posevlm.models.camera_attention import build_camera_context
+
+        if a.get("video_grid_thw") is None and a.get("image_grid_thw") is None:
+            # generate() pre-encodes the media and drops the grids: reuse the prefill's token map
+            ids, tm = getattr(self, "last_token_map", (None, None))
+            if ids is None or ids.shape != input_ids.shape or not torch.equal(ids.to(input_ids.device), input_ids):
+                if not bool((input_ids == self.video_token_id).any()):
+                    return None
+                raise ShapeError("camera attention needs video_grid_thw with the video tokens of the prompt",
+                                 name="video_grid_thw")
+        else:
+            tm = build_token_map(input_ids, image_grid_thw=a.get("image_grid_thw"),
+                                 video_grid_thw=a.get("video_grid_thw"), spatial_merge_size=self.merge,
+                                 attention_mask=a.get("attention_mask"), mm_token_type_ids=types_,
+                                 image_token_id=self.image_token_id, video_token_id=self.video_token_id)
+        return build_camera_context(self.camera, self.camera_dims, tm, w2c_opencv=pose_inputs.get("w2c_opencv"),
+                                    K_pixels=pose_inputs.get("K_pixels"), image_hw=pose_inputs.get("image_hw"))
 
     # -- the two hooks -------------------------------------------------------------------------------
     def forward_positions(self, a: dict[str, Any], pose_inputs: dict[str, Any]) -> Tensor | None:
@@ -208,8 +247,12 @@ def _inner_forward(self, *args, **kwargs):
     arguments = dict(inspect.signature(forward).bind(self, *args, **kwargs).arguments)
     arguments.pop("self")
     arguments.update(arguments.pop("kwargs", {}))
+    controller = self._posevlm_controller
     if arguments.get("position_ids") is None:
-        arguments["position_ids"] = self._posevlm_controller.forward_positions(arguments, pose_inputs)
+        arguments["position_ids"] = controller.forward_positions(arguments, pose_inputs)
+    context = controller.camera_context(arguments, pose_inputs)
+    if context is not None:
+        arguments["posevlm_camera"] = context
     return forward(self, **arguments)
 
 
@@ -237,7 +280,7 @@ def _outer_forward_for(cls):
 
 
 def enable_pose_positions(model, spec: PositionSpec | dict | None = None, *,
-                          slot_axis: Sequence[int] | None = None):
+                          slot_axis: Sequence[int] | None = None, camera_attention=None):
     """Make ``model`` build its positions with posevlm and rotate them with a :class:`MultiAxisRotary`.
 
     Args:
@@ -248,6 +291,9 @@ def enable_pose_positions(model, spec: PositionSpec | dict | None = None, *,
         slot_axis: frequency slot -> axis map (length head_dim / 2, axes indexed as ``spec.axes``). Default:
             the checkpoint's mRoPE sections (chunked for Qwen2.5, interleaved for Qwen3); PTHW splits T's
             chunk into P (first, high-frequency half) and T, e.g. [16, 24, 24] -> [8, 8, 24, 24].
+        camera_attention: a ``posevlm.models.camera_attention.CameraAttentionSpec`` (or its dict) installing
+            PRoPE / GTA / CaPE and the pose-distance bias in every text attention layer; None: none (or the
+            stored one when ``spec`` is None). Extra inputs ``K_pixels`` / ``image_hw`` (per video) for PRoPE.
     Returns:
         the same model. Extra forward / generate inputs: ``w2c_opencv`` (per video (S, 4, 4) world-to-camera,
         OpenCV axes, one per sampled frame; required by pose ``scalar``) and ``frame_ids`` (per video (S,);
@@ -262,6 +308,7 @@ def enable_pose_positions(model, spec: PositionSpec | dict | None = None, *,
         if stored is None:
             return model
         spec, slot_axis = stored["spec"], stored.get("slot_axis") if slot_axis is None else slot_axis
+        camera_attention = stored.get("camera_attention") if camera_attention is None else camera_attention
     if isinstance(spec, dict):
         spec = PositionSpec.from_dict(spec)
     if spec.layout != family:
@@ -288,13 +335,30 @@ def enable_pose_positions(model, spec: PositionSpec | dict | None = None, *,
         slot_axis = _default_slot_axis(family, spec, sections)
     slot_axis = [int(s) for s in slot_axis]
     n_axes = len(spec.axes)
-    if sorted(set(slot_axis)) != list(range(n_axes)):
-        raise ConfigError(f"slot_axis must use every axis of {spec.axes} (indices 0..{n_axes - 1}); got "
-                          f"{sorted(set(slot_axis))}", field="slot_axis", value=slot_axis)
-    rotary = MultiAxisRotary(base.inv_freq.detach().clone(), slot_axis, base.attention_scaling)
+    used = set(slot_axis) - {-1}
+    if not used <= set(range(n_axes)) or (-1 not in slot_axis and used != set(range(n_axes))):
+        raise ConfigError(f"slot_axis must map every slot to an axis of {spec.axes} (indices 0..{n_axes - 1}; -1 "
+                          f"= unrotated) and, without -1 entries, use every axis; got {sorted(set(slot_axis))}",
+                          field="slot_axis", value=slot_axis)
+    from posevlm.models import camera_attention as cam
+
+    if isinstance(camera_attention, dict):
+        camera_attention = cam.CameraAttentionSpec.from_dict(camera_attention)
+    camera_dims, rotary_slots = None, list(slot_axis)
+    if camera_attention is not None and camera_attention.mode != "none":
+        head_dim = 2 * len(slot_axis)
+        camera_dims, slots = cam.camera_slots(camera_attention, slot_axis, spec.axes, head_dim)
+        if camera_attention.rotary_on_camera_dims == "off":
+            for k in slots.tolist():
+                rotary_slots[k] = -1
+    if camera_attention is not None:
+        cam.install(model, camera_attention)
+    else:
+        cam.uninstall(model)
+    rotary = MultiAxisRotary(base.inv_freq.detach().clone(), rotary_slots, base.attention_scaling)
     inner.language_model.rotary_emb = PoseRotaryEmbedding(rotary, spec.axes).to(base.inv_freq.device)
 
-    controller = _Controller(model, spec, family)
+    controller = _Controller(model, spec, family, camera_attention, camera_dims)
     # bound methods (not closures) so that copy.deepcopy(model) rebinds them to the copy
     object.__setattr__(model, "_posevlm_controller", controller)
     object.__setattr__(inner, "_posevlm_controller", controller)
@@ -303,7 +367,9 @@ def enable_pose_positions(model, spec: PositionSpec | dict | None = None, *,
     model._prepare_position_ids_for_generation = types.MethodType(_prepare_position_ids, model)
     model.model.rope_deltas = None
     object.__setattr__(model, "posevlm_position_spec", spec)
-    setattr(model.config, CONFIG_KEY, {"spec": spec.to_dict(), "slot_axis": slot_axis})
+    setattr(model.config, CONFIG_KEY, {"spec": spec.to_dict(), "slot_axis": slot_axis,
+                                       "camera_attention": None if camera_attention is None
+                                       else camera_attention.to_dict()})
     return model
 
 
@@ -321,4 +387,42 @@ def load_pose_model(path, model_class=None, **from_pretrained_kwargs):
                               value=names)
         model_class = getattr(transformers, names[0])
     model = model_class.from_pretrained(path, **from_pretrained_kwargs)
-    return enable_pose_positions(model)
+    model = enable_pose_positions(model)
+    _load_learned_slopes(model, path, from_pretrained_kwargs)
+    return model
+
+
+def _load_learned_slopes(model, path, kwargs: dict) -> None:
+    """Learned pose-bias slopes are parameters the stock class does not know (``from_pretrained`` drops them
+    as unexpected keys): read them back from the checkpoint's safetensors files."""
+    from pathlib import Path
+
+    from posevlm.models.camera_attention import SLOPES_NAME
+
+    import re
+
+    # keyed by layer: save_pretrained may rename prefixes (Qwen2.5-VL saves model.language_model.* as model.*)
+    pattern = re.compile(rf"layers\.(\d+)\.self_attn\.{SLOPES_NAME}$")
+    wanted = {int(m.group(1)): p for name, p in model.named_parameters() if (m := pattern.search(name))}
+    if not wanted:
+        return
+    folder = Path(path)
+    if not folder.is_dir():
+        from huggingface_hub import snapshot_download
+
+        folder = Path(snapshot_download(str(path), allow_patterns=["*.safetensors"], revision=kwargs.get("revision"),
+                                        local_files_only=bool(kwargs.get("local_files_only"))))
+    from safetensors import safe_open
+
+    found = set()
+    for file in sorted(folder.glob("*.safetensors")):
+        with safe_open(str(file), framework="pt") as f:
+            for key in f.keys():
+                if (m := pattern.search(key)) and int(m.group(1)) in wanted:
+                    with torch.no_grad():
+                        wanted[int(m.group(1))].copy_(f.get_tensor(key))
+                    found.add(int(m.group(1)))
+    if found and found != set(wanted):
+        missing = sorted(set(wanted) - found)
+        raise ConfigError(f"checkpoint {path} holds learned pose-bias slopes for some layers only (missing "
+                          f"layers {missing[:5]}); it is incomplete", field="bias", value=missing)

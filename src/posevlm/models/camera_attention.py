@@ -1,0 +1,332 @@
+"""Camera attention (PRoPE / GTA / CaPE) and the pose-distance bias inside the Qwen text decoders.
+
+Notation: B batch, L tokens of this call, H query heads, D head dim, S frames of a video, T its tubelets,
+N tubelet cameras of the whole batch (all videos concatenated, ``TokenMap.camera_index``).
+
+How it is wired (transformers 5.23, instance-level patches only; :func:`install` / :func:`uninstall`):
+
+* every decoder layer's ``self_attn.forward`` is replaced by :func:`_attention_forward`, the stock forward
+  (projections, Qwen3's q/k norms, RoPE, cache update, ``ALL_ATTENTION_FUNCTIONS`` dispatch, ``o_proj``) with
+  ``q <- M^T q``, ``k <- M^-1 k``, ``v <- M^-1 v`` between RoPE and the cache update and ``o <- M o`` before
+  ``o_proj`` (CaPE: q and k only). Cached keys and values are stored transformed, so a decode step
+  transforms only its new tokens;
+* the per-token matrices are built once per prefill from the per-video cameras (``w2c_opencv``, and for
+  PRoPE ``K_pixels`` + ``image_hw``) merged per tubelet, re-referenced to each video's reference tubelet and
+  translation-normalised per video (``posevlm.attention.attention_cameras``); they travel to the layers as
+  the keyword argument ``posevlm_camera`` (a :class:`CameraContext`);
+* text and image tokens have no camera: they use the identity, which is the reference camera of every video
+  after re-referencing, so decode steps (text) need no transform and prefill + cached decode equals one
+  full forward; global SE(3) invariance then holds for every pair of tokens;
+* the bias ``-m_h * D(camera_i, camera_j)`` (``posevlm.attention.pose_distance_table``; 0 for pairs with
+  text and across videos) is added to the attention mask at prefill; decode queries are text, so their
+  bias row is 0. ``m_h``: ``learned`` (a parameter per layer and head, initialised at 0 so a pretrained
+  model is unchanged; saved with the checkpoint) or ``alibi`` (fixed geometric slopes).
+
+Camera dims: by default the head dims of the rotary slots of the ``T`` axis (Qwen2.5 THW: slots 0-15 ->
+dims 0-15 and 64-79, 8 groups of 4; PTHW: T's 8 slots; Qwen3: T's 24 interleaved slots). With
+``rotary_on_camera_dims="off"`` (default) those slots are not rotated any more, so the camera block and RoPE
+act on disjoint dims and both relative properties hold exactly; ``"keep"`` composes the camera block after
+RoPE on the same dims (the fork's layout: identity cameras give the stock model, but logits are no longer
+functions of relative pose and relative position alone).
+"""
+
+from __future__ import annotations
+
+import types
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from posevlm.errors import ConfigError, ShapeError
+
+__all__ = ["CameraAttentionSpec", "CameraContext", "camera_slots", "build_camera_context", "install",
+           "uninstall", "SLOPES_NAME"]
+
+SLOPES_NAME = "posevlm_pose_slopes"
+_CHOICES = {
+    "mode": ("prope", "gta", "cape", "none"),
+    "rotary_on_camera_dims": ("off", "keep"),
+    "reference": ("first", "medoid"),
+    "translation_norm": ("max", "median", "mean", "none"),
+    "camera_merge": ("mean", "first"),
+    "bias": ("none", "learned", "alibi"),
+}
+
+
+@dataclass(frozen=True)
+class CameraAttentionSpec:
+    """Camera attention recipe; serialised into ``model.config.posevlm_positions["camera_attention"]``.
+
+    Fields:
+        mode: ``prope`` (normalised intrinsics x w2c; needs ``K_pixels`` and ``image_hw``), ``gta`` (SE(3)
+            w2c only), ``cape`` (queries and keys only; values and outputs untouched) or ``none`` (no camera
+            transform: the bias alone).
+        dims: ``"t_slots"`` (the head dims of the T axis's rotary slots) or explicit head-dim indices, a
+            multiple of 4, grouped by 4 in the given order.
+        rotary_on_camera_dims: ``off`` (those dims lose their rotary; disjoint) or ``keep`` (fork layout).
+        reference / translation_norm: per video, the camera made the identity and the translation scale
+            (max / median / mean camera-centre distance to the reference, or none).
+        camera_merge: tubelet camera from its two frames: ``mean`` (SLERP midpoint, mean centre) or ``first``.
+        bias: pose-distance bias ``none``, ``learned`` (slopes initialised at 0) or ``alibi`` (fixed).
+        bias_lam: lambda weighting normalised translation against the geodesic angle in D.
+    """
+
+    mode: str = "gta"
+    dims: str | tuple[int, ...] = "t_slots"
+    rotary_on_camera_dims: str = "off"
+    reference: str = "first"
+    translation_norm: str = "max"
+    camera_merge: str = "mean"
+    bias: str = "none"
+    bias_lam: float = 1.0
+    schema_version: int = 1
+
+    def __post_init__(self):
+        problems = [f"{k}={getattr(self, k)!r} (allowed: {', '.join(v)})" for k, v in _CHOICES.items()
+                    if getattr(self, k) not in v]
+        if isinstance(self.dims, str):
+            if self.dims != "t_slots":
+                problems.append(f"dims={self.dims!r} (use 't_slots' or a list of head dims)")
+        else:
+            dims = tuple(int(d) for d in self.dims)
+            object.__setattr__(self, "dims", dims)
+            if not dims or len(dims) % 4 or len(set(dims)) != len(dims) or min(dims) < 0:
+                problems.append(f"dims={list(dims)[:8]}... (unique head dims >= 0, a multiple of 4 of them)")
+        if not isinstance(self.bias_lam, (int, float)) or self.bias_lam < 0:
+            problems.append(f"bias_lam={self.bias_lam!r} (a number >= 0)")
+        if self.schema_version != 1:
+            problems.append(f"schema_version={self.schema_version!r} (this release reads 1)")
+        if problems:
+            raise ConfigError("invalid CameraAttentionSpec: " + "; ".join(problems), field="camera_attention",
+                              value=problems)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        if not isinstance(self.dims, str):
+            out["dims"] = list(self.dims)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "CameraAttentionSpec":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"unknown CameraAttentionSpec keys {unknown}; known: {sorted(known)}",
+                              field="camera_attention", value=unknown)
+        data = dict(data)
+        if isinstance(data.get("dims"), list):
+            data["dims"] = tuple(data["dims"])
+        return cls(**data)
+
+
+def camera_slots(spec: CameraAttentionSpec, slot_axis: Sequence[int], axes: Sequence[str], head_dim: int):
+    """(head dims carrying the camera block, rotary slots they occupy) for a model's slot map."""
+    from posevlm.attention import CameraDims
+
+    slot_axis = torch.as_tensor(list(slot_axis), dtype=torch.long)
+    half = head_dim // 2
+    if spec.dims == "t_slots":
+        if "T" not in axes:
+            raise ConfigError(f"dims='t_slots' but the position rows {tuple(axes)} have no T axis (P replaced it); "
+                              "pass explicit head dims in CameraAttentionSpec.dims", field="dims", value=list(axes))
+        slots = (slot_axis == list(axes).index("T")).nonzero().flatten()
+        dims = CameraDims.from_rotary_slots(slots.tolist(), head_dim)
+    else:
+        if max(spec.dims) >= head_dim:
+            raise ConfigError(f"camera dims reach {max(spec.dims)} but head_dim is {head_dim}", field="dims",
+                              value=max(spec.dims))
+        dims = CameraDims(torch.as_tensor(spec.dims, dtype=torch.long))
+        slots = torch.unique(torch.as_tensor(spec.dims) % half)
+    return dims, slots
+
+
+@dataclass
+class CameraContext:
+    """What every patched layer needs for one prefill: the per-token transform and the token distances.
+
+    transform: ``posevlm.attention.CameraTransform`` over the B x L tokens of the call, or None.
+    neg_distance: (B, 1, L, L) float32 ``-D(camera_i, camera_j)`` (0 for text and cross-video pairs), or None.
+    """
+
+    transform: Any
+    neg_distance: Tensor | None
+
+
+def _per_video(items, n: int, name: str) -> list:
+    if items is None:
+        return [None] * n
+    items = list(items.unbind(0)) if isinstance(items, Tensor) else list(items)
+    if len(items) != n:
+        raise ShapeError(f"{name} has {len(items)} videos but video_grid_thw has {n}", name=name)
+    return items
+
+
+def _to_tubelets(x: Tensor, tubelets: int, name: str) -> Tensor:
+    """(S, ...) per frame -> (2T, ...): an odd S = 2T - 1 repeats the last frame like the processors."""
+    if x.shape[0] == 2 * tubelets - 1:
+        x = torch.cat([x, x[-1:]], 0)
+    if x.shape[0] != 2 * tubelets:
+        raise ShapeError(f"{name} has {x.shape[0]} frames but the video has T={tubelets} tubelets; expected "
+                         f"S = {2 * tubelets} (or {2 * tubelets - 1}); pass one entry per frame in processor order",
+                         name=name, shape=tuple(x.shape))
+    return x
+
+
+def build_camera_context(spec: CameraAttentionSpec, dims, token_map, *, w2c_opencv, K_pixels=None,
+                         image_hw=None) -> CameraContext:
+    """Per-token camera transform (and pose distances when the bias is on) for one tokenised batch.
+
+    w2c_opencv: per video (S, 4, 4) world-to-camera, OpenCV axes; K_pixels: per video (S, 3, 3) in pixels of
+    image_hw: per video (S, 2) or (2,) (H, W) (required by ``prope``). Videos with equal T are batched."""
+    from posevlm.attention import attention_cameras, build_camera_transform, pose_distance_table
+    from posevlm.geometry import merge_temporal_pairs
+
+    grid = token_map.video_grid_thw
+    n_vid = grid.shape[0]
+    device = token_map.modality.device
+    if n_vid == 0:
+        return CameraContext(None, None)
+    if w2c_opencv is None:
+        raise ShapeError("camera attention needs w2c_opencv: one (S, 4, 4) world-to-camera (OpenCV) tensor per "
+                         "video, e.g. posevlm.models.pose_inputs.model_kwargs(...)", name="w2c_opencv")
+    if spec.mode == "none" and spec.bias == "none":
+        return CameraContext(None, None)
+    if spec.mode == "prope" and (K_pixels is None or image_hw is None):
+        raise ShapeError("camera attention 'prope' needs K_pixels (per video (S, 3, 3)) and image_hw (the (H, W) "
+                         "they refer to); use mode 'gta' for SE(3) cameras without intrinsics", name="K_pixels")
+    t_list = grid[:, 0].tolist()
+    cams = _per_video(w2c_opencv, n_vid, "w2c_opencv")
+    ks, hws = _per_video(K_pixels, n_vid, "K_pixels"), _per_video(image_hw, n_vid, "image_hw")
+    merged, k_first, hw_first = [], [], []
+    for i, t in enumerate(t_list):
+        c = _to_tubelets(torch.as_tensor(cams[i]).to(device=device, dtype=torch.float32), t, f"w2c_opencv[{i}]")
+        merged.append(merge_temporal_pairs(c, spec.camera_merge))
+        if ks[i] is not None and spec.mode == "prope":
+            k = _to_tubelets(torch.as_tensor(ks[i]).to(device=device, dtype=torch.float32), t, f"K_pixels[{i}]")
+            k_first.append(k[0::2])
+            hw = torch.as_tensor(hws[i], device=device)
+            hw_first.append(hw.expand(2 * t, 2)[0::2] if hw.ndim == 1 else _to_tubelets(hw, t, "image_hw")[0::2])
+    by_t: dict[int, list[int]] = {}
+    for i, t in enumerate(t_list):
+        by_t.setdefault(t, []).append(i)
+    per_video_p: list[Tensor | None] = [None] * n_vid
+    per_video_d: list[Tensor | None] = [None] * n_vid
+    for t, idx in by_t.items():
+        w2c = torch.stack([merged[i] for i in idx])
+        k = torch.stack([k_first[i] for i in idx]) if k_first else None
+        hw = torch.stack([hw_first[i] for i in idx]) if hw_first else None
+        if spec.mode != "none":
+            p = attention_cameras(w2c, k, hw, mode=spec.mode, reference=spec.reference,
+                                  translation_norm=spec.translation_norm)
+            for j, i in enumerate(idx):
+                per_video_p[i] = p[j]
+        if spec.bias != "none":
+            d = pose_distance_table(w2c, lam=spec.bias_lam, translation_norm=spec.translation_norm,
+                                    reference=spec.reference)
+            for j, i in enumerate(idx):
+                per_video_d[i] = d[j]
+    b = token_map.modality.shape[0]
+    cam_index = token_map.camera_index
+    transform = None if spec.mode == "none" else \
+        build_camera_transform(torch.cat(per_video_p, 0)[None].expand(b, -1, -1, -1), cam_index, dims, spec.mode)
+    neg = None
+    if spec.bias != "none":
+        table = torch.block_diag(*per_video_d)  # cross-video pairs: 0
+        safe = cam_index.clamp(min=0)
+        d = table[safe[:, :, None], safe[:, None, :]]
+        vis = cam_index >= 0
+        neg = -(d * (vis[:, :, None] & vis[:, None, :])).to(torch.float32)[:, None]
+    return CameraContext(transform, neg)
+
+
+# --------------------------------------------------------------------------------------- the layer patch
+def _biased_mask(mask: Tensor | None, neg_distance: Tensor, slopes: Tensor, q_len: int, kv_len: int,
+                 dtype: torch.dtype) -> Tensor:
+    """Additive float mask (B, H, q_len, kv_len): ``slopes_h * -D`` where attention is allowed, min elsewhere."""
+    device = neg_distance.device
+    if mask is None:
+        allowed = torch.ones(q_len, kv_len, dtype=torch.bool, device=device).tril(kv_len - q_len)[None, None]
+    elif mask.dtype == torch.bool:
+        allowed = mask[..., :kv_len]
+    else:
+        allowed = mask[..., :kv_len] == 0
+    bias = slopes.to(device=device, dtype=torch.float32).view(1, -1, 1, 1) * neg_distance[..., :q_len, :kv_len]
+    return bias.masked_fill(~allowed, torch.finfo(dtype).min).to(dtype)
+
+
+def _attention_forward(self, hidden_states: Tensor, attention_mask: Tensor | None = None,
+                       position_ids: Tensor | None = None, past_key_values=None,
+                       position_embeddings: tuple[Tensor, Tensor] | None = None, posevlm_camera=None, **kwargs):
+    """Stock Qwen2.5-VL / Qwen3-VL text attention with the camera transform around the cache update."""
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+    input_shape = hidden_states.shape[:-1]
+    hidden_shape = (*input_shape, -1, self.head_dim)
+    q = self.q_proj(hidden_states).view(hidden_shape)
+    k = self.k_proj(hidden_states).view(hidden_shape)
+    if hasattr(self, "q_norm"):
+        q, k = self.q_norm(q), self.k_norm(k)
+    q, k = q.transpose(1, 2), k.transpose(1, 2)
+    v = self.v_proj(hidden_states).view(hidden_shape).transpose(1, 2)
+    cos, sin = position_embeddings
+    q, k = self._posevlm_rope(q, k, cos, sin)
+    transform = posevlm_camera.transform if posevlm_camera is not None else None
+    if transform is not None:
+        q, k, v = transform.apply_q(q), transform.apply_k(k), transform.apply_v(v)
+    if past_key_values is not None:
+        k, v = past_key_values.update(k, v, self.layer_idx)
+    slopes = getattr(self, SLOPES_NAME, None)
+    if posevlm_camera is not None and posevlm_camera.neg_distance is not None and slopes is not None:
+        attention_mask = _biased_mask(attention_mask, posevlm_camera.neg_distance, slopes, q.shape[2], k.shape[2],
+                                      q.dtype)
+    attention = ALL_ATTENTION_FUNCTIONS.get_interface(self.config._attn_implementation,
+                                                      self._posevlm_eager)
+    extra = {"sliding_window": self.sliding_window} if hasattr(self, "sliding_window") else {}
+    out, weights = attention(self, q, k, v, attention_mask, dropout=0.0 if not self.training else
+                             self.attention_dropout, scaling=self.scaling, position_ids=position_ids,
+                             **extra, **kwargs)
+    if transform is not None and transform.mat_o is not None:
+        out = transform.apply_o(out.transpose(1, 2)).transpose(1, 2)
+    out = out.reshape(*input_shape, -1).contiguous()
+    return self.o_proj(out), weights
+
+
+def _family_module(model):
+    import importlib
+
+    return importlib.import_module(type(model).__module__)
+
+
+def install(model, spec: CameraAttentionSpec) -> None:
+    """Patch every text decoder layer's attention of ``model`` (idempotent; :func:`uninstall` reverts)."""
+    if spec.bias != "none" and model.config._attn_implementation not in ("eager", "sdpa"):
+        raise ConfigError(f"the pose-distance bias needs attn_implementation 'eager' or 'sdpa' (a float mask); "
+                          f"got {model.config._attn_implementation!r}", field="bias", value=spec.bias)
+    from posevlm.attention import alibi_slopes
+
+    family = _family_module(model)
+    for layer in model.model.language_model.layers:
+        attn = layer.self_attn
+        # plain functions (not the module) so that copy.deepcopy(model) works
+        object.__setattr__(attn, "_posevlm_rope", family.apply_rotary_pos_emb)
+        object.__setattr__(attn, "_posevlm_eager", family.eager_attention_forward)
+        attn.forward = types.MethodType(_attention_forward, attn)
+        if hasattr(attn, SLOPES_NAME):
+            delattr(attn, SLOPES_NAME)
+        heads = model.config.text_config.num_attention_heads
+        weight = attn.q_proj.weight
+        if spec.bias == "learned":
+            attn.register_parameter(SLOPES_NAME, nn.Parameter(torch.zeros(heads, device=weight.device)))
+        elif spec.bias == "alibi":
+            attn.register_buffer(SLOPES_NAME, alibi_slopes(heads).to(weight.device), persistent=False)
+
+
+def uninstall(model) -> None:
+    """Restore the stock attention forward of every text decoder layer (drops the slopes)."""
+    for layer in model.model.language_model.layers:
+        attn = layer.self_attn
+        attn.__dict__.pop("forward", None)
+        if hasattr(attn, SLOPES_NAME):
+            delattr(attn, SLOPES_NAME)

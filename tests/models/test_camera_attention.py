@@ -1,0 +1,221 @@
+"""Camera attention (PRoPE / GTA / CaPE) and the pose-distance bias inside tiny Qwen2.5-VL / Qwen3-VL models
+(transformers 5.23, CPU, float32): identity cameras, world-frame and scale invariance, cached decode, eager vs
+sdpa, GQA, save / load of the spec and of learned slopes."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+transformers = pytest.importorskip("transformers")
+
+from models_tiny_batches import _rot, make_batch, tiny_models, trajectory  # noqa: E402
+
+from posevlm.errors import ConfigError, ShapeError  # noqa: E402
+from posevlm.models import enable_pose_positions, load_pose_model, pose_positions_config  # noqa: E402
+from posevlm.models.camera_attention import SLOPES_NAME, CameraAttentionSpec  # noqa: E402
+from posevlm.positions import position_spec  # noqa: E402
+
+NEW_TOKENS = 3
+# 8 query heads; Qwen2.5 head_dim 8 with mRoPE [2, 1, 1] (T: 2 slots = 4 dims, one camera group); Qwen3
+# head_dim 16 with interleaved [4, 2, 2] (T: slots 0, 3, 6, 7 = 8 dims, two groups)
+TEXT = {"qwen2_5": {"num_attention_heads": 8, "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0,
+                                                                  "mrope_section": [2, 1, 1]}},
+        "qwen3": {"num_attention_heads": 8, "head_dim": 16, "rope_parameters": {
+            "rope_type": "default", "rope_theta": 10000.0, "mrope_section": [4, 2, 2], "mrope_interleaved": True}}}
+SAMPLES = {"qwen2_5": [(5, (2, 4, 4), 4), (2, (3, 4, 6), 2)], "qwen3": [(5, (2, 4, 4), 4), (2, (3, 4, 6), 3)]}
+MODES = ("prope", "gta", "cape")
+
+
+@pytest.fixture(scope="module")
+def stock(tmp_path_factory):
+    root = tmp_path_factory.mktemp("camattn")
+    out = {}
+    for family, save, cls in (("qwen2_5", tiny_models.save_tiny_qwen2_5_vl, "Qwen2_5_VLForConditionalGeneration"),
+                              ("qwen3", tiny_models.save_tiny_qwen3_vl, "Qwen3VLForConditionalGeneration")):
+        for kv in (2, 4):
+            path = save(root / f"{family}-{kv}", seed=3, num_key_value_heads=kv, **TEXT[family])
+            model = getattr(transformers, cls).from_pretrained(path, dtype=torch.float32,
+                                                               attn_implementation="sdpa").eval()
+            out[family, kv] = model
+    return out
+
+
+def batch(model, family, seed=0):
+    kwargs, frames = make_batch(model, family, SAMPLES[family], seed)
+    cams = [trajectory(s, 5 + i).to(torch.float64) for i, s in enumerate(frames)]
+    ks = [torch.tensor([[60.0, 0, 33], [0, 55.0, 23], [0, 0, 1]]).repeat(s, 1, 1) + 0.5 * i
+          for i, s in enumerate(frames)]
+    hw = [torch.tensor([48, 64]) for _ in frames]
+    return kwargs, cams, ks, hw
+
+
+def extra_inputs(cams, ks, hw, w2c=None):
+    return {"w2c_opencv": [c.to(torch.float32) for c in (w2c or cams)], "K_pixels": ks, "image_hw": hw}
+
+
+def enabled(model, family, camera=None, **kw):
+    return enable_pose_positions(copy.deepcopy(model), position_spec("thw", family), camera_attention=camera, **kw)
+
+
+@torch.no_grad()
+def logits(model, kwargs, extra):
+    return model(**kwargs, **extra).logits
+
+
+def rigid(w2c_list, seed=0):
+    g = torch.eye(4, dtype=torch.float64)
+    g[:3, :3] = _rot([0.3, -0.5, 0.8], 1.1 + seed)
+    g[:3, 3] = torch.tensor([2.0, -1.0, 0.5]) * (seed + 1)
+    return [c @ torch.linalg.inv(g) for c in w2c_list]
+
+
+# (1) identity cameras ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("family", ["qwen2_5", "qwen3"])
+@pytest.mark.parametrize("mode", MODES)
+def test_identity_cameras_are_a_no_op(stock, family, mode):
+    """With identity cameras the camera block is the identity: the model equals the same positions with the
+    camera dims unrotated ("off", the default) and the untouched stock model ("keep")."""
+    base = stock[family, 2]
+    kwargs, cams, ks, hw = batch(base, family)
+    eye = [torch.eye(4, dtype=torch.float64).repeat(len(c), 1, 1) for c in cams]
+    same_k = [k[:1].expand_as(k).clone() for k in ks]
+    extra = extra_inputs(eye, same_k, hw)
+
+    off = enabled(base, family, CameraAttentionSpec(mode=mode))
+    masked = pose_positions_config(off)["slot_axis"]
+    rotary_off = [-1 if a == 0 else a for a in masked]  # axis 0 = T: the camera dims
+    positions_only = enable_pose_positions(copy.deepcopy(base), position_spec("thw", family), slot_axis=rotary_off)
+    torch.testing.assert_close(logits(off, kwargs, extra), logits(positions_only, kwargs, {}), atol=1e-5, rtol=0)
+    keep = enabled(base, family, CameraAttentionSpec(mode=mode, rotary_on_camera_dims="keep"))
+    torch.testing.assert_close(logits(keep, kwargs, extra), logits(base, kwargs, {}), atol=1e-5, rtol=0)
+    # and real cameras do change the outputs
+    assert (logits(off, kwargs, extra_inputs(cams, ks, hw)) - logits(off, kwargs, extra)).abs().max() > 1e-3
+
+
+# (2) invariances ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("family", ["qwen2_5", "qwen3"])
+@pytest.mark.parametrize("mode", MODES)
+def test_world_frame_and_scale_do_not_matter_but_the_convention_does(stock, family, mode):
+    base = stock[family, 2]
+    kwargs, cams, ks, hw = batch(base, family)
+    model = enabled(base, family, CameraAttentionSpec(mode=mode, bias="alibi"))
+    ref = logits(model, kwargs, extra_inputs(cams, ks, hw))
+    moved = logits(model, kwargs, extra_inputs(cams, ks, hw, w2c=rigid(cams)))
+    torch.testing.assert_close(moved, ref, atol=2e-4, rtol=1e-4)
+    scaled = [c.clone() for c in cams]
+    for c in scaled:
+        c[:, :3, 3] *= 2.5
+    torch.testing.assert_close(logits(model, kwargs, extra_inputs(cams, ks, hw, w2c=scaled)), ref, atol=2e-4,
+                               rtol=1e-4)
+    # c2w handed over as w2c: the encoding changes, and stops being invariant to the world frame
+    c2w = [torch.linalg.inv(c) for c in cams]
+    wrong = logits(model, kwargs, extra_inputs(cams, ks, hw, w2c=c2w))
+    wrong_moved = logits(model, kwargs, extra_inputs(cams, ks, hw, w2c=[torch.linalg.inv(c) for c in rigid(cams)]))
+    assert (wrong - ref).abs().max() > 1e-3 and (wrong_moved - wrong).abs().max() > 1e-3
+
+
+def test_without_normalisation_scale_changes_the_encoding(stock):
+    base = stock["qwen2_5", 2]
+    kwargs, cams, ks, hw = batch(base, "qwen2_5")
+    model = enabled(base, "qwen2_5", CameraAttentionSpec(mode="gta", translation_norm="none"))
+    scaled = [c.clone() for c in cams]
+    for c in scaled:
+        c[:, :3, 3] *= 2.5
+    ref = logits(model, kwargs, extra_inputs(cams, ks, hw))
+    assert (logits(model, kwargs, extra_inputs(cams, ks, hw, w2c=scaled)) - ref).abs().max() > 1e-3
+
+
+# (3) decode = full forward, generate, backends, GQA -------------------------------------------------------------
+CASES = {f"{f}-{m}-kv{kv}": (f, CameraAttentionSpec(mode=m), kv) for f in ("qwen2_5", "qwen3") for m in MODES
+         for kv in (2, 4) if kv == 2 or m == "prope"}
+CASES.update({f"{f}-gta-learned-bias": (f, CameraAttentionSpec(mode="gta", bias="learned"), 2)
+              for f in ("qwen2_5", "qwen3")})
+CASES["qwen2_5-bias-only-alibi"] = ("qwen2_5", CameraAttentionSpec(mode="none", bias="alibi"), 4)
+
+
+@pytest.mark.parametrize("family,camera,kv", list(CASES.values()), ids=list(CASES))
+@torch.no_grad()
+def test_generate_and_cached_decode_equal_one_full_forward(stock, family, camera, kv):
+    base = stock[family, kv]
+    model = enabled(base, family, camera)
+    if camera.bias == "learned":  # slopes start at 0; make them matter
+        for layer in model.model.language_model.layers:
+            getattr(layer.self_attn, SLOPES_NAME).copy_(torch.linspace(0.2, 1.5, 8))
+    kwargs, cams, ks, hw = batch(model, family)
+    extra = extra_inputs(cams, ks, hw)
+    gen = {"max_new_tokens": NEW_TOKENS, "min_new_tokens": NEW_TOKENS, "do_sample": False}
+    cached = model.generate(**kwargs, **extra, **gen, output_logits=True, return_dict_in_generate=True)
+    length = kwargs["input_ids"].shape[1]
+    seq = cached.sequences
+    full_mask = torch.cat([kwargs["attention_mask"], torch.ones(2, NEW_TOKENS, dtype=torch.long)], 1)
+    full_mm = torch.cat([kwargs["mm_token_type_ids"], torch.zeros(2, NEW_TOKENS, dtype=torch.long)], 1)
+    full_kwargs = {**kwargs, "input_ids": seq, "attention_mask": full_mask, "mm_token_type_ids": full_mm}
+    full = model(**full_kwargs, **extra).logits
+    torch.testing.assert_close(torch.stack(cached.logits, 1), full[:, length - 1: length + NEW_TOKENS - 1],
+                               atol=2e-5, rtol=2e-5)
+    # eager attention gives the same outputs as sdpa
+    eager = copy.deepcopy(model)
+    eager.set_attn_implementation("eager")
+    valid = full_mask.bool()  # padded positions attend to nothing; backends fill them differently
+    torch.testing.assert_close(eager(**full_kwargs, **extra).logits[valid], full[valid], atol=2e-5, rtol=2e-5)
+
+
+# (4) the bias ------------------------------------------------------------------------------------------------
+def test_zero_slopes_reproduce_the_model_without_bias(stock):
+    base = stock["qwen3", 2]
+    kwargs, cams, ks, hw = batch(base, "qwen3")
+    extra = extra_inputs(cams, ks, hw)
+    plain = enabled(base, "qwen3", CameraAttentionSpec(mode="gta"))
+    learned = enabled(base, "qwen3", CameraAttentionSpec(mode="gta", bias="learned"))
+    assert all(not getattr(lay.self_attn, SLOPES_NAME).detach().any() for lay in learned.model.language_model.layers)
+    valid = kwargs["attention_mask"].bool()  # padded positions attend to nothing; the float mask fills them differently
+    torch.testing.assert_close(logits(learned, kwargs, extra)[valid], logits(plain, kwargs, extra)[valid], atol=1e-6,
+                               rtol=0)
+    alibi = enabled(base, "qwen3", CameraAttentionSpec(mode="gta", bias="alibi"))
+    assert (logits(alibi, kwargs, extra) - logits(plain, kwargs, extra)).abs().max() > 1e-4
+
+
+# (5) config round trip, errors ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("family", ["qwen2_5", "qwen3"])
+def test_spec_and_learned_slopes_survive_save_and_load(stock, family, tmp_path):
+    model = enabled(stock[family, 2], family, CameraAttentionSpec(mode="prope", bias="learned", reference="medoid"))
+    for i, layer in enumerate(model.model.language_model.layers):
+        with torch.no_grad():
+            getattr(layer.self_attn, SLOPES_NAME).copy_(torch.arange(8.0) * 0.1 + i)
+    kwargs, cams, ks, hw = batch(model, family)
+    extra = extra_inputs(cams, ks, hw)
+    model.save_pretrained(tmp_path / "ckpt")
+    loaded = load_pose_model(tmp_path / "ckpt", dtype=torch.float32).eval()
+    stored = pose_positions_config(loaded)["camera_attention"]
+    assert stored["mode"] == "prope" and stored["reference"] == "medoid" and stored["bias"] == "learned"
+    for a, b in zip(model.model.language_model.layers, loaded.model.language_model.layers):
+        assert torch.equal(getattr(a.self_attn, SLOPES_NAME), getattr(b.self_attn, SLOPES_NAME))
+    torch.testing.assert_close(logits(loaded, kwargs, extra), logits(model, kwargs, extra), atol=1e-5, rtol=0)
+    # enabling again without camera attention restores the stock attention
+    plain = enable_pose_positions(loaded, position_spec("thw", family))
+    assert not hasattr(plain.model.language_model.layers[0].self_attn, SLOPES_NAME)
+    torch.testing.assert_close(logits(plain, kwargs, {}), logits(stock[family, 2], kwargs, {}), atol=1e-5, rtol=0)
+
+
+def test_bad_camera_inputs_say_what_is_missing(stock):
+    base = stock["qwen2_5", 2]
+    kwargs, cams, ks, hw = batch(base, "qwen2_5")
+    prope = enabled(base, "qwen2_5", CameraAttentionSpec(mode="prope"))
+    with pytest.raises(ShapeError, match="K_pixels"):
+        logits(prope, kwargs, {"w2c_opencv": cams})
+    with pytest.raises(ShapeError, match="w2c_opencv"):
+        logits(prope, kwargs, {})
+    with pytest.raises(ShapeError, match="frames"):
+        logits(prope, kwargs, extra_inputs([c[:1] for c in cams], ks, hw))
+    with pytest.raises(ConfigError, match="no T axis"):  # PHW: P took T's slots; the camera dims must be explicit
+        enable_pose_positions(copy.deepcopy(base), position_spec("phw"), camera_attention=CameraAttentionSpec())
+    phw = enable_pose_positions(copy.deepcopy(base), position_spec("phw"),
+                                camera_attention=CameraAttentionSpec(dims=(0, 1, 4, 5), rotary_on_camera_dims="keep"))
+    assert logits(phw, kwargs, extra_inputs(cams, ks, hw)).isfinite().all()
+    with pytest.raises(ConfigError, match="mode="):
+        CameraAttentionSpec(mode="rope")
+    with pytest.raises(ConfigError, match="multiple of 4"):
+        CameraAttentionSpec(dims=(0, 1, 2))
