@@ -214,8 +214,9 @@ def test_posevlm_eval_cli_with_a_tiny_local_hf_model(world, tmp_path, family, mo
     assert json.loads((out / "run_config.json").read_text())["config"]["model"]["model"] == str(model_dir)
 
 
-@pytest.mark.parametrize("family,mode", [("qwen2_5_vl", "pthw"), ("qwen3_vl", "phw")])
-def test_posevlm_eval_cli_with_pose_positions(world, tmp_path, family, mode):
+@pytest.mark.parametrize("family,mode,camera", [("qwen2_5_vl", "pthw", None), ("qwen3_vl", "phw", None),
+                                                ("qwen2_5_vl", "thw", "prope")])
+def test_posevlm_eval_cli_with_pose_positions(world, tmp_path, family, mode, camera):
     """`--positions` installs the pose-aware positions, reads cameras from the frame manifest and is
     recorded in the run config (so it changes the run id)."""
     sys.path.insert(0, str(Path(__file__).parent))
@@ -230,12 +231,16 @@ def test_posevlm_eval_cli_with_pose_positions(world, tmp_path, family, mode):
             "float32", "--frames", "folder_manifest", "--frames-root", str(world / "sampled" / SAMPLER.slug),
             "--num-frames", str(N), "--positions", mode, "--position-set", "pose_reference=medoid",
             "--batch-size", "2", "--out", str(out)]
+    if camera:
+        args += ["--camera-attention", camera, "--pose-bias", "alibi"]
     proc = subprocess.run(args, capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     records = RunStore(out).scan()
     assert len(records) == 3 and all(r["status"] == "ok" for r in records.values()), records
     model_cfg = json.loads((out / "run_config.json").read_text())["config"]["model"]
     assert model_cfg["positions"] == {"mode": mode, "legacy": False, "pose_reference": "medoid"}
+    if camera:
+        assert model_cfg["camera_attention"] == camera and model_cfg["pose_bias"] == "alibi"
 
 
 def test_pose_positions_need_frames_with_cameras(world):
@@ -247,6 +252,10 @@ def test_pose_positions_need_frames_with_cameras(world):
         EvalConfig(benchmark={"name": "synthetic_vsi", "source": "b.jsonl"},
                    model={**model, "family": "qwen3_vl"},
                    frames={"source": "folder_manifest", "root": "x", "num_frames": 8})
+    with pytest.raises(ConfigError, match="camera_attention"):
+        EvalConfig(benchmark={"name": "synthetic_vsi", "source": "b.jsonl"},
+                   model={"backend": "hf", "name": "m", "model": "m", "camera_attention": "gta"},
+                   frames={"source": "mp4_uniform", "root": "videos", "num_frames": 8})
     # the stock T modes need no cameras
     EvalConfig(benchmark={"name": "synthetic_vsi", "source": "b.jsonl"}, model={**model, "positions": "thw_index"},
                frames={"source": "mp4_uniform", "root": "videos", "num_frames": 8})

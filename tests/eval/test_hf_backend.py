@@ -261,3 +261,27 @@ def test_pose_positions_read_each_samples_cameras_and_isolate_samples_without(ch
     assert [r.sample_id for r in (out[0], out[2])] == [10, 12] and all(r.text is not None for r in (out[0], out[2]))
     # the last prefill saw sample 12 alone (samples are retried one by one after the failure)
     torch.testing.assert_close(seen[-1]["w2c_opencv"][0].cpu(), torch.as_tensor(b.w2c_opencv, dtype=torch.float32))
+
+
+def test_camera_attention_through_the_backend(checkpoints, backends):
+    """With identity cameras and the camera block composed on the rotary dims ("keep"), GTA is exactly a no-op:
+    the backend answers like stock. PRoPE with the bias runs on the manifests' cameras and intrinsics."""
+    import dataclasses
+
+    family = "qwen2_5_vl"
+    posed = [(prompt, posed_frames(spec.n_frames, i)) for i, (prompt, spec) in enumerate(BATCH)]
+    identity = [(p, dataclasses.replace(s, w2c_opencv=np.tile(np.eye(4), (s.n_frames, 1, 1)))) for p, s in BATCH]
+    gta = HFBackend(HFBackendConfig(model=str(checkpoints[family]), min_pixels=SMALL[family], batch_size=3,
+                                    camera_attention={"mode": "gta", "rotary_on_camera_dims": "keep"}))
+    assert [r.text for r in gta.generate(identity, generation=GEN)] == \
+        [r.text for r in backends[family].generate(BATCH, generation=GEN)]
+    prope = HFBackend(HFBackendConfig(model=str(checkpoints[family]), min_pixels=SMALL[family], batch_size=3,
+                                      camera_attention="prope", pose_bias="learned"))
+    assert prope.info["camera_attention"]["mode"] == "prope" and prope.info["camera_attention"]["bias"] == "learned"
+    assert all(isinstance(r.text, str) for r in prope.generate(posed, generation=GEN))
+    no_k = [(p, dataclasses.replace(s, K_pixels=None)) for p, s in posed[:1]]
+    from posevlm.eval.errors import MissingInputError
+
+    assert isinstance(prope.generate_each(no_k, generation=GEN)[0], MissingInputError)
+    with pytest.raises(ConfigError, match="pose_bias"):
+        HFBackendConfig(model="m", pose_bias="steep")

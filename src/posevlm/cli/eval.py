@@ -41,6 +41,11 @@ def eval_cmd(
                                            "(repeatable), e.g. pose_reference=medoid."),
     position_legacy: bool = typer.Option(False, "--position-legacy",
                                          help="hf: the fork's next-segment rule (max + 1, transformers 4.x)."),
+    camera_attention: Optional[str] = typer.Option(
+        None, "--camera-attention", help="hf: prope | gta | cape camera transforms in every text attention layer "
+        "(cameras from the frame manifest; prope also uses its intrinsics)."),
+    pose_bias: str = typer.Option("none", "--pose-bias", help="hf: none | alibi (fixed slopes) | learned "
+                                  "(slopes from the checkpoint, else 0) pose-distance attention bias."),
 ) -> None:
     """Run (or resume) one evaluation. Every sample ends as a record in OUT/records/*.jsonl, failures
     as typed errors; `posevlm report OUT` then writes the tables.
@@ -50,6 +55,8 @@ def eval_cmd(
         posevlm eval --backend hf --model Qwen/Qwen2.5-VL-3B-Instruct --frames-root /data/vsibench --num-frames 16 --out runs/qwen25_u16
 
         posevlm eval --backend hf --model Qwen/Qwen2.5-VL-3B-Instruct --positions pthw --frames folder_manifest --frames-root runs/sampled/<slug> --num-frames 16 --out runs/qwen25_pthw16
+
+        posevlm eval --backend hf --model /ckpt/qwen3-vl-2b --camera-attention prope --pose-bias alibi --frames folder_manifest --frames-root runs/sampled/<slug> --num-frames 16 --out runs/qwen3_prope16
 
         posevlm eval --benchmark synthetic_vsi --source runs/demo/benchmark.jsonl --backend oracle --scenes runs/demo/data --frames folder_manifest --frames-root runs/demo/sampled/<slug> --num-frames 16 --out runs/oracle16
     """
@@ -67,8 +74,14 @@ def eval_cmd(
             model_cfg["positions"] = {"mode": positions, "legacy": position_legacy,
                                       **parse_spec_overrides(position_set)}
             model_cfg["name"] = f"{model}+{positions}"
-    elif positions is not None:
-        raise typer.BadParameter("--positions needs --backend hf")
+        if camera_attention is not None:
+            model_cfg["camera_attention"] = camera_attention
+            model_cfg["name"] += f"+{camera_attention}"
+        if pose_bias != "none":
+            model_cfg["pose_bias"] = pose_bias
+            model_cfg["name"] += f"+bias-{pose_bias}"
+    elif positions is not None or camera_attention is not None or pose_bias != "none":
+        raise typer.BadParameter("--positions, --camera-attention and --pose-bias need --backend hf")
     elif backend == "oracle":
         model_cfg.update(name="oracle", scenes_root=str(scenes_root or frames_root))
     else:

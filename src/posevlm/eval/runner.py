@@ -77,19 +77,20 @@ class EvalConfig:
 
 def _position_problems(model: Mapping[str, Any], frames: Mapping[str, Any]) -> list[str]:
     """A pose position mode needs per-frame cameras, which only a sampled frame folder's manifest carries."""
-    if model.get("positions") is None:
+    cams = model.get("camera_attention") is not None or model.get("pose_bias", "none") != "none"
+    if model.get("positions") is None and not cams:
         return []
     from posevlm.positions import resolve_position_spec, spec_needs
 
     family = model.get("family", "auto")
     try:
-        spec = resolve_position_spec(model["positions"], "qwen2_5" if family == "auto" else family)
+        spec = resolve_position_spec(model.get("positions") or "thw", "qwen2_5" if family == "auto" else family)
     except ConfigError as exc:
         return [f"model.positions: {exc}"]
-    if spec_needs(spec)["w2c_opencv"] and frames.get("source") != "folder_manifest":
-        return [f"model.positions {model['positions']!r} needs one camera per frame; use frames.source "
-                f"folder_manifest (posevlm eval --frames folder_manifest --frames-root <sampled slug folder>), "
-                f"not {frames.get('source')!r}"]
+    if (spec_needs(spec)["w2c_opencv"] or cams) and frames.get("source") != "folder_manifest":
+        what = "model.camera_attention / pose_bias" if cams else f"model.positions {model['positions']!r}"
+        return [f"{what} needs one camera per frame; use frames.source folder_manifest (posevlm eval --frames "
+                f"folder_manifest --frames-root <sampled slug folder>), not {frames.get('source')!r}"]
     return []
 
 

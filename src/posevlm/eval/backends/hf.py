@@ -68,6 +68,9 @@ class HFBackendConfig:
     "legacy": bool, **field overrides}`` or a full PositionSpec dict); installed with
     ``posevlm.models.enable_pose_positions``. Pose modes read each sample's cameras from its frame manifest
     (``FrameSpec.w2c_opencv``); ``position_slot_axis`` overrides the default frequency-slot map.
+    ``camera_attention``: None, a mode (``prope``, ``gta``, ``cape``) or a ``CameraAttentionSpec`` dict;
+    ``pose_bias``: ``none``, ``alibi`` (fixed slopes) or ``learned`` (slopes from the checkpoint, else 0).
+    Either one installs the positions too (``positions`` default ``thw``: stock positions, our builder).
     """
 
     model: str
@@ -85,6 +88,8 @@ class HFBackendConfig:
     model_generation_defaults: bool = True
     positions: str | dict | None = None
     position_slot_axis: list[int] | None = None
+    camera_attention: str | dict | None = None
+    pose_bias: str = "none"
     schema_version: int = 1
 
     def __post_init__(self) -> None:
@@ -99,6 +104,12 @@ class HFBackendConfig:
             problems.append(f"batch_size={self.batch_size!r} (an int >= 1)")
         pixels = {k: getattr(self, k) for k in ("min_pixels", "max_pixels", "total_pixels")}
         problems += [f"{k}={v!r} (None or >= 1)" for k, v in pixels.items() if v is not None and v < 1]
+        if self.pose_bias not in ("none", "alibi", "learned"):
+            problems.append(f"pose_bias={self.pose_bias!r} (allowed: none, alibi, learned)")
+        try:
+            self.camera_spec()
+        except ConfigError as exc:
+            problems.append(f"camera_attention={self.camera_attention!r} ({exc})")
         if self.positions is not None:
             from posevlm.positions import resolve_position_spec
 
@@ -108,6 +119,19 @@ class HFBackendConfig:
                 problems.append(f"positions={self.positions!r} ({exc})")
         if problems:
             raise ConfigError("invalid HFBackendConfig: " + "; ".join(problems), field="hf_backend")
+
+    def camera_spec(self):
+        """The CameraAttentionSpec of ``camera_attention`` + ``pose_bias``, or None."""
+        if self.camera_attention is None and self.pose_bias == "none":
+            return None
+        from posevlm.models.camera_attention import CameraAttentionSpec
+
+        value = self.camera_attention
+        data = {"mode": value} if isinstance(value, str) else dict(value or {})
+        if value is None:  # the bias alone
+            data["mode"] = "none"
+        data.setdefault("bias", self.pose_bias)
+        return CameraAttentionSpec.from_dict(data)
 
     @property
     def offline(self) -> bool:
@@ -227,13 +251,14 @@ class HFBackend:
                                  f"{exc}); check the checkpoint is complete, the attention backend is "
                                  "installed and, offline, that every file is in the local cache",
                                  model=config.model) from exc
-        self.position_spec = None
-        if config.positions is not None:
+        self.position_spec, self.camera_spec = None, config.camera_spec()
+        if config.positions is not None or self.camera_spec is not None:
             from posevlm.models import enable_pose_positions
             from posevlm.positions import resolve_position_spec
 
-            self.position_spec = resolve_position_spec(config.positions, self.family)
-            model = enable_pose_positions(model, self.position_spec, slot_axis=config.position_slot_axis)
+            self.position_spec = resolve_position_spec(config.positions or "thw", self.family)
+            model = enable_pose_positions(model, self.position_spec, slot_axis=config.position_slot_axis,
+                                          camera_attention=self.camera_spec)
         self.model = model.eval()
         self.tokenizer = self.processor.tokenizer
         self.video_token_id = self.tokenizer.convert_tokens_to_ids(self.processor.video_token)
@@ -252,6 +277,7 @@ class HFBackend:
                              "resize": "torch_bicubic_antialias_uint8"},
             "frame_metadata": config.frame_metadata, "offline": config.offline,
             "positions": None if self.position_spec is None else getattr(self.model.config, "posevlm_positions"),
+            "camera_attention": None if self.camera_spec is None else self.camera_spec.to_dict(),
             "transformers": transformers.__version__,
             "torch": torch.__version__,
         }
@@ -336,28 +362,41 @@ class HFBackend:
             timings_ms=dict(timings), sample_id=ids[i], **per[i]) for i in range(len(batch))]
 
     def _pose_kwargs(self, batch: Sequence[Item], ids: Sequence[Any]) -> dict[str, Any]:
-        """Per-video ``w2c_opencv`` / ``frame_ids`` for the position spec (empty without one)."""
+        """Per-video ``w2c_opencv`` / ``frame_ids`` (and ``K_pixels`` / ``image_hw`` for PRoPE) for the position
+        spec and camera attention; empty for a stock model."""
         if self.position_spec is None:
             return {}
         from posevlm.models.pose_inputs import from_frame_spec
         from posevlm.positions import spec_needs
 
         needs = spec_needs(self.position_spec)
+        want_cams = needs["w2c_opencv"] or self.camera_spec is not None
+        want_k = self.camera_spec is not None and self.camera_spec.mode == "prope"
         out: dict[str, Any] = {}
-        if needs["w2c_opencv"]:
-            cams = []
+        if want_cams:
+            poses = []
             for (_, spec), sid in zip(batch, ids):
                 pose = from_frame_spec(spec)
-                if pose is None:
+                if pose is None or (want_k and pose.K_pixels is None):
+                    what = "intrinsics (K_pixels)" if pose is not None else "one camera per frame"
                     raise MissingInputError(
-                        f"positions {self.config.positions!r} need one camera per frame, but this sample's "
-                        "frames carry none; evaluate with --frames folder_manifest on a folder sampled from "
-                        "scenes with poses (or geometry predictions)", sample_id=sid, input=self.config.model)
-                cams.append(pose.w2c_opencv.to(device=self.device, dtype=torch.float32))
-            out["w2c_opencv"] = cams
+                        f"{self._pose_label()} need {what}, but this sample's frames carry none; evaluate with "
+                        "--frames folder_manifest on a folder sampled from scenes with poses (or geometry "
+                        "predictions)", sample_id=sid, input=self.config.model)
+                poses.append(pose)
+            out["w2c_opencv"] = [p.w2c_opencv.to(device=self.device, dtype=torch.float32) for p in poses]
+            if want_k:
+                out["K_pixels"] = [p.K_pixels.to(device=self.device, dtype=torch.float32) for p in poses]
+                out["image_hw"] = [p.image_hw.to(device=self.device) for p in poses]
         if needs["frame_ids"]:
             out["frame_ids"] = [torch.as_tensor(spec.frame_ids, device=self.device) for _, spec in batch]
         return out
+
+    def _pose_label(self) -> str:
+        parts = [f"positions {self.config.positions!r}"] if self.config.positions else []
+        if self.camera_spec is not None:
+            parts.append(f"camera attention {self.camera_spec.mode!r} (bias {self.camera_spec.bias!r})")
+        return " and ".join(parts)
 
     # ------------------------------------------------------------------------------- public API
     def generate(self, batch: Sequence[Item], *, generation: GenerationSettings | None = None,
