@@ -23,3 +23,55 @@ def test_ci_runs_the_readme_test_command():
     assert len(commands) == 2, "the README opens with exactly two commands: the demo and the tests"
     ci = [ln.strip() for ln in (ROOT / ".ci" / "run").read_text().splitlines() if ln.strip() and not ln.startswith("#")]
     assert commands[1] in ci
+
+
+def _readme_section(title: str) -> str:
+    readme = (ROOT / "README.md").read_text()
+    start = readme.index(f"## {title}\n")
+    end = readme.find("\n## ", start + 1)
+    return readme[start: end if end > 0 else None]
+
+
+def test_readme_inspector_commands_run():
+    import shlex
+
+    from typer.testing import CliRunner
+
+    from posevlm.cli import app
+
+    section = _readme_section("Pose-aware positions")
+    lines = [ln.split("#")[0].strip() for ln in section.splitlines() if ln.startswith("posevlm inspect ")]
+    assert len(lines) >= 2
+    for line in lines:
+        result = CliRunner().invoke(app, shlex.split(line)[1:])
+        assert result.exit_code == 0, (line, result.output)
+    assert "3128" in CliRunner().invoke(app, shlex.split(lines[0])[1:]).output
+
+
+def test_readme_python_positions_example_runs(tmp_path, monkeypatch):
+    """The README's Python example, with MODEL a tiny local checkpoint and SCENE a sampled folder."""
+    import sys
+
+    import pytest
+
+    pytest.importorskip("transformers")
+    sys.path.insert(0, str(ROOT / "tests" / "eval"))
+    from tiny_models import save_tiny_qwen2_5_vl
+
+    from posevlm.sampling import SamplingConfig
+    from posevlm.sampling.runner import run_sampling
+    from posevlm.scenes.synthetic import SynthConfig, generate_dataset
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    generate_dataset(tmp_path / "data" / "synthetic", 1, SynthConfig(seed=1, num_frames=30, image_hw=(48, 64)))
+    sampler = SamplingConfig("pose_fps", 16, {})
+    assert run_sampling(tmp_path / "data", [sampler], tmp_path / "sampled").ok
+    scene = next((tmp_path / "sampled" / sampler.slug).rglob("selected_frames.json")).parent
+    section = _readme_section("Pose-aware positions")
+    code = re.search(r"```python\n(.*?)```", section, flags=re.S).group(1)
+    printed = []
+    namespace = {"MODEL": str(save_tiny_qwen2_5_vl(tmp_path / "model")), "SCENE": str(scene),
+                 "print": printed.append}
+    exec(compile(code, "README.md", "exec"), namespace)  # noqa: S102
+    assert len(printed) == 1 and isinstance(printed[0], str)
+    assert namespace["backend"].info["positions"]["spec"]["pose"] == "scalar"
