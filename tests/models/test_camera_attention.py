@@ -219,3 +219,18 @@ def test_bad_camera_inputs_say_what_is_missing(stock):
         CameraAttentionSpec(mode="rope")
     with pytest.raises(ConfigError, match="multiple of 4"):
         CameraAttentionSpec(dims=(0, 1, 2))
+
+
+def test_backward_reaches_the_weights_and_the_learned_slopes(stock):
+    """Training through camera attention: the in-place transforms keep autograd valid, and the bias slopes
+    (initialised at 0) receive gradients."""
+    base = stock["qwen2_5", 2]
+    model = enabled(base, "qwen2_5", CameraAttentionSpec(mode="prope", bias="learned")).train()
+    kwargs, cams, ks, hw = batch(model, "qwen2_5")
+    out = model(**kwargs, **extra_inputs(cams, ks, hw))
+    valid = kwargs["attention_mask"].bool()
+    out.logits[valid].logsumexp(-1).mean().backward()
+    slopes = [getattr(layer.self_attn, SLOPES_NAME).grad for layer in model.model.language_model.layers]
+    assert all(g is not None and g.isfinite().all() and g.abs().sum() > 0 for g in slopes)
+    q_grad = model.model.language_model.layers[0].self_attn.q_proj.weight.grad
+    assert q_grad is not None and q_grad.isfinite().all()

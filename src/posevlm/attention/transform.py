@@ -147,17 +147,18 @@ def _check_x(x: Tensor, mat: Tensor, dims: CameraDims) -> None:
     dims.check(d)
 
 
-def _apply(x: Tensor, mat: Tensor, dims: CameraDims, dim_index: Tensor) -> Tensor:
+def _apply(x: Tensor, mat: Tensor, dims: CameraDims, dim_index: Tensor, inplace: bool = False) -> Tensor:
     """x (B, H, L, D), mat (B, L, 4, 4): replace each camera 4-vector g of token l by mat[b, l] @ g.
 
-    One copy of x (``clone``, strides preserved); the camera dims are then overwritten from views when
-    every group is 4 consecutive dims (every group gets the same matrix, so groups can be processed as
-    sorted contiguous runs), else (or for small inputs with several runs) by index_select / index_copy_.
+    One copy of x (``clone``, strides preserved; skipped with ``inplace``, which writes into x: only the
+    camera dims are read and written); the camera dims are then overwritten from views when every group is
+    4 consecutive dims (every group gets the same matrix, so groups can be processed as sorted contiguous
+    runs), else (or for small inputs with several runs) by index_select / index_copy_.
     """
     _check_x(x, mat, dims)
     m = mat if mat.dtype == x.dtype else mat.to(x.dtype)
     small = x.shape[1] * x.shape[2] <= _SMALL_ROWS
-    out = x.clone()
+    out = x if inplace else x.clone()
     runs = dims.runs
     if runs is not None and (len(runs) == 1 or not small):
         for start, stop in runs:
@@ -235,9 +236,9 @@ class CameraTransform:
             pick = lambda m: None if m is None else m.index_select(1, token_index)  # noqa: E731
         return replace(self, mat_q=pick(self.mat_q), mat_kv=pick(self.mat_kv), mat_o=pick(self.mat_o))
 
-    def _run(self, name: str, x: Tensor, mat: Tensor) -> Tensor:
+    def _run(self, name: str, x: Tensor, mat: Tensor, inplace: bool = False) -> Tensor:
         if mat.shape[0] * mat.shape[1] > _FULL_MATRIX_TOKENS or x.dim() != 4:
-            return _apply(x, mat, self.dims, self.dim_index)
+            return _apply(x, mat, self.dims, self.dim_index, inplace)
         _check_x(x, mat, self.dims)
         key = (x.shape[-1], x.dtype)
         full_t = self._full_cache.get(key)
@@ -248,26 +249,28 @@ class CameraTransform:
         # batched over (B, L): (H, D) @ (D, D); exact on the identity part for finite inputs
         return torch.matmul(x.transpose(1, 2), full_t[name]).transpose(1, 2)
 
-    def apply_q(self, q: Tensor) -> Tensor:
-        """(B, H, L, D) queries -> P̃ᵀ q on the camera dims."""
-        return self._run("q", q, self.mat_q)
+    def apply_q(self, q: Tensor, *, inplace: bool = False) -> Tensor:
+        """(B, H, L, D) queries -> P̃ᵀ q on the camera dims. ``inplace``: write into q (a temporary the caller
+        owns; prefill path only, decode steps always return a new tensor)."""
+        return self._run("q", q, self.mat_q, inplace)
 
-    def apply_kv(self, x: Tensor) -> Tensor:
+    def apply_kv(self, x: Tensor, *, inplace: bool = False) -> Tensor:
         """(B, H, L, D) keys or values -> P̃⁻¹ x on the camera dims (for cape use apply_k / apply_v)."""
-        return self._run("kv", x, self.mat_kv)
+        return self._run("kv", x, self.mat_kv, inplace)
 
-    def apply_k(self, k: Tensor) -> Tensor:
-        return self.apply_kv(k)
+    def apply_k(self, k: Tensor, *, inplace: bool = False) -> Tensor:
+        return self.apply_kv(k, inplace=inplace)
 
-    def apply_v(self, v: Tensor) -> Tensor:
+    def apply_v(self, v: Tensor, *, inplace: bool = False) -> Tensor:
         """Values: P̃⁻¹ v for prope/gta; unchanged for cape."""
-        return self.apply_kv(v) if self.transforms_values else v
+        return self.apply_kv(v, inplace=inplace) if self.transforms_values else v
 
-    def apply_o(self, o: Tensor) -> Tensor:
-        """(B, H, L, D) attention outputs -> P̃ o on the camera dims; unchanged for cape."""
+    def apply_o(self, o: Tensor, *, inplace: bool = False) -> Tensor:
+        """(B, H, L, D) attention outputs -> P̃ o on the camera dims; unchanged for cape. Do not use
+        ``inplace`` when autograd needs the attention output (SDPA saves it for its backward)."""
         if self.mat_o is None:
             return o
-        return self._run("o", o, self.mat_o)
+        return self._run("o", o, self.mat_o, inplace)
 
 
 def build_camera_transform(
@@ -340,6 +343,7 @@ def camera_sdpa(
     is_causal: bool = False,
     enable_gqa: bool = False,
     scale: float | None = None,
+    inplace: bool = False,
 ) -> Tensor:
     """Camera attention around ``F.scaled_dot_product_attention``.
 
@@ -349,6 +353,8 @@ def camera_sdpa(
         kv_transform: the key tokens' transform; ``"same"`` = ``transform`` (self-attention); None = k and v
             are already transformed (a cache of transformed K/V during decoding).
         attn_mask, is_causal, enable_gqa, scale: passed to SDPA unchanged.
+        inplace: transform q, k, v in place (they are temporaries of the caller, as inside a model layer;
+            only their camera dims are touched) and the output in place when autograd is off.
     Returns:
         (B, Hq, Lq, D) attention output in each query's own camera frame.
     """
@@ -356,12 +362,12 @@ def camera_sdpa(
     if isinstance(kv_transform, str) and kv_transform != "same":
         raise ConfigError(f"kv_transform must be a CameraTransform, 'same' or None; got {kv_transform!r}",
                           field="kv_transform", value=kv_transform)
-    q = transform.apply_q(q)
+    q = transform.apply_q(q, inplace=inplace)
     if kvt is not None:
-        k, v = kvt.apply_k(k), kvt.apply_v(v)
+        k, v = kvt.apply_k(k, inplace=inplace), kvt.apply_v(v, inplace=inplace)
     o = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=is_causal, scale=scale,
                                        enable_gqa=enable_gqa)
-    return transform.apply_o(o)
+    return transform.apply_o(o, inplace=inplace and not torch.is_grad_enabled())
 
 
 def _naive_apply(x: Tensor, mat: Tensor, index: Sequence[int]) -> Tensor:

@@ -42,7 +42,7 @@ from torch import Tensor, nn
 from posevlm.errors import ConfigError, ShapeError
 
 __all__ = ["CameraAttentionSpec", "CameraContext", "camera_slots", "build_camera_context", "install",
-           "uninstall", "SLOPES_NAME"]
+           "uninstall", "patch_attention_layer", "SLOPES_NAME"]
 
 SLOPES_NAME = "posevlm_pose_slopes"
 _CHOICES = {
@@ -273,8 +273,9 @@ def _attention_forward(self, hidden_states: Tensor, attention_mask: Tensor | Non
     cos, sin = position_embeddings
     q, k = self._posevlm_rope(q, k, cos, sin)
     transform = posevlm_camera.transform if posevlm_camera is not None else None
-    if transform is not None:
-        q, k, v = transform.apply_q(q), transform.apply_k(k), transform.apply_v(v)
+    if transform is not None:  # q, k, v are this call's temporaries: transform their camera dims in place
+        q, k, v = (transform.apply_q(q, inplace=True), transform.apply_k(k, inplace=True),
+                   transform.apply_v(v, inplace=True))
     if past_key_values is not None:
         k, v = past_key_values.update(k, v, self.layer_idx)
     slopes = getattr(self, SLOPES_NAME, None)
@@ -288,7 +289,7 @@ def _attention_forward(self, hidden_states: Tensor, attention_mask: Tensor | Non
                              self.attention_dropout, scaling=self.scaling, position_ids=position_ids,
                              **extra, **kwargs)
     if transform is not None and transform.mat_o is not None:
-        out = transform.apply_o(out.transpose(1, 2)).transpose(1, 2)
+        out = transform.apply_o(out.transpose(1, 2), inplace=not torch.is_grad_enabled()).transpose(1, 2)
     out = out.reshape(*input_shape, -1).contiguous()
     return self.o_proj(out), weights
 
@@ -304,23 +305,30 @@ def install(model, spec: CameraAttentionSpec) -> None:
     if spec.bias != "none" and model.config._attn_implementation not in ("eager", "sdpa"):
         raise ConfigError(f"the pose-distance bias needs attn_implementation 'eager' or 'sdpa' (a float mask); "
                           f"got {model.config._attn_implementation!r}", field="bias", value=spec.bias)
+    family = _family_module(model)
+    heads = model.config.text_config.num_attention_heads
+    for layer in model.model.language_model.layers:
+        patch_attention_layer(layer.self_attn, family, bias=spec.bias, num_heads=heads)
+
+
+def patch_attention_layer(attn: nn.Module, family, *, bias: str = "none", num_heads: int | None = None) -> None:
+    """Give one Qwen text attention module the camera-aware forward (``family``: its transformers modeling
+    module, which provides ``apply_rotary_pos_emb`` and ``eager_attention_forward``); ``bias`` adds the
+    slopes: ``learned`` (parameter, zeros) or ``alibi`` (fixed buffer)."""
     from posevlm.attention import alibi_slopes
 
-    family = _family_module(model)
-    for layer in model.model.language_model.layers:
-        attn = layer.self_attn
-        # plain functions (not the module) so that copy.deepcopy(model) works
-        object.__setattr__(attn, "_posevlm_rope", family.apply_rotary_pos_emb)
-        object.__setattr__(attn, "_posevlm_eager", family.eager_attention_forward)
-        attn.forward = types.MethodType(_attention_forward, attn)
-        if hasattr(attn, SLOPES_NAME):
-            delattr(attn, SLOPES_NAME)
-        heads = model.config.text_config.num_attention_heads
-        weight = attn.q_proj.weight
-        if spec.bias == "learned":
-            attn.register_parameter(SLOPES_NAME, nn.Parameter(torch.zeros(heads, device=weight.device)))
-        elif spec.bias == "alibi":
-            attn.register_buffer(SLOPES_NAME, alibi_slopes(heads).to(weight.device), persistent=False)
+    # plain functions (not the module) so that copy.deepcopy(model) works
+    object.__setattr__(attn, "_posevlm_rope", family.apply_rotary_pos_emb)
+    object.__setattr__(attn, "_posevlm_eager", family.eager_attention_forward)
+    attn.forward = types.MethodType(_attention_forward, attn)
+    if hasattr(attn, SLOPES_NAME):
+        delattr(attn, SLOPES_NAME)
+    heads = num_heads or attn.config.num_attention_heads
+    device = attn.q_proj.weight.device
+    if bias == "learned":
+        attn.register_parameter(SLOPES_NAME, nn.Parameter(torch.zeros(heads, device=device)))
+    elif bias == "alibi":
+        attn.register_buffer(SLOPES_NAME, alibi_slopes(heads).to(device), persistent=False)
 
 
 def uninstall(model) -> None:
