@@ -3,6 +3,8 @@
 import re
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -48,11 +50,10 @@ def test_readme_inspector_commands_run():
     assert "3128" in CliRunner().invoke(app, shlex.split(lines[0])[1:]).output
 
 
-def test_readme_python_positions_example_runs(tmp_path, monkeypatch):
-    """The README's Python example, with MODEL a tiny local checkpoint and SCENE a sampled folder."""
+@pytest.mark.parametrize("title", ["Pose-aware positions", "Camera attention"])
+def test_readme_python_examples_run(title, tmp_path, monkeypatch):
+    """The README's Python examples, with MODEL a tiny local checkpoint and SCENE a sampled folder."""
     import sys
-
-    import pytest
 
     pytest.importorskip("transformers")
     sys.path.insert(0, str(ROOT / "tests" / "eval"))
@@ -67,11 +68,14 @@ def test_readme_python_positions_example_runs(tmp_path, monkeypatch):
     sampler = SamplingConfig("pose_fps", 16, {})
     assert run_sampling(tmp_path / "data", [sampler], tmp_path / "sampled").ok
     scene = next((tmp_path / "sampled" / sampler.slug).rglob("selected_frames.json")).parent
-    section = _readme_section("Pose-aware positions")
-    code = re.search(r"```python\n(.*?)```", section, flags=re.S).group(1)
+    blocks = re.findall(r"```python\n(.*?)```", _readme_section(title), flags=re.S)
+    assert len(blocks) == 1
     printed = []
     namespace = {"MODEL": str(save_tiny_qwen2_5_vl(tmp_path / "model")), "SCENE": str(scene),
                  "print": printed.append}
-    exec(compile(code, "README.md", "exec"), namespace)  # noqa: S102
+    exec(compile(blocks[0], "README.md", "exec"), namespace)  # noqa: S102
     assert len(printed) == 1 and isinstance(printed[0], str)
-    assert namespace["backend"].info["positions"]["spec"]["pose"] == "scalar"
+    info = namespace["backend"].info
+    assert info["positions"]["spec"]["pose"] == ("scalar" if title == "Pose-aware positions" else "none")
+    if title == "Camera attention":
+        assert info["camera_attention"]["mode"] == "prope" and info["camera_attention"]["bias"] == "alibi"
