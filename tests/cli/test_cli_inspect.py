@@ -35,6 +35,22 @@ def test_human_output_shows_worked_example_numbers():
         "tubelet 7",
     ):
         assert text in out, text
+    # Qwen's token dim is the main line; the notes' 8·DD only on the labelled Spatial-MLLM line
+    assert "each LLM token = one 2×2 merge of tubelet patches (merger input 4·C_vit, output the LLM hidden size)" in out
+    dd_lines = [line for line in out.splitlines() if "8·DD" in line]
+    assert len(dd_lines) == 1 and "Spatial-MLLM VGGT connector" in dd_lines[0] and "LLM video tokens" not in dd_lines[0]
+
+
+def test_first_decode_step_is_the_model_continuation():
+    res = invoke("--frames", 64, "--mode", "thw")
+    assert res.exit_code == 0, res.output
+    assert "first decode step at position 38 (posevlm models continue from the last token)" in res.stdout
+    assert "first decode step at position 73" not in res.stdout
+    assert "would decode at 73" in res.stdout  # transformers' max + 1, labelled
+    report = json.loads(invoke("--frames", 64, "--mode", "thw", "--json").stdout)
+    assert report["decode_start"] == 38 and report["decode_start_transformers"] == 73
+    assert report["continuation_delta"] == 38 - report["sequence"]["total"]
+    assert report["rope_deltas_transformers"] == 73 - report["sequence"]["total"]
 
 
 def test_json_round_trips_and_equals_the_report():
@@ -84,7 +100,7 @@ def test_bad_inputs_are_clear_errors():
     assert res.exit_code == 2 and "unknown position mode" in res.output
 
 
-def _write_manifest(path, n=12):
+def _write_manifest(path, n=12, hw=None):
     w2c = torch.eye(4, dtype=torch.float64).repeat(n, 1, 1)
     w2c[:, 0, 3] = -0.1 * torch.arange(n, dtype=torch.float64)  # constant-speed slide along x
     ids = list(range(5, 5 + 7 * n, 7))
@@ -98,6 +114,10 @@ def _write_manifest(path, n=12):
             {"position": i, "frame_id": f, "w2c_opencv": w2c[i].tolist()} for i, f in enumerate(ids)
         ],
     }
+    if hw is not None:
+        doc["video"] = {"path": "toy.mp4", "n_frames": 200, "height": hw[0], "width": hw[1]}
+        for s in doc["selected"]:
+            s["image_hw"] = list(hw)
     path.mkdir(parents=True, exist_ok=True)
     (path / "selected_frames.json").write_text(json.dumps(doc))
     return ids
@@ -118,3 +138,27 @@ def test_manifest_supplies_frames_ids_and_cameras(tmp_path):
     assert res.exit_code != 0 and "--frames" in res.output and "12 frames" in res.output
     res = invoke("--mode", "pthw", "--manifest", tmp_path / "missing")
     assert res.exit_code == 2 and "does not exist" in res.output
+
+
+@pytest.mark.parametrize("where", ["video", "selected"])
+def test_manifest_frame_size_uses_the_hf_backend_resize(tmp_path, where):
+    from posevlm.eval.backends._qwen_video import video_resize_hw
+
+    _write_manifest(tmp_path / "scene", hw=(120, 160))
+    if where == "selected":  # only selected[].image_hw records the size
+        path = tmp_path / "scene" / "selected_frames.json"
+        doc = json.loads(path.read_text())
+        del doc["video"]
+        path.write_text(json.dumps(doc))
+    res = invoke("--mode", "pthw", "--manifest", tmp_path / "scene", "--json")
+    assert res.exit_code == 0, res.output
+    tl = json.loads(res.stdout)["token_layout"]
+    h, w = video_resize_hw(120, 160, 12, patch_size=14)
+    assert tl["image_hw"] == [120, 160] and tl["resized_hw"] == [h, w] and tl["size_rule"] == "qwen_vl_utils"
+    assert tl["grid_thw"] == [6, h // 14, w // 14] and "manifest" in tl["size_source"]
+    res = invoke("--mode", "pthw", "--manifest", tmp_path / "scene")
+    assert "160x120" in res.stdout and f"{w}x{h}" in res.stdout and "video_resize_hw" in res.stdout
+    # an explicit --size keeps the plain rounding
+    res = invoke("--mode", "pthw", "--manifest", tmp_path / "scene", "--size", "160x120", "--json")
+    tl = json.loads(res.stdout)["token_layout"]
+    assert tl["resized_hw"] == [112, 168] and tl["size_rule"] == "round"

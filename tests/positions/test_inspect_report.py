@@ -28,8 +28,10 @@ def test_worked_example_token_layout(pthw):
     assert tl["pixel_tokens"] == 12512 and tl["pixel_token_dim"] == 1176 == 3 * 2 * 14 * 14
     assert tl["pixel_values_shape"] == [12512, 1176]
     assert tl["merged_hw"] == [17, 23] and tl["tokens_per_tubelet"] == 391
-    assert tl["llm_video_tokens"] == 3128 and tl["merged_token_dim"] == "8·DD"
-    assert inspect_positions(mode="thw", embed_dim=1280)["token_layout"]["merged_token_dim"] == 8 * 1280
+    assert tl["llm_video_tokens"] == 3128 and tl["spatial_mllm_connector_dim"] == "8·DD"
+    assert tl["merger_input_dim"] == "4·C_vit" and tl["merger_output_dim"] == "LLM hidden size"
+    assert "2×2 merge" in tl["llm_token_note"] and "8·DD" not in tl["llm_token_note"]
+    assert inspect_positions(mode="thw", embed_dim=1280)["token_layout"]["spatial_mllm_connector_dim"] == 8 * 1280
 
 
 def test_pthw_matches_spec_worked_example(pthw):
@@ -43,7 +45,8 @@ def test_pthw_matches_spec_worked_example(pthw):
     assert all(10 <= p <= 25 for p in ps) and min(ps) == 10 and max(ps) == 25  # hard reset, 10 + 15 * P̄
     assert ps[0] == 10  # the reference (first) tubelet
     assert pthw["next_text_start"] == 33 and pthw["segments"][-1]["rows"]["T"] == [33, 37]
-    assert pthw["rope_deltas"] == 38 - pthw["sequence"]["total"] and pthw["decode_start"] == 38
+    assert pthw["rope_deltas_transformers"] == 38 - pthw["sequence"]["total"] and pthw["decode_start"] == 38
+    assert pthw["continuation_delta"] == pthw["rope_deltas_transformers"]  # text after: last == max
     assert pthw["segments"][0]["rows"] == {a: [0, 9] for a in "PTHW"}
 
 
@@ -135,3 +138,40 @@ def test_deterministic_synthetic_cameras():
     a, b = inspect_positions(mode="phw", seed=3), inspect_positions(mode="phw", seed=3)
     assert a == b
     assert [s["P"] for s in _video(a)] != [s["P"] for s in _video(inspect_positions(mode="phw", seed=4))]
+
+
+def test_decode_start_is_the_model_continuation_not_max_plus_one():
+    """64 frames, hf_time: T reaches 10 + 2 * 31 = 72, text ends at 37; posevlm models decode at 38
+    (continuation), transformers' rope_deltas would give 73."""
+    r = inspect_positions(frames=64, mode="thw")
+    total = r["sequence"]["total"]
+    assert r["segments"][-1]["rows"]["T"] == [33, 37]
+    assert r["decode_start"] == 38 and r["continuation_delta"] == 38 - total
+    assert r["decode_start_transformers"] == 73 and r["rope_deltas_transformers"] == 73 - total
+    assert "rope_deltas" not in r  # only the clearly labelled keys
+
+
+def test_qwen_vl_utils_size_rule_matches_the_hf_backend_resize():
+    from posevlm.eval.backends._qwen_video import video_resize_hw
+
+    r = inspect_positions(frames=12, size_wh=(160, 120), size_rule="qwen_vl_utils", size_source="manifest x")
+    h, w = video_resize_hw(120, 160, 12, patch_size=14)
+    tl = r["token_layout"]
+    assert (h, w) != (112, 168)  # not the plain rounding of 120x160
+    assert tl["image_hw"] == [120, 160] and tl["resized_hw"] == [h, w] and tl["size_rule"] == "qwen_vl_utils"
+    assert tl["grid_thw"] == [6, h // 14, w // 14] and r["size"]["used_wh"] == [w, h]
+    assert "video_resize_hw" in tl["size_note"] and "manifest x" in tl["size_note"]
+    assert inspect_positions(size_wh=(160, 120))["token_layout"]["resized_hw"] == [112, 168]
+    with pytest.raises(ConfigError, match="size_rule"):
+        inspect_positions(size_rule="bogus")
+
+
+def test_qwen_vl_utils_rule_does_not_import_transformers():
+    import subprocess
+    import sys
+
+    code = ("import sys; from posevlm.positions.inspect import inspect_positions; "
+            "inspect_positions(frames=4, size_wh=(160, 120), size_rule='qwen_vl_utils'); "
+            "print(any(m == 'transformers' or m.startswith('transformers.') for m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -152,14 +152,91 @@ def test_static_trajectory_gives_anchor_without_error():
 
 
 def test_odd_frame_count_repeats_last_frame():
+    """An odd S = 2T - 1 pads the last frame, but the dynamic range stays the real S - 1 (not 2T - 1)."""
     cams = random_w2c(7, 7).to(torch.float32)
     padded = torch.cat([cams, cams[-1:]], 0)
-    assert torch.equal(_p_rows(MODES["pthw"], [cams]), _p_rows(MODES["pthw"], [padded]))
     tm = _map([PARTS[0]])
+    s0 = build_position_plan(tm, PositionSpec()).rows[0][tm.modality == VIDEO].amin()  # video start
+    odd, even = _p_rows(MODES["pthw"], [cams]) - s0, _p_rows(MODES["pthw"], [padded]) - s0
+    torch.testing.assert_close(odd, even * 6 / 7)  # same merged, reset P; range 6 vs 7
     ids = torch.arange(7) * 10
     a = build_position_plan(tm, MODES["frame_ids"], frame_ids=[ids]).rows
     b = build_position_plan(tm, MODES["frame_ids"], frame_ids=[torch.cat([ids, ids[-1:]])]).rows
-    assert torch.equal(a, b)
+    vid = tm.modality == VIDEO
+    torch.testing.assert_close(a[0][vid] - s0, (b[0][vid] - s0) * 6 / 7)
+
+
+def _odd_video_map():
+    return _map([[("text", 3), ("video", (8, 4, 4)), ("text", 2)]])
+
+
+@pytest.mark.parametrize("merge", ["mean", "median"])
+def test_odd_frames_pose_range_is_real_s_minus_one(merge):
+    """S = 15 frames (T = 8): P = s + P̄ · (S - 1) = s + 14 P̄, P̄ the merged, hard-reset index of the padded
+    trajectory (positions spec §2.3 step 4)."""
+    from posevlm.geometry import lie_scalar_pose_index
+
+    cams = random_w2c(11, 15).to(torch.float32)
+    spec = PositionSpec(pose="scalar", pose_merge=merge, next_segment="max_plus_one")
+    tm = _odd_video_map()
+    plan = build_position_plan(tm, spec, w2c_opencv=[cams])
+    vid = tm.modality[0] == VIDEO
+    s0 = plan.rows[plan.axes.index("H"), 0][vid].amin()
+    raw = lie_scalar_pose_index(torch.cat([cams, cams[-1:]])[None], lam=spec.pose_lam,
+                                reference=spec.pose_reference)[0]
+    merged = merge_tubelet_scalars(raw, merge)
+    pbar = (merged - merged.min()) / (merged.max() - merged.min())
+    expected = s0 + 14.0 * pbar[tm.tubelet[0][vid]]
+    got = plan.rows[plan.axes.index("P"), 0][vid]
+    torch.testing.assert_close(got, expected)
+    assert got.amax() == s0 + 14  # 2T - 1 = 15 would reach s + 15
+
+
+def test_odd_frames_frame_ids_range_is_real_s_minus_one():
+    """S = 15 frame ids: T = s + (a - a_min) · (S - 1) / r with a the per-tubelet mean (spec §2.2)."""
+    ids = torch.tensor([0, 3, 7, 20, 21, 22, 40, 41, 60, 70, 71, 90, 95, 99, 120])
+    spec = PositionSpec(temporal="frame_ids", frame_rounding="none", next_segment="max_plus_one")
+    tm = _odd_video_map()
+    plan = build_position_plan(tm, spec, frame_ids=[ids])
+    vid = tm.modality[0] == VIDEO
+    t_row = plan.rows[0, 0][vid]
+    s0 = plan.rows[1, 0][vid].amin()
+    a = torch.cat([ids, ids[-1:]]).double().view(8, 2).mean(-1)
+    a = (a - a.min()) * (14 / (a.max() - a.min()))
+    torch.testing.assert_close(t_row, (s0 + a[tm.tubelet[0][vid]]).float())
+    assert t_row.amax() == s0 + 14
+
+
+def _continuation_formula(plan, tm):
+    out = []
+    for b in range(tm.shape[0]):
+        idx = torch.nonzero(tm.valid[b]).flatten()
+        last = int(idx.max())
+        out.append(int(plan.rows[:, b, last].max().floor()) + 1 - idx.numel())
+    return torch.tensor(out)[:, None]
+
+
+@pytest.mark.parametrize("mode", ["stock", "pthw", "frame_ids", "qwen3", "pthw_raw"])
+def test_continuation_deltas_follow_the_last_valid_token(mode):
+    """continuation_deltas = floor(max over rows of the last valid token's position) + 1 - valid tokens,
+    per row (left padding); the video ends right before the last token (vision_end), so max != last."""
+    spec = MODES[mode]
+    parts = [[("text", 3), ("video", VID)], [("text", 1), ("image", IMG), ("text", 5), ("video", VID)],
+             [("text", 2), ("video", VID), ("text", 1)]]
+    tm = _map(parts, qwen3=spec.layout == "qwen3")
+    plan = build_position_plan(tm, spec, **_extras(3))
+    expected = _continuation_formula(plan, tm)
+    assert plan.continuation_deltas.dtype == torch.int64 and plan.continuation_deltas.shape == (3, 1)
+    assert torch.equal(plan.continuation_deltas, expected)
+    if mode == "stock":  # hf_time T (0..6) beyond the spatial extent 3: max + 1 differs from last + 1
+        assert (plan.rope_deltas > plan.continuation_deltas).all()
+    # continuation_positions: first generated token sits at position(last prompt token) + 1
+    mask = torch.cat([tm.valid.long(), torch.ones(3, 2, dtype=torch.long)], 1)
+    dec = plan.continuation_positions(mask)
+    last_pos = torch.stack([plan.rows[:, b, -1].max() for b in range(3)]).floor().long()
+    assert torch.equal(dec[:, -2], last_pos + 1) and torch.equal(dec[:, -1], last_pos + 2)
+    assert torch.equal(plan.decode_positions(mask) - dec, (plan.rope_deltas - plan.continuation_deltas)
+                       .expand_as(dec))
 
 
 @pytest.mark.parametrize("frames", [6, 10, 3])

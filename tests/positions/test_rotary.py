@@ -151,3 +151,23 @@ def test_unrotated_slots_keep_cos_one_sin_zero_and_leave_other_slots_alone():
     assert torch.equal(sin_p[..., off], torch.zeros_like(sin_p[..., off]))
     keep = torch.tensor([i for i in range(16) if i not in off.tolist()])
     assert torch.equal(cos_p[..., keep], cos_f[..., keep]) and torch.equal(sin_p[..., keep], sin_f[..., keep])
+
+
+def test_num_axes_allows_an_axis_without_slots():
+    """A slot map leaving the last axis slot-less (e.g. P,T,H,W with W's slots given to a camera block)
+    needs num_axes: without it, A = max(slot_axis) + 1 = 3 and a 4-row forward fails."""
+    slot_axis = chunked_slot_axis([8, 8, 16])  # axes 0..2; axis 3 (W) gets no slot
+    inv = torch.rand(32)
+    assert MultiAxisRotary(inv, slot_axis).num_axes == 3  # default unchanged
+    rot = MultiAxisRotary(inv, slot_axis, num_axes=4)
+    assert rot.num_axes == 4 and rot.axis_counts() == [8, 8, 16, 0]
+    pos = torch.randn(4, 2, 5) * 10
+    cos, sin = rot(pos)
+    ref = MultiAxisRotary(inv, slot_axis)(pos[:3])
+    assert torch.equal(cos, ref[0]) and torch.equal(sin, ref[1])
+    assert rot(pos[0])[0].shape == (2, 5, 64)  # (B, L) still broadcasts
+    with pytest.raises(ShapeError, match="expects 4 axes"):
+        rot(pos[:3])
+    with pytest.raises(ConfigError, match="num_axes"):
+        MultiAxisRotary(inv, slot_axis, num_axes=2)
+    assert MultiAxisRotary.chunked(inv, [8, 8, 16], num_axes=4).num_axes == 4

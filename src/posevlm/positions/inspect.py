@@ -7,11 +7,15 @@ text tokens; in the ``qwen3`` layout every tubelet is preceded by ``timestamp_to
 
 * ``token_layout``: resized frame size, patch grids, tubelets, pixel tokens and the LLM tokens after the
   spatial merge (the numbers of the token-shapes worked example: 16 frames of 644x476 -> grid (8, 34, 46),
-  12512 pixel tokens of dim 1176, 3128 LLM tokens of dim 8*DD);
+  12512 pixel tokens of dim 1176, 3128 LLM tokens); each LLM token is one m x m merge of tubelet patches
+  (Qwen merger input m²·C_vit, output the LLM hidden size). The notes' ``8·DD`` is the Spatial-MLLM VGGT
+  connector's dimension, reported separately (``spatial_mllm_connector_dim``);
 * ``sequence``: token counts of the prompt;
 * ``segments``: one row per run of tokens (a text run, or one video tubelet) with its token range and the
   min..max of every position row, the P value of a tubelet, its frames and their source frame ids;
-* ``rope_deltas`` and ``next_text_start`` (the position of the first token after the video).
+* ``next_text_start`` (the position of the first token after the video), ``continuation_delta`` and
+  ``decode_start`` (the first decode position of the posevlm models: last prompt token + 1), and
+  ``rope_deltas_transformers`` / ``decode_start_transformers`` (transformers' ``get_rope_index``, max + 1).
 
 Pure: no files, no printing. The CLI (``posevlm inspect positions``) renders it.
 """
@@ -30,6 +34,7 @@ from posevlm.positions.token_map import build_token_map
 
 __all__ = [
     "inspect_positions",
+    "SIZE_RULES",
     "smart_resize_hw",
     "uniform_frame_ids",
     "synthetic_w2c",
@@ -40,6 +45,9 @@ __all__ = [
 REPORT_FORMAT = "posevlm.inspect.positions/1"
 DEFAULT_PATCH_SIZE = {"qwen2_5": 14, "qwen3": 16}  # Qwen2.5-VL ViT patch 14, Qwen3-VL patch 16
 _TEXT_ID, _VIDEO_ID = 0, 1
+#: ``round``: nearest multiple of patch*merge (smart_resize without its pixel clamps); ``qwen_vl_utils``:
+#: the resize the hf eval backend applies (``posevlm.eval.backends._qwen_video.video_resize_hw``).
+SIZE_RULES = ("round", "qwen_vl_utils")
 
 
 def _positive(name: str, value: int, fix: str = "") -> int:
@@ -97,22 +105,28 @@ def inspect_positions(
     video_frames: int = 300,
     seed: int = 0,
     camera_source: str | None = None,
+    size_rule: str = "round",
+    size_source: str | None = None,
 ) -> dict[str, Any]:
     """Report dict of the token layout and position rows of one video prompt (see the module docstring).
 
     Args:
         frames: S sampled frames (an odd S repeats the last frame to fill the last tubelet).
-        size_wh: (W, H) of the frames as asked; rounded to multiples of ``patch_size * merge_size``.
+        size_wh: (W, H) of the frames as asked (or as read from a manifest), resized by ``size_rule``.
         mode, layout, legacy, overrides: passed to :func:`position_spec` (``overrides`` are PositionSpec
             fields; ``tokens_per_second`` is set from the argument unless overridden).
         text_before / text_after: text tokens around the video; timestamp_tokens: text tokens before each
             tubelet in the ``qwen3`` layout (ignored for ``qwen2_5``).
         patch_size: ViT patch; None -> 14 (qwen2_5) or 16 (qwen3).
         second_per_grid: seconds per tubelet (``second_per_grid_ts``).
-        embed_dim: DD, the vision embedding dim, for the merged token dim (symbolic ``8·DD`` if None).
+        embed_dim: DD, the Spatial-MLLM VGGT embedding dim, for its connector dim (symbolic ``8·DD`` if None).
         frame_ids: (S,) source frame ids; default uniform over ``video_frames``.
         w2c_opencv: (S, 4, 4) cameras for pose modes; default a synthetic scan seeded by ``seed``.
         camera_source: description of where ``w2c_opencv`` came from (reported).
+        size_rule: ``round`` (nearest multiples of ``patch_size * merge_size``) or ``qwen_vl_utils`` (the hf
+            eval backend's ``video_resize_hw(h, w, frames, patch_size=...)`` with its default pixel
+            budget: multiples of 2·patch, area clamped, aspect kept).
+        size_source: where ``size_wh`` came from (reported), e.g. a manifest.
     Raises:
         ConfigError: bad counts/sizes, a mode the layout lacks, or mismatched frame ids / cameras.
     """
@@ -141,6 +155,9 @@ def inspect_positions(
             field="second_per_grid",
             value=second_per_grid,
         )
+    if size_rule not in SIZE_RULES:
+        raise ConfigError(f"size_rule must be one of {SIZE_RULES}; got {size_rule!r}", field="size_rule",
+                          value=size_rule)
     needs = spec_needs(spec)
     if tps_t != 2 and (needs["w2c_opencv"] or needs["frame_ids"]):
         raise ConfigError(
@@ -196,7 +213,16 @@ def inspect_positions(
 
     # token layout
     factor = patch * merge
-    used_h, used_w = smart_resize_hw(height, width, factor)
+    origin = f" ({size_source})" if size_source else ""
+    if size_rule == "qwen_vl_utils":
+        from posevlm.eval.backends._qwen_video import video_resize_hw  # torch/numpy only, no transformers
+
+        used_h, used_w = video_resize_hw(height, width, frames, patch_size=patch)
+        rule_note = (f"resized like the hf eval backend (qwen-vl-utils video_resize_hw for {frames} frames: "
+                     f"multiples of 2·patch = {2 * patch}, default pixel budget, aspect kept)")
+    else:
+        used_h, used_w = smart_resize_hw(height, width, factor)
+        rule_note = f"multiples of patch*merge = {factor}"
     grid_t = -(-frames // tps_t)
     grid_h, grid_w = used_h // patch, used_w // patch
     merged_h, merged_w = grid_h // merge, grid_w // merge
@@ -212,10 +238,14 @@ def inspect_positions(
         "image_hw": [height, width],
         "resized_hw": [used_h, used_w],
         "resized": resized,
+        "size_rule": size_rule,
+        "size_source": size_source,
         "size_note": (
-            f"{width}x{height} rounded to {used_w}x{used_h} (multiples of patch*merge = {factor})"
+            f"{width}x{height}{origin} -> {used_w}x{used_h}, {rule_note}"
+            if size_rule == "qwen_vl_utils"
+            else f"{width}x{height}{origin} rounded to {used_w}x{used_h} ({rule_note})"
             if resized
-            else f"{width}x{height} is already a multiple of patch*merge = {factor}"
+            else f"{width}x{height}{origin} is already a multiple of patch*merge = {factor}"
         ),
         "patch_size": patch,
         "temporal_patch_size": tps_t,
@@ -229,9 +259,16 @@ def inspect_positions(
         "merged_hw": [merged_h, merged_w],
         "tokens_per_tubelet": per_tubelet,
         "llm_video_tokens": llm_tokens,
+        "merger_input_dim": f"{merge * merge}·C_vit",
+        "merger_output_dim": "LLM hidden size",
+        "llm_token_note": (
+            f"each LLM token = one {merge}×{merge} merge of tubelet patches (merger input "
+            f"{merge * merge}·C_vit, output the LLM hidden size); the temporal patch already folded "
+            f"{tps_t} frames into each patch token"
+        ),
         "embed_dim": embed_dim,
-        "merged_token_dim": mult * embed_dim if embed_dim else f"{mult}·DD",
-        "merged_token_dim_formula": f"DD×t×m² = DD×{tps_t}×{merge}²",
+        "spatial_mllm_connector_dim": mult * embed_dim if embed_dim else f"{mult}·DD",
+        "spatial_mllm_connector_dim_formula": f"DD×t×m² = DD×{tps_t}×{merge}²",
     }
 
     # the prompt: text, [timestamp text, tubelet] * T (qwen3) or one video block (qwen2_5), text
@@ -339,6 +376,10 @@ def inspect_positions(
         "segments": segments,
         "video_start": next((s["rows"][axes[-1]][0] for s in segments if s["kind"] == "video"), None),
         "next_text_start": _num(next_start),
-        "rope_deltas": int(plan.rope_deltas[0, 0]),
-        "decode_start": total + int(plan.rope_deltas[0, 0]),
+        # posevlm models decode from the last prompt token (PositionPlan.continuation_deltas)
+        "continuation_delta": int(plan.continuation_deltas[0, 0]),
+        "decode_start": total + int(plan.continuation_deltas[0, 0]),
+        # transformers' get_rope_index convention (max position + 1), for reference / parity
+        "rope_deltas_transformers": int(plan.rope_deltas[0, 0]),
+        "decode_start_transformers": total + int(plan.rope_deltas[0, 0]),
     }

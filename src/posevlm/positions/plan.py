@@ -1,4 +1,4 @@
-"""PositionPlan: float position rows with named axes, text row, rope_deltas and token map, built in one pass.
+"""PositionPlan: float position rows with named axes, text row, decode deltas and token map, built in one pass.
 
 Notation: A position axes, B batch, L tokens, N media items, S frames of a video, T tubelets (S = 2 T).
 
@@ -27,19 +27,33 @@ from posevlm.positions.token_map import IMAGE, TEXT, VIDEO, TokenMap
 __all__ = ["PositionPlan", "build_position_plan", "merge_tubelet_scalars", "pose_rows_per_tubelet"]
 
 DECODE_CONVENTION = "cumsum(attention_mask) - 1 + rope_deltas"
+CONTINUATION_CONVENTION = "cumsum(attention_mask) - 1 + continuation_deltas"
 
 
 @dataclass(frozen=True)
 class PositionPlan:
     """Output of :func:`build_position_plan`.
 
+    Two decode conventions: the posevlm model integration (``posevlm.models``) continues from the last
+    prompt token (``continuation_deltas`` / :meth:`continuation_positions`); ``rope_deltas`` /
+    :meth:`decode_positions` follow transformers' ``get_rope_index`` (max + 1) and are kept for parity.
+
     Attributes:
         rows: (A, B, L) float32 positions, one row per name in ``axes``; padding holds 0.
         axes: row names, e.g. ("T","H","W"), ("P","T","H","W"), ("P","H","W").
         text_row: (B, L) int64 sequence index ``cumsum(attention_mask) - 1`` (0 on padding), the 1-D
             "text position ids" transformers 5.x uses for masks; not a rotary input.
-        rope_deltas: (B, 1) int64, ``floor(max position of the row) + 1 - number of valid tokens``.
-        decode_convention: how a decode step gets its position (see :meth:`decode_positions`).
+        rope_deltas: (B, 1) int64, ``floor(max position of the row) + 1 - number of valid tokens``: the
+            delta of transformers' ``get_rope_index``, kept for parity tests with it (decode with
+            :meth:`decode_positions`). The posevlm model integration does NOT use it.
+        continuation_deltas: (B, 1) int64, ``floor(max over rows of the position of the last valid token)
+            + 1 - number of valid tokens``. This is what ``posevlm.models`` uses
+            (:meth:`continuation_positions`): decode token k sits at position(last prompt token) + 1 + k,
+            so generated text continues from where the prompt ends.
+            The two differ when some vision position exceeds the last token's (e.g. hf_time T beyond the
+            spatial extent, or a video right before the last token): ``rope_deltas`` would jump to max+1.
+        decode_convention: how a decode step gets its position with ``rope_deltas`` (see
+            :meth:`decode_positions`); ``continuation_convention`` the same for ``continuation_deltas``.
         token_map: the TokenMap the plan was built from.
         spec: the PositionSpec used.
     """
@@ -48,16 +62,30 @@ class PositionPlan:
     axes: tuple[str, ...]
     text_row: Tensor
     rope_deltas: Tensor
+    continuation_deltas: Tensor
     token_map: TokenMap
     spec: PositionSpec
     decode_convention: str = DECODE_CONVENTION
+    continuation_convention: str = CONTINUATION_CONVENTION
+
+    @staticmethod
+    def _shifted(attention_mask: Tensor, deltas: Tensor) -> Tensor:
+        pos = attention_mask.long().cumsum(-1) - 1
+        return pos.masked_fill(attention_mask == 0, 0) + deltas.to(pos.device)
 
     def decode_positions(self, attention_mask: Tensor) -> Tensor:
-        """(B, L') positions of every token of an extended mask, as decode steps see them (all axes equal).
+        """(B, L') positions of every token of an extended mask with ``rope_deltas`` (transformers'
+        ``get_rope_index`` convention; all axes equal).
 
         attention_mask: (B, L') mask of the prompt plus generated tokens (0 on padding)."""
-        pos = attention_mask.long().cumsum(-1) - 1
-        return pos.masked_fill(attention_mask == 0, 0) + self.rope_deltas.to(pos.device)
+        return self._shifted(attention_mask, self.rope_deltas)
+
+    def continuation_positions(self, attention_mask: Tensor) -> Tensor:
+        """(B, L') positions of every token of an extended mask with ``continuation_deltas`` (the posevlm
+        model convention: the first generated token sits at position(last prompt token) + 1).
+
+        attention_mask: (B, L') mask of the prompt plus generated tokens (0 on padding)."""
+        return self._shifted(attention_mask, self.continuation_deltas)
 
 
 def merge_tubelet_scalars(values: Tensor, mode: str) -> Tensor:
@@ -105,17 +133,18 @@ def pose_rows_per_tubelet(
     w2c_opencv: per video (S, 4, 4) world-to-camera, OpenCV axes (a list, or an (N_vid, S, 4, 4) tensor).
     Videos with the same S are evaluated in one batched call."""
     t_list = tubelets.tolist()
-    cams = [_pad_to_tubelets(torch.as_tensor(c), t, f"w2c_opencv[{i}]", -3)
-            for i, (c, t) in enumerate(zip(_per_video(w2c_opencv, len(t_list), "w2c_opencv"), t_list))]
+    raw = [torch.as_tensor(c) for c in _per_video(w2c_opencv, len(t_list), "w2c_opencv")]
+    real_frames = [c.shape[-3] if c.ndim >= 3 else 0 for c in raw]  # S before padding an odd count
+    cams = [_pad_to_tubelets(c, t, f"w2c_opencv[{i}]", -3) for i, (c, t) in enumerate(zip(raw, t_list))]
     for i, c in enumerate(cams):
         if c.shape[-2:] != (4, 4) or c.ndim != 3:
             raise ShapeError(f"w2c_opencv[{i}] must have shape (S, 4, 4); got {tuple(c.shape)}",
                              name="w2c_opencv", shape=tuple(c.shape))
     out = torch.zeros(len(cams), max(t_list, default=0), dtype=torch.float32, device=tubelets.device)
     by_frames: dict[int, list[int]] = {}
-    for i, c in enumerate(cams):
-        by_frames.setdefault(c.shape[0], []).append(i)
-    for frames, idx in by_frames.items():
+    for i in range(len(cams)):
+        by_frames.setdefault(real_frames[i], []).append(i)
+    for frames, idx in by_frames.items():  # frames: the real S (2T or 2T - 1); the range is S - 1
         stacked = torch.stack([cams[i] for i in idx]).to(device=tubelets.device, dtype=torch.float32)
         p = lie_scalar_pose_index(stacked, lam=spec.pose_lam, reference=spec.pose_reference)
         p = merge_tubelet_scalars(p, spec.pose_merge)
@@ -124,7 +153,7 @@ def pose_rows_per_tubelet(
             span = hi - lo
             p = torch.where(span > 0, (p - lo) / torch.where(span > 0, span, torch.ones_like(span)), p)
         scale = float(frames - 1) if spec.pose_range == "frames" else float(spec.pose_range_fixed)
-        out[idx, : frames // 2] = (p * scale).to(torch.float32)
+        out[idx, : p.shape[-1]] = (p * scale).to(torch.float32)
     return out
 
 
@@ -151,12 +180,13 @@ def _temporal_offsets(spec: PositionSpec, grid: Tensor, second_per_grid_ts, fram
     out = torch.zeros(n, t_max, device=grid.device)
     t_list = grid[:, 0].tolist()
     for i, (ids, t) in enumerate(zip(_per_video(frame_ids, n, "frame_ids"), t_list)):
-        ids = _pad_to_tubelets(torch.as_tensor(ids, device=grid.device, dtype=torch.float64).reshape(-1), t,
-                               f"frame_ids[{i}]", -1)
+        ids = torch.as_tensor(ids, device=grid.device, dtype=torch.float64).reshape(-1)
+        real_frames = ids.shape[0]  # S before padding an odd count: the range is S - 1 (spec §2.2)
+        ids = _pad_to_tubelets(ids, t, f"frame_ids[{i}]", -1)
         a = merge_tubelet_scalars(ids, spec.frame_merge)
         a = a - a.min()
         span = a.max()
-        target = float(2 * t - 1) if spec.frame_range == "frames" else float(spec.frame_range_fixed)
+        target = float(real_frames - 1) if spec.frame_range == "frames" else float(spec.frame_range_fixed)
         a = a * torch.where(span > 0, target / torch.where(span > 0, span, torch.ones_like(span)), 1.0)
         if spec.frame_rounding == "floor":
             a = a.floor()
@@ -277,6 +307,12 @@ def build_position_plan(
     top = torch.where(tm.valid[None], stacked, float("-inf")).amax(dim=(0, 2))
     top = torch.where(n_valid > 0, top, torch.full_like(top, -1.0))
     rope_deltas = (top.floor().long() + 1 - n_valid)[:, None]
+    # continuation: max over rows of the last valid token's position (as posevlm.models computes it; a
+    # row without valid tokens reads padding, 0, and gets 1)
+    idx = torch.arange(tm.valid.shape[1], device=device)
+    last_idx = torch.where(tm.valid, idx, -1).amax(-1).clamp(min=0)
+    last_pos = stacked.gather(2, last_idx[None, :, None].expand(stacked.shape[0], -1, 1)).amax(0)[:, 0]
+    continuation_deltas = (last_pos.floor().long() + 1 - n_valid)[:, None]
     text_row = (tm.valid.long().cumsum(-1) - 1).masked_fill(~tm.valid, 0)
-    return PositionPlan(rows=stacked, axes=axes, text_row=text_row, rope_deltas=rope_deltas, token_map=tm,
-                        spec=spec)
+    return PositionPlan(rows=stacked, axes=axes, text_row=text_row, rope_deltas=rope_deltas,
+                        continuation_deltas=continuation_deltas, token_map=tm, spec=spec)

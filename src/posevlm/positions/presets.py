@@ -97,21 +97,25 @@ def spec_needs(spec: PositionSpec | Mapping[str, Any]) -> dict[str, bool]:
     return {"w2c_opencv": spec.pose == "scalar", "frame_ids": spec.temporal == "frame_ids"}
 
 
-def resolve_position_spec(value: str | PositionSpec | Mapping[str, Any] | None, layout: str) -> PositionSpec | None:
+def resolve_position_spec(value: str | PositionSpec | Mapping[str, Any] | None, layout: str,
+                          **defaults: Any) -> PositionSpec | None:
     """A PositionSpec from what a config file or CLI holds, for a model family / layout.
 
     ``None`` -> None (stock model, untouched); a mode name -> :func:`position_spec`; a dict with ``mode``
     (and optional ``legacy`` and field overrides) -> :func:`position_spec`; a dict without ``mode`` -> a full
-    PositionSpec dict (``layout`` defaults to the family's)."""
+    PositionSpec dict (``layout`` defaults to the family's). ``defaults`` (e.g. the checkpoint's
+    ``tokens_per_second``) fill fields a named mode leaves at their library default; explicit overrides win,
+    and a full spec dict is taken as written."""
     if value is None or isinstance(value, PositionSpec):
         return value
     if isinstance(value, str):
-        return position_spec(value, layout)
+        return position_spec(value, layout, **defaults)
     if not isinstance(value, Mapping):
         raise ConfigError(f"positions must be a mode name or a dict; got {type(value).__name__}",
                           field="positions", value=value)
     data = dict(value)
     if "mode" in data:
-        return position_spec(data.pop("mode"), layout, legacy=bool(data.pop("legacy", False)), **data)
+        return position_spec(data.pop("mode"), layout, legacy=bool(data.pop("legacy", False)),
+                             **{**defaults, **data})
     data.setdefault("layout", _layout_for(layout))
     return PositionSpec.from_dict(data)

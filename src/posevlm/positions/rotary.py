@@ -47,9 +47,13 @@ class MultiAxisRotary(nn.Module):
         slot_axis: (D/2,) int, axis (row index of the positions) of each frequency slot; -1 leaves the slot
             unrotated (cos 1, sin 0), e.g. slots handed to a camera block (``posevlm.attention``).
         attention_scaling: multiplies cos and sin (transformers' rope scaling factor; 1.0 for default RoPE).
+        num_axes: A, the number of position rows ``forward`` expects; must exceed every axis of
+            ``slot_axis`` (an axis may own no slot, e.g. P,T,H,W with W's slots handed to a camera block).
+            None: ``max(slot_axis) + 1``.
     """
 
-    def __init__(self, inv_freq: Tensor, slot_axis: Tensor | Sequence[int], attention_scaling: float = 1.0):
+    def __init__(self, inv_freq: Tensor, slot_axis: Tensor | Sequence[int], attention_scaling: float = 1.0,
+                 num_axes: int | None = None):
         super().__init__()
         inv_freq = torch.as_tensor(inv_freq, dtype=torch.float32).reshape(-1)
         slot_axis = torch.as_tensor(slot_axis, dtype=torch.long).reshape(-1)
@@ -61,22 +65,30 @@ class MultiAxisRotary(nn.Module):
                               value=slot_axis.tolist())
         self.register_buffer("inv_freq", inv_freq, persistent=False)
         self.register_buffer("slot_axis", slot_axis, persistent=False)
-        self.num_axes = int(slot_axis.max()) + 1 if slot_axis.numel() else 0
+        used = int(slot_axis.max()) + 1 if slot_axis.numel() else 0
+        if num_axes is not None:
+            if isinstance(num_axes, bool) or int(num_axes) != num_axes or num_axes < 1 or used > num_axes:
+                raise ConfigError(f"num_axes={num_axes!r} but slot_axis uses axis {used - 1}; every slot axis "
+                                  f"must be < num_axes (the number of position rows)", field="num_axes",
+                                  value=num_axes)
+            used = int(num_axes)
+        self.num_axes = used
         self.unrotated = bool((slot_axis < 0).any())
         self.attention_scaling = float(attention_scaling)
 
     @classmethod
     def chunked(
-        cls, inv_freq: Tensor, sections: Sequence[int], attention_scaling: float = 1.0
+        cls, inv_freq: Tensor, sections: Sequence[int], attention_scaling: float = 1.0,
+        num_axes: int | None = None,
     ) -> "MultiAxisRotary":
         cls._check_total(inv_freq, sections)
-        return cls(inv_freq, chunked_slot_axis(sections), attention_scaling)
+        return cls(inv_freq, chunked_slot_axis(sections), attention_scaling, num_axes=num_axes)
 
     @classmethod
     def interleaved_qwen3(cls, inv_freq: Tensor, sections: Sequence[int] = (24, 20, 20),
-                          attention_scaling: float = 1.0) -> "MultiAxisRotary":
+                          attention_scaling: float = 1.0, num_axes: int | None = None) -> "MultiAxisRotary":
         cls._check_total(inv_freq, sections)
-        return cls(inv_freq, interleaved_qwen3_slot_axis(sections), attention_scaling)
+        return cls(inv_freq, interleaved_qwen3_slot_axis(sections), attention_scaling, num_axes=num_axes)
 
     @staticmethod
     def _check_total(inv_freq: Tensor, sections: Sequence[int]) -> None:
@@ -98,8 +110,8 @@ class MultiAxisRotary(nn.Module):
             raise ShapeError(f"positions must be (A, B, L) or (B, L); got {tuple(positions.shape)}",
                              name="positions", shape=tuple(positions.shape))
         if positions.shape[0] not in (1, self.num_axes):
-            raise ShapeError(f"positions has {positions.shape[0]} rows but the slot map uses "
-                             f"{self.num_axes} axes",
+            raise ShapeError(f"positions has {positions.shape[0]} rows but this rotary expects "
+                             f"{self.num_axes} axes (num_axes; or 1 row shared by all)",
                              name="positions", shape=tuple(positions.shape))
         device_type = positions.device.type if positions.device.type != "mps" else "cpu"
         with torch.autocast(device_type=device_type, enabled=False):

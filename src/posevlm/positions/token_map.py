@@ -31,7 +31,8 @@ class TokenMap:
         modality: PAD (-1, attention_mask 0), TEXT (0), IMAGE (1) or VIDEO (2).
         media_index: row of ``image_grid_thw`` (images) or ``video_grid_thw`` (videos); -1 for text/pad.
         tubelet: temporal patch index tau inside the item (0 for images); -1 for text/pad. The tubelet holds
-            source frames ``2*tau`` and ``2*tau + 1`` of the item (temporal_patch_size 2).
+            frames ``2*tau`` and ``2*tau + 1`` of the item (temporal_patch_size 2): :meth:`frame_positions`
+            gives them per token, :meth:`source_frame_ids` maps them to source frame ids.
         row, col: merged patch coordinates (y, x) inside the tubelet; -1 for text/pad.
         camera_index: global tubelet camera ``video_tubelet_offset[media_index] + tubelet`` for video tokens,
             -1 otherwise (one camera per tubelet, all videos of the batch concatenated).
@@ -56,6 +57,48 @@ class TokenMap:
     @property
     def shape(self) -> tuple[int, int]:
         return tuple(self.modality.shape)  # type: ignore[return-value]
+
+    def frame_positions(self) -> Tensor:
+        """(B, L, 2) int64 positions ``(2*tau, 2*tau + 1)`` of the two frames of each video token's tubelet
+        inside its video (the order the frames were given to the processor, temporal_patch_size 2); -1 for
+        non-video tokens. With an odd frame count S = 2T - 1 the last tubelet's second position is S, the
+        repeated last frame (see :meth:`source_frame_ids`)."""
+        is_vid = (self.modality == VIDEO)[..., None]
+        pos = 2 * self.tubelet[..., None] + torch.arange(2, device=self.tubelet.device)
+        return torch.where(is_vid, pos, torch.full_like(pos, -1))
+
+    def source_frame_ids(self, frame_ids) -> Tensor:
+        """(B, L, 2) int64 source frame ids of the two frames of each video token's tubelet; -1 for
+        non-video tokens.
+
+        frame_ids: per video (S,) source frame ids (a list, or an (N_vid, S) tensor), one entry per row of
+            ``video_grid_thw``; S must be 2T or 2T - 1 (the last frame is repeated, like the processors do).
+        Raises:
+            ShapeError: wrong number of videos or of frames.
+        """
+        grid = self.video_grid_thw
+        device = self.modality.device
+        items = list(frame_ids.unbind(0)) if isinstance(frame_ids, Tensor) else list(frame_ids)
+        if len(items) != grid.shape[0]:
+            raise ShapeError(f"frame_ids has {len(items)} videos but video_grid_thw has {grid.shape[0]}; pass "
+                             "one (S,) list of source frame ids per video", name="frame_ids")
+        t_list = grid[:, 0].tolist()
+        table = torch.full((len(items), 2 * max(t_list, default=0)), -1, dtype=torch.long, device=device)
+        for i, (ids, t) in enumerate(zip(items, t_list)):  # one loop over videos, not tokens
+            ids = torch.as_tensor(ids, dtype=torch.long, device=device).reshape(-1)
+            if ids.numel() == 2 * t - 1 and t > 0:
+                ids = torch.cat([ids, ids[-1:]])
+            if ids.numel() != 2 * t:
+                raise ShapeError(f"frame_ids[{i}] has {ids.numel()} frames but video {i} has T={t} tubelets; "
+                                 f"expected S = 2*T = {2 * t} (or {2 * t - 1}, the last frame repeated)",
+                                 name=f"frame_ids[{i}]", shape=tuple(ids.shape))
+            table[i, : 2 * t] = ids
+        pos = self.frame_positions()
+        is_vid = pos >= 0
+        if not table.numel():
+            return pos
+        media = torch.where(is_vid, self.media_index[..., None], 0)
+        return torch.where(is_vid, table[media, pos.clamp(min=0)], pos)
 
 
 def _grid(grid_thw: Tensor | None, name: str, device) -> Tensor:
