@@ -190,9 +190,8 @@ def test_torchrun_two_processes_equal_one(world, tmp_path):
     assert final(tmp_path / "two") == final(tmp_path / "one")
 
 
-@pytest.mark.parametrize("family", ["qwen2_5_vl", "qwen3_vl"])
-def test_posevlm_eval_cli_with_a_tiny_local_hf_model(world, tmp_path, family, monkeypatch):
-    """`posevlm eval --backend hf --model <local dir>` exactly as a user runs it, offline."""
+def _hf_eval_cli(world: Path, tmp_path: Path, family: str, limit: int, *extra: str) -> tuple[Path, Path]:
+    """Run `posevlm eval --backend hf` on a tiny local checkpoint, offline, as a user would; returns (model, run)."""
     sys.path.insert(0, str(Path(__file__).parent))
     from tiny_models import save_tiny_qwen2_5_vl, save_tiny_qwen3_vl
 
@@ -201,14 +200,21 @@ def test_posevlm_eval_cli_with_a_tiny_local_hf_model(world, tmp_path, family, mo
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     out = tmp_path / "run"
     args = [sys.executable, "-m", "posevlm", "eval", "--benchmark", "synthetic_vsi", "--source",
-            str(world / "bench.jsonl"), "--limit", "6", "--backend", "hf", "--model", str(model_dir), "--dtype",
-            "float32", "--frames", "folder_manifest", "--frames-root", str(world / "sampled" / SAMPLER.slug),
-            "--num-frames", str(N), "--out", str(out)]
+            str(world / "bench.jsonl"), "--limit", str(limit), "--backend", "hf", "--model", str(model_dir),
+            "--dtype", "float32", "--frames", "folder_manifest", "--frames-root",
+            str(world / "sampled" / SAMPLER.slug), "--num-frames", str(N), "--out", str(out), *extra]
     proc = subprocess.run(args, capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     records = RunStore(out).scan()
-    assert len(records) == 6 and all(r["status"] == "ok" for r in records.values())
-    rec = next(iter(records.values()))
+    assert len(records) == limit and all(r["status"] == "ok" for r in records.values()), records
+    return model_dir, out
+
+
+@pytest.mark.parametrize("family", ["qwen2_5_vl", "qwen3_vl"])
+def test_posevlm_eval_cli_with_a_tiny_local_hf_model(world, tmp_path, family):
+    """`posevlm eval --backend hf --model <local dir>` exactly as a user runs it, offline."""
+    model_dir, out = _hf_eval_cli(world, tmp_path, family, 6)
+    rec = next(iter(RunStore(out).scan().values()))
     assert isinstance(rec["raw_output"], str) and rec["frames"]["n_visual_tokens"] > 0
     assert rec["frames"]["video_grid_thw"] is not None
     assert json.loads((out / "run_config.json").read_text())["config"]["model"]["model"] == str(model_dir)
@@ -218,29 +224,23 @@ def test_posevlm_eval_cli_with_a_tiny_local_hf_model(world, tmp_path, family, mo
                                                 ("qwen2_5_vl", "thw", "prope")])
 def test_posevlm_eval_cli_with_pose_positions(world, tmp_path, family, mode, camera):
     """`--positions` installs the pose-aware positions, reads cameras from the frame manifest and is
-    recorded in the run config (so it changes the run id)."""
-    sys.path.insert(0, str(Path(__file__).parent))
-    from tiny_models import save_tiny_qwen2_5_vl, save_tiny_qwen3_vl
-
-    save = save_tiny_qwen2_5_vl if family == "qwen2_5_vl" else save_tiny_qwen3_vl
-    model_dir = save(tmp_path / "model")
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    out = tmp_path / "run"
-    args = [sys.executable, "-m", "posevlm", "eval", "--benchmark", "synthetic_vsi", "--source",
-            str(world / "bench.jsonl"), "--limit", "3", "--backend", "hf", "--model", str(model_dir), "--dtype",
-            "float32", "--frames", "folder_manifest", "--frames-root", str(world / "sampled" / SAMPLER.slug),
-            "--num-frames", str(N), "--positions", mode, "--position-set", "pose_reference=medoid",
-            "--batch-size", "2", "--out", str(out)]
+    recorded in the run config (so it changes the run id); so are `--camera-attention` and `--pose-bias`."""
+    extra = ["--positions", mode, "--position-set", "pose_reference=medoid", "--batch-size", "2"]
     if camera:
-        args += ["--camera-attention", camera, "--pose-bias", "alibi"]
-    proc = subprocess.run(args, capture_output=True, text=True, env=env, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    records = RunStore(out).scan()
-    assert len(records) == 3 and all(r["status"] == "ok" for r in records.values()), records
+        extra += ["--camera-attention", camera, "--pose-bias", "alibi"]
+    _, out = _hf_eval_cli(world, tmp_path, family, 3, *extra)
     model_cfg = json.loads((out / "run_config.json").read_text())["config"]["model"]
     assert model_cfg["positions"] == {"mode": mode, "legacy": False, "pose_reference": "medoid"}
+    # what the backend resolved from it: the full PositionSpec (layout, the checkpoint's tokens_per_second),
+    # the slot map and the camera spec
+    (info,) = RunStore(out).backend_info().values()
+    spec = info["positions"]["spec"]
+    assert spec["pose_reference"] == "medoid" and spec["layout"] == family.removesuffix("_vl")
+    assert len(info["positions"]["slot_axis"]) > 0 and info["positions_origin"] == "backend config"
     if camera:
         assert model_cfg["camera_attention"] == camera and model_cfg["pose_bias"] == "alibi"
+        assert info["camera_attention"]["mode"] == camera and info["camera_attention"]["bias"] == "alibi"
+        assert info["positions"]["camera_attention"]["dims"] == "t_slots"
 
 
 def test_pose_positions_need_frames_with_cameras(world):

@@ -275,9 +275,11 @@ def test_camera_attention_through_the_backend(checkpoints, backends):
                                     camera_attention={"mode": "gta", "rotary_on_camera_dims": "keep"}))
     assert [r.text for r in gta.generate(identity, generation=GEN)] == \
         [r.text for r in backends[family].generate(BATCH, generation=GEN)]
-    prope = HFBackend(HFBackendConfig(model=str(checkpoints[family]), min_pixels=SMALL[family], batch_size=3,
-                                      camera_attention="prope", pose_bias="learned"))
+    with pytest.warns(UserWarning, match="holds no learned slopes"):
+        prope = HFBackend(HFBackendConfig(model=str(checkpoints[family]), min_pixels=SMALL[family], batch_size=3,
+                                          camera_attention="prope", pose_bias="learned"))
     assert prope.info["camera_attention"]["mode"] == "prope" and prope.info["camera_attention"]["bias"] == "learned"
+    assert prope.info["learned_slopes"] == "zeros"
     assert all(isinstance(r.text, str) for r in prope.generate(posed, generation=GEN))
     no_k = [(p, dataclasses.replace(s, K_pixels=None)) for p, s in posed[:1]]
     from posevlm.eval.errors import MissingInputError
@@ -285,3 +287,36 @@ def test_camera_attention_through_the_backend(checkpoints, backends):
     assert isinstance(prope.generate_each(no_k, generation=GEN)[0], MissingInputError)
     with pytest.raises(ConfigError, match="pose_bias"):
         HFBackendConfig(model="m", pose_bias="steep")
+
+
+def test_a_posevlm_checkpoint_is_evaluated_with_its_own_spec_and_slopes(checkpoints, backends, tmp_path):
+    """No flags: the spec saved in the checkpoint's config (and its learned bias slopes) is used, never a
+    silently stock model; flags replace it with a warning."""
+    import shutil
+
+    import transformers
+
+    from posevlm.models import enable_pose_positions
+    from posevlm.models.camera_attention import SLOPES_NAME, CameraAttentionSpec
+    from posevlm.positions import position_spec
+
+    family, src = "qwen2_5_vl", checkpoints["qwen2_5_vl"]
+    dst = tmp_path / "posevlm_ckpt"
+    shutil.copytree(src, dst)
+    model = transformers.Qwen2_5_VLForConditionalGeneration.from_pretrained(src, dtype=torch.float32)
+    enable_pose_positions(model, position_spec("thw_index"), camera_attention=CameraAttentionSpec(bias="learned"))
+    with torch.no_grad():
+        for layer in model.model.language_model.layers:
+            getattr(layer.self_attn, SLOPES_NAME).copy_(torch.linspace(0.5, 2.0, 4))
+    model.save_pretrained(dst)
+    backend = HFBackend(HFBackendConfig(model=str(dst), min_pixels=SMALL[family], batch_size=3))
+    info = backend.info
+    assert info["positions_origin"] == "checkpoint" and info["positions"]["spec"]["temporal"] == "index"
+    assert info["camera_attention"]["bias"] == "learned" and info["learned_slopes"] == "checkpoint"
+    loaded = getattr(backend.model.model.language_model.layers[1].self_attn, SLOPES_NAME)
+    assert torch.equal(loaded.detach(), torch.linspace(0.5, 2.0, 4))
+    posed = [(prompt, posed_frames(spec.n_frames, i)) for i, (prompt, spec) in enumerate(BATCH)]
+    assert all(isinstance(r.text, str) for r in backend.generate(posed, generation=GEN))
+    with pytest.warns(UserWarning, match="replaces it"):
+        other = HFBackend(HFBackendConfig(model=str(dst), min_pixels=SMALL[family], positions="thw"))
+    assert other.info["positions"]["spec"]["temporal"] == "hf_time" and other.info["checkpoint_positions"] is not None

@@ -108,11 +108,14 @@ def _render(report: dict) -> None:
         f"pixels      {t}·{gh}·{gw} = {tl['pixel_tokens']} tubelet tokens of dim 3·{tp}·{p}·{p} = "
         f"{tl['pixel_token_dim']}  (pixel_values_videos {tuple(tl['pixel_values_shape'])})"
     )
-    dd = tl["merged_token_dim"]
     con.print(
         f"merged      {gh}/{m} x {gw}/{m} = {mh}x{mw} = {tl['tokens_per_tubelet']} tokens per tubelet; "
-        f"{t}·{tl['tokens_per_tubelet']} = {tl['llm_video_tokens']} LLM video tokens of dim "
-        f"{dd} ({tl['merged_token_dim_formula']})"
+        f"{t}·{tl['tokens_per_tubelet']} = {tl['llm_video_tokens']} LLM video tokens"
+    )
+    con.print(f"token dim   {tl['llm_token_note']}")
+    con.print(
+        f"notes       Spatial-MLLM VGGT connector: {tl['spatial_mllm_connector_dim']} "
+        f"({tl['spatial_mllm_connector_dim_formula']}); not a Qwen dimension"
     )
     ts = (
         f" + {seq['timestamp_tokens']} timestamp ({seq['timestamp_tokens_per_tubelet']} per tubelet)"
@@ -166,8 +169,29 @@ def _render(report: dict) -> None:
         con.print("* repeated last frame (odd frame count)")
     con.print(
         f"video starts at {report['video_start']}; next text starts at {report['next_text_start']}; "
-        f"rope_deltas {report['rope_deltas']} (first decode step at position {report['decode_start']})"
+        f"first decode step at position {report['decode_start']} (posevlm models continue from the last "
+        f"token); continuation delta {report['continuation_delta']}"
     )
+    con.print(
+        f"transformers get_rope_index: rope_deltas {report['rope_deltas_transformers']} (max position + 1: "
+        f"would decode at {report['decode_start_transformers']}; not used by posevlm models)"
+    )
+
+
+def _manifest_wh(manifest: Path) -> tuple[int, int] | None:
+    """(W, H) of the frames a manifest's video holds: ``video.height/width``, else ``selected[].image_hw``
+    (the size the cameras refer to); None if it records neither."""
+    from posevlm.sampling.manifest import read_manifest
+
+    doc = read_manifest(manifest)
+    video = doc.get("video") or {}
+    if video.get("height") and video.get("width"):
+        return int(video["width"]), int(video["height"])
+    hws = [s.get("image_hw") for s in doc.get("selected") or [] if isinstance(s, dict)]
+    if hws and all(hw is not None for hw in hws):
+        h, w = (int(v) for v in hws[0])
+        return w, h
+    return None
 
 
 @inspect_app.command("positions")
@@ -175,8 +199,11 @@ def positions(
     frames: Optional[int] = typer.Option(
         None, "--frames", help="Sampled frames S (default 16, or the manifest's frame count)."
     ),
-    size: str = typer.Option(
-        "644x476", "--size", help="Frame size WxH; rounded to multiples of patch*merge."
+    size: Optional[str] = typer.Option(
+        None,
+        "--size",
+        help="Frame size WxH (default 644x476); rounded to multiples of patch*merge. With --manifest and no "
+        "--size: the manifest's frame size, resized like the hf eval backend (qwen-vl-utils).",
     ),
     mode: str = typer.Option(
         "thw",
@@ -216,7 +243,7 @@ def positions(
     ),
     seed: int = typer.Option(0, "--seed", help="Seed of the synthetic camera trajectory (pose modes)."),
     embed_dim: Optional[int] = typer.Option(
-        None, "--embed-dim", help="Vision embedding dim DD (else symbolic)."
+        None, "--embed-dim", help="Spatial-MLLM VGGT embedding dim DD for its connector line (else symbolic)."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
@@ -236,7 +263,8 @@ def positions(
     from posevlm.positions import parse_spec_overrides
     from posevlm.positions.inspect import inspect_positions
 
-    wh = _parse_wh(size)
+    wh = _parse_wh(size) if size is not None else (644, 476)
+    size_rule, size_source = "round", None
     if frames is not None and frames < 1:
         raise typer.BadParameter(
             f"must be >= 1 (number of sampled frames, e.g. --frames 16); got {frames}",
@@ -260,6 +288,11 @@ def positions(
                 )
             frames = len(inputs)
             frame_ids, w2c, source = inputs.frame_ids.tolist(), inputs.w2c_opencv, f"manifest {manifest}"
+            if size is None:
+                manifest_wh = _manifest_wh(manifest)
+                if manifest_wh is not None:
+                    wh, size_rule = manifest_wh, "qwen_vl_utils"
+                    size_source = f"frames of manifest {manifest}"
         report = inspect_positions(
             frames=16 if frames is None else frames,
             size_wh=wh,
@@ -281,6 +314,8 @@ def positions(
             video_frames=video_frames,
             seed=seed,
             camera_source=source,
+            size_rule=size_rule,
+            size_source=size_source,
         )
     except PosevlmError as exc:
         _fail(exc)

@@ -6,6 +6,8 @@ Layout (format ``posevlm.eval_run``, schema_version 1)::
       run_config.json                         {format, schema_version, run_id, config, expected_ids,
                                                created, provenance}
       records/rank{r:05d}-of-{n:05d}.jsonl    one JSON object per finished sample attempt
+      backend/rank{r:05d}-of-{n:05d}.json     what the rank's loaded backend resolved (model class, dtype,
+                                              resolved position / camera specs, versions), last start wins
 
 ``run_id`` = first 16 hex of sha256 over the canonical config JSON (sorted keys, compact, UTF-8).
 Records are keyed by ``id``; for the same id a later line wins over an earlier one (within a file:
@@ -109,6 +111,23 @@ class RunStore:
         self.config_path = self.run_dir / RUN_CONFIG_NAME
         self.records_dir = self.run_dir / RECORDS_DIR
         self._repaired: set[Path] = set()
+
+    # ---- backend/<shard>.json ----------------------------------------------------------------
+    def write_backend_info(self, info: Mapping[str, Any], rank: int, world: int) -> Path:
+        """Write what this rank's backend resolved (``HFBackend.info``), atomically; a resumed run overwrites
+        its own rank's file. The run id stays the hash of the requested config."""
+        path = self.run_dir / "backend" / shard_file_name(rank, world).replace(".jsonl", ".json")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(dict(info), indent=1, sort_keys=True, default=_json_default), encoding="utf-8")
+        os.replace(tmp, path)
+        return path
+
+    def backend_info(self) -> dict[str, dict[str, Any]]:
+        """``{file name: info}`` of every rank that loaded a backend."""
+        folder = self.run_dir / "backend"
+        return {p.name: json.loads(p.read_text(encoding="utf-8")) for p in sorted(folder.glob("*.json"))} \
+            if folder.is_dir() else {}
 
     # ---- run_config.json ---------------------------------------------------------------------
     def create_or_verify(self, config: Mapping[str, Any], expected_ids: Sequence[int], *,

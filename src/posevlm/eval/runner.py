@@ -134,6 +134,7 @@ class _OracleAdapter:
 
         self.root = Path(model.get("scenes_root", ""))
         self.config = OracleConfig(**{k: model[k] for k in ("min_pixels", "pixel_stride") if k in model})
+        self.info = {"backend": "oracle", "config": dict(model)}
         self._scenes: dict[tuple[str, str], Any] = {}
 
     def _scene(self, dataset: str, name: str):
@@ -167,6 +168,7 @@ class _HFAdapter:
 
         opts = {k: v for k, v in model.items() if k not in ("backend", "name")}
         self.backend = HFBackend(HFBackendConfig(**opts))
+        self.info = self.backend.info
 
     def generate(self, batch: Sequence[tuple[dict, str, Any]], generation=None) -> list[Any]:
         results = self.backend.generate_each([(prompt, spec) for _, prompt, spec in batch], generation=generation,
@@ -182,6 +184,7 @@ class _DummyAdapter:
 
     def __init__(self, model: Mapping[str, Any]):
         self.answer = str(model.get("answer", "A"))
+        self.info = {"backend": "dummy", "config": dict(model)}
 
     def generate(self, batch: Sequence[tuple[dict, str, Any]], generation=None) -> list[dict[str, Any]]:
         return [{"text": self.answer, "video_grid_thw": None, "n_visual_tokens": None} for _ in batch]
@@ -295,6 +298,7 @@ def run_eval(config: EvalConfig, out: str | Path, *, shard: str | None = None, e
         return _finish(summary, store, t0)
 
     backend = make_backend(config.model)
+    store.write_backend_info(getattr(backend, "info", {"backend": type(backend).__name__}), rank, world)
     cache = FrameCache(max_entries=2)
     for key, req in requests.items():
         try:

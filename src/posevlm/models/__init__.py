@@ -7,9 +7,10 @@ from posevlm.models.pose_positions import (
     CONFIG_KEY,
     PoseRotaryEmbedding,
     enable_pose_positions,
+    load_learned_slopes,
     load_pose_model,
     pose_positions_config,
 )
 
-__all__ = ["pose_inputs", "PoseInputs", "CONFIG_KEY", "PoseRotaryEmbedding", "enable_pose_positions", "load_pose_model",
+__all__ = ["pose_inputs", "PoseInputs", "CONFIG_KEY", "PoseRotaryEmbedding", "enable_pose_positions", "load_learned_slopes", "load_pose_model",
            "pose_positions_config"]

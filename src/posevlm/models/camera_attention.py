@@ -132,6 +132,11 @@ def camera_slots(spec: CameraAttentionSpec, slot_axis: Sequence[int], axes: Sequ
             raise ConfigError(f"dims='t_slots' but the position rows {tuple(axes)} have no T axis (P replaced it); "
                               "pass explicit head dims in CameraAttentionSpec.dims", field="dims", value=list(axes))
         slots = (slot_axis == list(axes).index("T")).nonzero().flatten()
+        if (2 * slots.numel()) % 4 or slots.numel() == 0:
+            raise ConfigError(f"dims='t_slots': the T axis owns {slots.numel()} rotary slots = {2 * slots.numel()} "
+                              "head dims, not a positive multiple of 4 (PTHW gives half of T's slots to P); pass "
+                              "explicit head dims in CameraAttentionSpec.dims or a slot_axis giving T an even "
+                              "number of slots", field="dims", value=slots.tolist())
         dims = CameraDims.from_rotary_slots(slots.tolist(), head_dim)
     else:
         if max(spec.dims) >= head_dim:

@@ -41,7 +41,7 @@ from posevlm.positions import (
     interleaved_qwen3_slot_axis,
 )
 
-__all__ = ["CONFIG_KEY", "PoseRotaryEmbedding", "enable_pose_positions", "load_pose_model",
+__all__ = ["CONFIG_KEY", "PoseRotaryEmbedding", "enable_pose_positions", "load_pose_model", "load_learned_slopes",
            "pose_positions_config"]
 
 CONFIG_KEY = "posevlm_positions"
@@ -137,13 +137,8 @@ class _Controller:
         self.last_token_map = (input_ids, tm)  # generate() pops video_grid_thw before the forward pass
         plan = build_position_plan(tm, self.spec, second_per_grid_ts=second_per_grid_ts, frame_ids=frame_ids,
                                    w2c_opencv=w2c_opencv)
-        valid = tm.valid
-        n_valid = valid.sum(-1)
-        idx = torch.arange(valid.shape[1], device=valid.device)
-        last = torch.where(valid, idx, -1).amax(-1).clamp(min=0)
-        last_pos = plan.rows[:, torch.arange(valid.shape[0], device=valid.device), last].amax(0)
-        # continuation delta: decode token k sits at position(last valid token) + k
-        self.model.model.rope_deltas = (last_pos.floor().long() + 1 - n_valid)[:, None]
+        # decode token k sits at position(last valid token) + k: the plan's continuation convention
+        self.model.model.rope_deltas = plan.continuation_deltas
         return self._stack(plan.text_row, plan.rows)
 
     def continuation(self, text_row: Tensor) -> Tensor:
@@ -355,7 +350,8 @@ def enable_pose_positions(model, spec: PositionSpec | dict | None = None, *,
         cam.install(model, camera_attention)
     else:
         cam.uninstall(model)
-    rotary = MultiAxisRotary(base.inv_freq.detach().clone(), rotary_slots, base.attention_scaling)
+    rotary = MultiAxisRotary(base.inv_freq.detach().clone(), rotary_slots, base.attention_scaling,
+                             num_axes=len(spec.axes))
     inner.language_model.rotary_emb = PoseRotaryEmbedding(rotary, spec.axes).to(base.inv_freq.device)
 
     controller = _Controller(model, spec, family, camera_attention, camera_dims)
@@ -388,13 +384,18 @@ def load_pose_model(path, model_class=None, **from_pretrained_kwargs):
         model_class = getattr(transformers, names[0])
     model = model_class.from_pretrained(path, **from_pretrained_kwargs)
     model = enable_pose_positions(model)
-    _load_learned_slopes(model, path, from_pretrained_kwargs)
+    load_learned_slopes(model, path, revision=from_pretrained_kwargs.get("revision"),
+                        local_files_only=bool(from_pretrained_kwargs.get("local_files_only")))
     return model
 
 
-def _load_learned_slopes(model, path, kwargs: dict) -> None:
-    """Learned pose-bias slopes are parameters the stock class does not know (``from_pretrained`` drops them
-    as unexpected keys): read them back from the checkpoint's safetensors files."""
+def load_learned_slopes(model, path, *, revision: str | None = None, local_files_only: bool = False) -> int:
+    """Read learned pose-bias slopes back from a checkpoint (a local directory or hub id) into ``model``.
+
+    They are parameters the stock class does not know, so ``from_pretrained`` drops them as unexpected keys.
+    Returns the number of layers whose slopes were loaded: 0 when the model has no learned slopes or the
+    checkpoint holds none (the slopes then stay at their initial 0). Raises ConfigError if only some layers
+    are in the checkpoint."""
     from pathlib import Path
 
     from posevlm.models.camera_attention import SLOPES_NAME
@@ -405,13 +406,13 @@ def _load_learned_slopes(model, path, kwargs: dict) -> None:
     pattern = re.compile(rf"layers\.(\d+)\.self_attn\.{SLOPES_NAME}$")
     wanted = {int(m.group(1)): p for name, p in model.named_parameters() if (m := pattern.search(name))}
     if not wanted:
-        return
+        return 0
     folder = Path(path)
     if not folder.is_dir():
         from huggingface_hub import snapshot_download
 
-        folder = Path(snapshot_download(str(path), allow_patterns=["*.safetensors"], revision=kwargs.get("revision"),
-                                        local_files_only=bool(kwargs.get("local_files_only"))))
+        folder = Path(snapshot_download(str(path), allow_patterns=["*.safetensors"], revision=revision,
+                                        local_files_only=local_files_only))
     from safetensors import safe_open
 
     found = set()
@@ -426,3 +427,4 @@ def _load_learned_slopes(model, path, kwargs: dict) -> None:
         missing = sorted(set(wanted) - found)
         raise ConfigError(f"checkpoint {path} holds learned pose-bias slopes for some layers only (missing "
                           f"layers {missing[:5]}); it is incomplete", field="bias", value=missing)
+    return len(found)

@@ -22,6 +22,7 @@ import json
 import os
 import re
 import time
+import warnings
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, Mapping, Sequence
@@ -251,14 +252,7 @@ class HFBackend:
                                  f"{exc}); check the checkpoint is complete, the attention backend is "
                                  "installed and, offline, that every file is in the local cache",
                                  model=config.model) from exc
-        self.position_spec, self.camera_spec = None, config.camera_spec()
-        if config.positions is not None or self.camera_spec is not None:
-            from posevlm.models import enable_pose_positions
-            from posevlm.positions import resolve_position_spec
-
-            self.position_spec = resolve_position_spec(config.positions or "thw", self.family)
-            model = enable_pose_positions(model, self.position_spec, slot_axis=config.position_slot_axis,
-                                          camera_attention=self.camera_spec)
+        model, pose_info = self._enable_pose(model, source, hub_kwargs)
         self.model = model.eval()
         self.tokenizer = self.processor.tokenizer
         self.video_token_id = self.tokenizer.convert_tokens_to_ids(self.processor.video_token)
@@ -276,11 +270,51 @@ class HFBackend:
                              "max_pixels": config.max_pixels, "total_pixels": config.total_pixels,
                              "resize": "torch_bicubic_antialias_uint8"},
             "frame_metadata": config.frame_metadata, "offline": config.offline,
-            "positions": None if self.position_spec is None else getattr(self.model.config, "posevlm_positions"),
-            "camera_attention": None if self.camera_spec is None else self.camera_spec.to_dict(),
+            **pose_info,
             "transformers": transformers.__version__,
             "torch": torch.__version__,
         }
+
+    def _enable_pose(self, model, source: str, hub_kwargs: dict) -> tuple[Any, dict[str, Any]]:
+        """Install the position spec / camera attention the config asks for, else the checkpoint's own
+        (``config.posevlm_positions``, as ``load_pose_model`` does); load learned bias slopes. Returns the model
+        and the resolved specs for ``info``."""
+        from posevlm.models import enable_pose_positions, load_learned_slopes, pose_positions_config
+        from posevlm.models.camera_attention import CameraAttentionSpec
+        from posevlm.positions import PositionSpec, resolve_position_spec
+
+        config = self.config
+        stored = pose_positions_config(model)
+        self.position_spec, self.camera_spec = None, config.camera_spec()
+        origin = None
+        if config.positions is not None or self.camera_spec is not None:
+            tps = getattr(model.config.vision_config, "tokens_per_second", None)
+            defaults = {"tokens_per_second": float(tps)} if self.family == "qwen2_5_vl" and tps is not None else {}
+            self.position_spec = resolve_position_spec(config.positions or "thw", self.family, **defaults)
+            if stored is not None:
+                warnings.warn(f"{config.model} carries its own posevlm position spec; the backend config "
+                              "replaces it (run info records both)", stacklevel=3)
+            model = enable_pose_positions(model, self.position_spec, slot_axis=config.position_slot_axis,
+                                          camera_attention=self.camera_spec)
+            origin = "backend config"
+        elif stored is not None:  # a posevlm checkpoint: its own spec, never silently stock
+            model = enable_pose_positions(model)
+            self.position_spec = PositionSpec.from_dict(stored["spec"])
+            cam = stored.get("camera_attention")
+            self.camera_spec = None if cam is None else CameraAttentionSpec.from_dict(cam)
+            origin = "checkpoint"
+        slopes = None
+        if self.camera_spec is not None and self.camera_spec.bias == "learned":
+            loaded = load_learned_slopes(model, source, revision=hub_kwargs["revision"],
+                                         local_files_only=hub_kwargs["local_files_only"])
+            slopes = "checkpoint" if loaded else "zeros"
+            if not loaded:
+                warnings.warn(f"pose_bias='learned' but {config.model} holds no learned slopes: they start at 0, "
+                              "so the bias changes nothing", stacklevel=3)
+        resolved = pose_positions_config(model) if origin else None
+        return model, {"positions": resolved, "positions_origin": origin, "checkpoint_positions": stored,
+                       "camera_attention": None if self.camera_spec is None else self.camera_spec.to_dict(),
+                       "learned_slopes": slopes}
 
     def effective_generation(self, settings: GenerationSettings) -> dict[str, Any]:
         """The decoding values ``generate`` uses (``kwargs``: the call). transformers fills every field
