@@ -227,7 +227,7 @@ def test_posevlm_eval_cli_with_pose_positions(world, tmp_path, family, mode, cam
     recorded in the run config (so it changes the run id); so are `--camera-attention` and `--pose-bias`."""
     extra = ["--positions", mode, "--position-set", "pose_reference=medoid", "--batch-size", "2"]
     if camera:
-        extra += ["--camera-attention", camera, "--pose-bias", "alibi"]
+        extra += ["--camera-attention", camera, "--pose-bias", "alibi", "--camera-set", "reference=medoid"]
     _, out = _hf_eval_cli(world, tmp_path, family, 3, *extra)
     model_cfg = json.loads((out / "run_config.json").read_text())["config"]["model"]
     assert model_cfg["positions"] == {"mode": mode, "legacy": False, "pose_reference": "medoid"}
@@ -238,7 +238,8 @@ def test_posevlm_eval_cli_with_pose_positions(world, tmp_path, family, mode, cam
     assert spec["pose_reference"] == "medoid" and spec["layout"] == family.removesuffix("_vl")
     assert len(info["positions"]["slot_axis"]) > 0 and info["positions_origin"] == "backend config"
     if camera:
-        assert model_cfg["camera_attention"] == camera and model_cfg["pose_bias"] == "alibi"
+        assert model_cfg["camera_attention"] == {"mode": camera, "reference": "medoid"}
+        assert model_cfg["pose_bias"] == "alibi" and info["camera_attention"]["reference"] == "medoid"
         assert info["camera_attention"]["mode"] == camera and info["camera_attention"]["bias"] == "alibi"
         assert info["positions"]["camera_attention"]["dims"] == "t_slots"
 

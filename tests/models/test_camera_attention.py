@@ -234,3 +234,51 @@ def test_backward_reaches_the_weights_and_the_learned_slopes(stock):
     assert all(g is not None and g.isfinite().all() and g.abs().sum() > 0 for g in slopes)
     q_grad = model.model.language_model.layers[0].self_attn.q_proj.weight.grad
     assert q_grad is not None and q_grad.isfinite().all()
+
+
+@torch.no_grad()
+def test_expanded_generation_uses_the_cameras_of_each_prompt(stock):
+    """num_return_sequences / beams repeat every prompt: each copy gets its prompt's cameras (top-k 1
+    sampling is greedy, so every copy must equal the plain greedy answer)."""
+    model = enabled(stock["qwen3", 2], "qwen3", CameraAttentionSpec(mode="prope", bias="alibi"))
+    kwargs, cams, ks, hw = batch(model, "qwen3")
+    extra = extra_inputs(cams, ks, hw)
+    gen = {"max_new_tokens": NEW_TOKENS, "min_new_tokens": NEW_TOKENS}
+    greedy = model.generate(**kwargs, **extra, **gen, do_sample=False)
+    copies = model.generate(**kwargs, **extra, **gen, do_sample=True, top_k=1, num_return_sequences=2)
+    assert torch.equal(copies[0::2], greedy) and torch.equal(copies[1::2], greedy)
+    beams = model.generate(**kwargs, **extra, **gen, num_beams=2, num_return_sequences=2, do_sample=False)
+    assert beams.shape == (4, greedy.shape[1])
+
+
+def test_pose_inputs_are_never_silently_ignored(stock):
+    import warnings
+
+    base = stock["qwen2_5", 2]
+    kwargs, cams, ks, hw = batch(base, "qwen2_5")
+    model = enable_pose_positions(copy.deepcopy(base), position_spec("phw"))
+    embeds = {k: v for k, v in kwargs.items() if k != "input_ids"}
+    embeds["inputs_embeds"] = model.get_input_embeddings()(kwargs["input_ids"])
+    with pytest.raises(ShapeError, match="need input_ids at prefill"):
+        logits(model, embeds, {"w2c_opencv": cams})
+    stock_rows = base.model.get_rope_index(kwargs["input_ids"], mm_token_type_ids=kwargs["mm_token_type_ids"],
+                                           video_grid_thw=kwargs["video_grid_thw"],
+                                           second_per_grid_ts=kwargs["second_per_grid_ts"],
+                                           attention_mask=kwargs["attention_mask"])[0]
+    with pytest.warns(UserWarning, match="ignores w2c_opencv"):
+        logits(model, {**kwargs, "position_ids": stock_rows}, {"w2c_opencv": cams})
+    with warnings.catch_warnings():  # the rows posevlm builds itself (generate) never warn
+        warnings.filterwarnings("error", message=".*ignores w2c_opencv.*")
+        fresh = enable_pose_positions(copy.deepcopy(base), position_spec("phw"))
+        fresh.generate(**kwargs, w2c_opencv=cams, max_new_tokens=2, do_sample=False)
+
+
+def test_camera_overrides_are_typed_and_validated():
+    from posevlm.models.camera_attention import parse_camera_overrides
+
+    over = parse_camera_overrides(["rotary_on_camera_dims=keep", "dims=0,1,2,3", "bias_lam=0.5"])
+    assert over == {"rotary_on_camera_dims": "keep", "dims": (0, 1, 2, 3), "bias_lam": 0.5}
+    for bad, match in (("reference=middle", "reference"), ("mode=gta", "KEY=VALUE"), ("bias_lam=x", "number"),
+                       ("dims=0,1,2", "multiple of 4")):
+        with pytest.raises(ConfigError, match=match):
+            parse_camera_overrides([bad])

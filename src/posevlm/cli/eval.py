@@ -46,6 +46,8 @@ def eval_cmd(
         "(cameras from the frame manifest; prope also uses its intrinsics)."),
     pose_bias: str = typer.Option("none", "--pose-bias", help="hf: none | alibi (fixed slopes) | learned "
                                   "(slopes from the checkpoint, else 0) pose-distance attention bias."),
+    camera_set: List[str] = typer.Option([], "--camera-set", help="hf: CameraAttentionSpec override KEY=VALUE "
+                                         "(repeatable), e.g. rotary_on_camera_dims=keep, reference=medoid."),
 ) -> None:
     """Run (or resume) one evaluation. Every sample ends as a record in OUT/records/*.jsonl, failures
     as typed errors; `posevlm report OUT` then writes the tables.
@@ -75,8 +77,13 @@ def eval_cmd(
                                       **parse_spec_overrides(position_set)}
             model_cfg["name"] = f"{model}+{positions}"
         if camera_attention is not None:
-            model_cfg["camera_attention"] = camera_attention
+            from posevlm.models.camera_attention import parse_camera_overrides
+
+            over = parse_camera_overrides(camera_set)
+            model_cfg["camera_attention"] = {"mode": camera_attention, **over} if over else camera_attention
             model_cfg["name"] += f"+{camera_attention}"
+        elif camera_set:
+            raise typer.BadParameter("--camera-set needs --camera-attention")
         if pose_bias != "none":
             model_cfg["pose_bias"] = pose_bias
             model_cfg["name"] += f"+bias-{pose_bias}"

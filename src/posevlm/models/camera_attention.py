@@ -33,7 +33,7 @@ functions of relative pose and relative position alone).
 from __future__ import annotations
 
 import types
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Sequence
 
 import torch
@@ -41,7 +41,7 @@ from torch import Tensor, nn
 
 from posevlm.errors import ConfigError, ShapeError
 
-__all__ = ["CameraAttentionSpec", "CameraContext", "camera_slots", "build_camera_context", "install",
+__all__ = ["CameraAttentionSpec", "CameraContext", "parse_camera_overrides", "camera_slots", "build_camera_context", "install",
            "uninstall", "patch_attention_layer", "SLOPES_NAME"]
 
 SLOPES_NAME = "posevlm_pose_slopes"
@@ -121,6 +121,31 @@ class CameraAttentionSpec:
         return cls(**data)
 
 
+def parse_camera_overrides(items: Sequence[str]) -> dict[str, Any]:
+    """``["rotary_on_camera_dims=keep", "bias_lam=0.5"]`` -> typed dict of CameraAttentionSpec fields."""
+    defaults = CameraAttentionSpec().to_dict()
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or key not in defaults or key in ("mode", "schema_version"):
+            raise ConfigError(f"bad camera-attention override {item!r}; write KEY=VALUE with KEY one of "
+                              f"{', '.join(sorted(set(defaults) - {'mode', 'schema_version'}))}",
+                              field="camera_set", value=item)
+        if key == "dims":
+            out[key] = raw if raw == "t_slots" else tuple(int(d) for d in raw.split(","))
+        elif key == "bias_lam":
+            try:
+                out[key] = float(raw)
+            except ValueError:
+                raise ConfigError(f"camera-attention override {item!r}: {raw!r} is not a number", field=key,
+                                  value=raw) from None
+        else:
+            out[key] = raw
+    CameraAttentionSpec.from_dict({**defaults, **out})  # validate now, naming the bad value
+    return out
+
+
 def camera_slots(spec: CameraAttentionSpec, slot_axis: Sequence[int], axes: Sequence[str], head_dim: int):
     """(head dims carrying the camera block, rotary slots they occupy) for a model's slot map."""
     from posevlm.attention import CameraDims
@@ -157,6 +182,19 @@ class CameraContext:
 
     transform: Any
     neg_distance: Tensor | None
+    masks: dict = field(default_factory=dict, repr=False)  # fixed-slope biased masks, shared by all layers
+
+    def repeat_interleave(self, n: int) -> "CameraContext":
+        """The context for a batch whose rows were each repeated ``n`` times (beam search,
+        ``num_return_sequences``), as ``generate`` expands its inputs."""
+        if n == 1:
+            return self
+        t = self.transform
+        if t is not None:
+            rep = lambda m: None if m is None else m.repeat_interleave(n, 0)  # noqa: E731
+            t = replace(t, mat_q=rep(t.mat_q), mat_kv=rep(t.mat_kv), mat_o=rep(t.mat_o))
+        neg = None if self.neg_distance is None else self.neg_distance.repeat_interleave(n, 0)
+        return CameraContext(t, neg)
 
 
 def _per_video(items, n: int, name: str) -> list:
@@ -257,8 +295,14 @@ def _biased_mask(mask: Tensor | None, neg_distance: Tensor, slopes: Tensor, q_le
         allowed = mask[..., :kv_len]
     else:
         allowed = mask[..., :kv_len] == 0
-    bias = slopes.to(device=device, dtype=torch.float32).view(1, -1, 1, 1) * neg_distance[..., :q_len, :kv_len]
-    return bias.masked_fill(~allowed, torch.finfo(dtype).min).to(dtype)
+    neg = neg_distance[..., :q_len, :kv_len]
+    slopes = slopes.to(device=device, dtype=neg.dtype).view(1, -1, 1, 1)
+    if slopes.requires_grad and torch.is_grad_enabled():  # training the slopes: the differentiable form
+        return (slopes * neg).masked_fill(~allowed, torch.finfo(dtype).min).to(dtype)
+    # inference: one (B, H, q, kv) allocation in the output dtype, filled in place (the bias's memory cost)
+    out = torch.empty((neg.shape[0], slopes.numel(), q_len, kv_len), dtype=dtype, device=device)
+    torch.mul(slopes, neg, out=out)
+    return out.masked_fill_(~allowed, torch.finfo(dtype).min)
 
 
 def _attention_forward(self, hidden_states: Tensor, attention_mask: Tensor | None = None,
@@ -285,8 +329,16 @@ def _attention_forward(self, hidden_states: Tensor, attention_mask: Tensor | Non
         k, v = past_key_values.update(k, v, self.layer_idx)
     slopes = getattr(self, SLOPES_NAME, None)
     if posevlm_camera is not None and posevlm_camera.neg_distance is not None and slopes is not None:
-        attention_mask = _biased_mask(attention_mask, posevlm_camera.neg_distance, slopes, q.shape[2], k.shape[2],
-                                      q.dtype)
+        if isinstance(slopes, nn.Parameter):  # learned: per layer
+            attention_mask = _biased_mask(attention_mask, posevlm_camera.neg_distance, slopes, q.shape[2],
+                                          k.shape[2], q.dtype)
+        else:  # fixed (ALiBi) slopes are the same in every layer: build the (B, H, L, L) mask once per forward
+            key = (id(attention_mask), q.shape[2], k.shape[2], q.dtype)
+            if key not in posevlm_camera.masks:
+                posevlm_camera.masks.clear()
+                posevlm_camera.masks[key] = _biased_mask(attention_mask, posevlm_camera.neg_distance, slopes,
+                                                         q.shape[2], k.shape[2], q.dtype)
+            attention_mask = posevlm_camera.masks[key]
     attention = ALL_ATTENTION_FUNCTIONS.get_interface(self.config._attn_implementation,
                                                       self._posevlm_eager)
     extra = {"sliding_window": self.sliding_window} if hasattr(self, "sliding_window") else {}

@@ -22,6 +22,7 @@ prompt plus generated tokens; ``model.model.rope_deltas`` holds the matching del
 
 from __future__ import annotations
 
+import collections
 import inspect
 import types
 import warnings
@@ -115,6 +116,8 @@ class _Controller:
         self.spec = spec
         self.camera, self.camera_dims = camera, camera_dims
         self.last_token_map: tuple[Tensor | None, Any] = (None, None)
+        self.issued: collections.deque = collections.deque(maxlen=8)
+        self.warned_given_positions = False
         self.family = family
         self.axes = spec.axes
         cfg = model.config
@@ -124,7 +127,23 @@ class _Controller:
 
     # -- helpers -------------------------------------------------------------------------------------
     def _stack(self, text: Tensor, rows: Tensor) -> Tensor:
-        return torch.cat([text.to(torch.float32)[None], rows.to(torch.float32)], 0)
+        out = torch.cat([text.to(torch.float32)[None], rows.to(torch.float32)], 0)
+        self.issued.append(out.untyped_storage().data_ptr())  # generate() hands these (or slices) back
+        return out
+
+    def check_given_positions(self, position_ids: Tensor, a: dict[str, Any]) -> None:
+        """Warn when a prefill gets position rows posevlm did not build although the spec needs per-video inputs
+        (e.g. a training collator's stock (T, H, W) rows reaching a PHW model: the cameras would be ignored)."""
+        cache = a.get("past_key_values")
+        if (cache is not None and cache.get_seq_length() != 0) or self.warned_given_positions:
+            return
+        if not (self.spec.pose != "none" or self.spec.temporal == "frame_ids"):
+            return
+        if position_ids.untyped_storage().data_ptr() not in self.issued:
+            self.warned_given_positions = True
+            warnings.warn(f"position_ids passed to a model with pose-aware positions {self.spec.axes} that need "
+                          "cameras / frame ids: posevlm uses them as given and ignores w2c_opencv / frame_ids. "
+                          "Drop position_ids (e.g. in the training collator) so posevlm builds them.", stacklevel=4)
 
     def prefill(self, input_ids: Tensor, attention_mask: Tensor | None, *, image_grid_thw=None,
                 video_grid_thw=None, second_per_grid_ts=None, mm_token_type_ids=None, w2c_opencv=None,
@@ -172,17 +191,23 @@ class _Controller:
 
         if a.get("video_grid_thw") is None and a.get("image_grid_thw") is None:
             # generate() pre-encodes the media and drops the grids: reuse the prefill's token map
-            ids, tm = getattr(self, "last_token_map", (None, None))
-            if ids is None or ids.shape != input_ids.shape or not torch.equal(ids.to(input_ids.device), input_ids):
+            ids, tm = self.last_token_map
+            repeats = input_ids.shape[0] // ids.shape[0] if ids is not None and ids.shape[0] else 0
+            if (ids is None or ids.shape[1] != input_ids.shape[1] or repeats * ids.shape[0] != input_ids.shape[0]
+                    or not torch.equal(ids.to(input_ids.device).repeat_interleave(repeats, 0), input_ids)):
                 if not bool((input_ids == self.video_token_id).any()):
                     return None
-                raise ShapeError("camera attention needs video_grid_thw with the video tokens of the prompt",
-                                 name="video_grid_thw")
-        else:
-            tm = build_token_map(input_ids, image_grid_thw=a.get("image_grid_thw"),
-                                 video_grid_thw=a.get("video_grid_thw"), spatial_merge_size=self.merge,
-                                 attention_mask=a.get("attention_mask"), mm_token_type_ids=types_,
-                                 image_token_id=self.image_token_id, video_token_id=self.video_token_id)
+                raise ShapeError("camera attention: the prompt's video grids are unknown (generate() dropped "
+                                 "video_grid_thw and the prompt differs from the last prefill); pass "
+                                 "video_grid_thw with the input_ids", name="video_grid_thw")
+            context = build_camera_context(self.camera, self.camera_dims, tm,
+                                           w2c_opencv=pose_inputs.get("w2c_opencv"),
+                                           K_pixels=pose_inputs.get("K_pixels"), image_hw=pose_inputs.get("image_hw"))
+            return context.repeat_interleave(repeats)
+        tm = build_token_map(input_ids, image_grid_thw=a.get("image_grid_thw"),
+                             video_grid_thw=a.get("video_grid_thw"), spatial_merge_size=self.merge,
+                             attention_mask=a.get("attention_mask"), mm_token_type_ids=types_,
+                             image_token_id=self.image_token_id, video_token_id=self.video_token_id)
         return build_camera_context(self.camera, self.camera_dims, tm, w2c_opencv=pose_inputs.get("w2c_opencv"),
                                     K_pixels=pose_inputs.get("K_pixels"), image_hw=pose_inputs.get("image_hw"))
 
@@ -195,6 +220,11 @@ class _Controller:
             raise ShapeError("with pose positions enabled, pass a 2-D attention_mask (or the position_ids "
                              "yourself); a prepared 4-D mask does not tell which tokens are padding",
                              name="attention_mask", shape=tuple(mask.shape))
+        if input_ids is None and past == 0 and (a.get("video_grid_thw") is not None
+                                                or a.get("image_grid_thw") is not None):
+            raise ShapeError("pose-aware positions need input_ids at prefill to locate the vision tokens; with "
+                             "inputs_embeds alone the cameras / frame ids would be ignored. Pass input_ids (or the "
+                             "position_ids built by posevlm)", name="input_ids")
         if input_ids is not None and past == 0:
             return self.prefill(input_ids, mask, image_grid_thw=a.get("image_grid_thw"),
                                 video_grid_thw=a.get("video_grid_thw"),
@@ -245,6 +275,8 @@ def _inner_forward(self, *args, **kwargs):
     controller = self._posevlm_controller
     if arguments.get("position_ids") is None:
         arguments["position_ids"] = controller.forward_positions(arguments, pose_inputs)
+    else:
+        controller.check_given_positions(arguments["position_ids"], arguments)
     context = controller.camera_context(arguments, pose_inputs)
     if context is not None:
         arguments["posevlm_camera"] = context
