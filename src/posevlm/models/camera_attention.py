@@ -197,26 +197,6 @@ class CameraContext:
         return CameraContext(t, neg)
 
 
-def _per_video(items, n: int, name: str) -> list:
-    if items is None:
-        return [None] * n
-    items = list(items.unbind(0)) if isinstance(items, Tensor) else list(items)
-    if len(items) != n:
-        raise ShapeError(f"{name} has {len(items)} videos but video_grid_thw has {n}", name=name)
-    return items
-
-
-def _to_tubelets(x: Tensor, tubelets: int, name: str) -> Tensor:
-    """(S, ...) per frame -> (2T, ...): an odd S = 2T - 1 repeats the last frame like the processors."""
-    if x.shape[0] == 2 * tubelets - 1:
-        x = torch.cat([x, x[-1:]], 0)
-    if x.shape[0] != 2 * tubelets:
-        raise ShapeError(f"{name} has {x.shape[0]} frames but the video has T={tubelets} tubelets; expected "
-                         f"S = {2 * tubelets} (or {2 * tubelets - 1}); pass one entry per frame in processor order",
-                         name=name, shape=tuple(x.shape))
-    return x
-
-
 def build_camera_context(spec: CameraAttentionSpec, dims, token_map, *, w2c_opencv, K_pixels=None,
                          image_hw=None) -> CameraContext:
     """Per-token camera transform (and pose distances when the bias is on) for one tokenised batch.
@@ -225,6 +205,7 @@ def build_camera_context(spec: CameraAttentionSpec, dims, token_map, *, w2c_open
     image_hw: per video (S, 2) or (2,) (H, W) (required by ``prope``). Videos with equal T are batched."""
     from posevlm.attention import attention_cameras, build_camera_transform, pose_distance_table
     from posevlm.geometry import merge_temporal_pairs
+    from posevlm.positions.plan import pad_to_tubelets, per_video
 
     grid = token_map.video_grid_thw
     n_vid = grid.shape[0]
@@ -240,17 +221,18 @@ def build_camera_context(spec: CameraAttentionSpec, dims, token_map, *, w2c_open
         raise ShapeError("camera attention 'prope' needs K_pixels (per video (S, 3, 3)) and image_hw (the (H, W) "
                          "they refer to); use mode 'gta' for SE(3) cameras without intrinsics", name="K_pixels")
     t_list = grid[:, 0].tolist()
-    cams = _per_video(w2c_opencv, n_vid, "w2c_opencv")
-    ks, hws = _per_video(K_pixels, n_vid, "K_pixels"), _per_video(image_hw, n_vid, "image_hw")
+    cams = per_video(w2c_opencv, n_vid, "w2c_opencv")
+    ks = per_video(K_pixels, n_vid, "K_pixels", required=False)
+    hws = per_video(image_hw, n_vid, "image_hw", required=False)
     merged, k_first, hw_first = [], [], []
     for i, t in enumerate(t_list):
-        c = _to_tubelets(torch.as_tensor(cams[i]).to(device=device, dtype=torch.float32), t, f"w2c_opencv[{i}]")
+        c = pad_to_tubelets(torch.as_tensor(cams[i]).to(device=device, dtype=torch.float32), t, f"w2c_opencv[{i}]")
         merged.append(merge_temporal_pairs(c, spec.camera_merge))
         if ks[i] is not None and spec.mode == "prope":
-            k = _to_tubelets(torch.as_tensor(ks[i]).to(device=device, dtype=torch.float32), t, f"K_pixels[{i}]")
+            k = pad_to_tubelets(torch.as_tensor(ks[i]).to(device=device, dtype=torch.float32), t, f"K_pixels[{i}]")
             k_first.append(k[0::2])
             hw = torch.as_tensor(hws[i], device=device)
-            hw_first.append(hw.expand(2 * t, 2)[0::2] if hw.ndim == 1 else _to_tubelets(hw, t, "image_hw")[0::2])
+            hw_first.append(hw.expand(2 * t, 2)[0::2] if hw.ndim == 1 else pad_to_tubelets(hw, t, "image_hw")[0::2])
     by_t: dict[int, list[int]] = {}
     for i, t in enumerate(t_list):
         by_t.setdefault(t, []).append(i)

@@ -24,7 +24,8 @@ from posevlm.geometry import lie_scalar_pose_index
 from posevlm.positions.spec import PositionSpec
 from posevlm.positions.token_map import IMAGE, TEXT, VIDEO, TokenMap
 
-__all__ = ["PositionPlan", "build_position_plan", "merge_tubelet_scalars", "pose_rows_per_tubelet"]
+__all__ = ["PositionPlan", "build_position_plan", "merge_tubelet_scalars", "pose_rows_per_tubelet", "pad_to_tubelets",
+           "per_video"]
 
 DECODE_CONVENTION = "cumsum(attention_mask) - 1 + rope_deltas"
 CONTINUATION_CONVENTION = "cumsum(attention_mask) - 1 + continuation_deltas"
@@ -102,8 +103,9 @@ def merge_tubelet_scalars(values: Tensor, mode: str) -> Tensor:
     return pairs.median(-1).values
 
 
-def _pad_to_tubelets(x: Tensor, tubelets: int, name: str, frame_dim: int) -> Tensor:
-    """Check S == 2 T; an odd S == 2 T - 1 repeats the last frame like the processors do."""
+def pad_to_tubelets(x: Tensor, tubelets: int, name: str, frame_dim: int = 0) -> Tensor:
+    """Per-frame values of one video -> exactly 2 T frames along ``frame_dim``: S == 2 T is returned as is, an odd
+    S == 2 T - 1 repeats the last frame like the processors do; anything else raises ShapeError naming ``name``."""
     frames = x.shape[frame_dim]
     if frames == 2 * tubelets - 1:
         last = x.narrow(frame_dim, frames - 1, 1)
@@ -116,12 +118,17 @@ def _pad_to_tubelets(x: Tensor, tubelets: int, name: str, frame_dim: int) -> Ten
     return x
 
 
-def _per_video(items, n_videos: int, name: str) -> list[Tensor]:
+def per_video(items, n_videos: int, name: str, *, required: bool = True) -> list:
+    """A per-video input (list, or a stacked (N_vid, ...) tensor) as a list of N_vid entries; None gives a
+    ShapeError (``required``) or N_vid Nones. Videos are in ``video_grid_thw`` order: row-major over samples."""
     if items is None:
+        if not required:
+            return [None] * n_videos
         raise ShapeError(f"{name} is required by this PositionSpec; pass one tensor per video", name=name)
     items = list(items) if not isinstance(items, Tensor) else list(items.unbind(0))
     if len(items) != n_videos:
-        raise ShapeError(f"{name} has {len(items)} videos but video_grid_thw has {n_videos}", name=name)
+        raise ShapeError(f"{name} has {len(items)} videos but video_grid_thw has {n_videos}: pass one entry per "
+                         "video, in video_grid_thw order (row-major over the batch's samples)", name=name)
     return items
 
 
@@ -133,9 +140,9 @@ def pose_rows_per_tubelet(
     w2c_opencv: per video (S, 4, 4) world-to-camera, OpenCV axes (a list, or an (N_vid, S, 4, 4) tensor).
     Videos with the same S are evaluated in one batched call."""
     t_list = tubelets.tolist()
-    raw = [torch.as_tensor(c) for c in _per_video(w2c_opencv, len(t_list), "w2c_opencv")]
+    raw = [torch.as_tensor(c) for c in per_video(w2c_opencv, len(t_list), "w2c_opencv")]
     real_frames = [c.shape[-3] if c.ndim >= 3 else 0 for c in raw]  # S before padding an odd count
-    cams = [_pad_to_tubelets(c, t, f"w2c_opencv[{i}]", -3) for i, (c, t) in enumerate(zip(raw, t_list))]
+    cams = [pad_to_tubelets(c, t, f"w2c_opencv[{i}]", -3) for i, (c, t) in enumerate(zip(raw, t_list))]
     for i, c in enumerate(cams):
         if c.shape[-2:] != (4, 4) or c.ndim != 3:
             raise ShapeError(f"w2c_opencv[{i}] must have shape (S, 4, 4); got {tuple(c.shape)}",
@@ -179,10 +186,10 @@ def _temporal_offsets(spec: PositionSpec, grid: Tensor, second_per_grid_ts, fram
         return torch.zeros(n, t_max, device=grid.device)
     out = torch.zeros(n, t_max, device=grid.device)
     t_list = grid[:, 0].tolist()
-    for i, (ids, t) in enumerate(zip(_per_video(frame_ids, n, "frame_ids"), t_list)):
+    for i, (ids, t) in enumerate(zip(per_video(frame_ids, n, "frame_ids"), t_list)):
         ids = torch.as_tensor(ids, device=grid.device, dtype=torch.float64).reshape(-1)
         real_frames = ids.shape[0]  # S before padding an odd count: the range is S - 1 (spec §2.2)
-        ids = _pad_to_tubelets(ids, t, f"frame_ids[{i}]", -1)
+        ids = pad_to_tubelets(ids, t, f"frame_ids[{i}]", -1)
         a = merge_tubelet_scalars(ids, spec.frame_merge)
         a = a - a.min()
         span = a.max()
