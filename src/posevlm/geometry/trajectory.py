@@ -31,7 +31,7 @@ __all__ = [
 
 #: ``"first"``, ``"medoid"`` or an explicit frame index.
 Reference = Literal["first", "medoid"] | int
-MedoidMetric = Literal["normalized", "pose_index", "legacy_raw"]
+MedoidMetric = Literal["normalized", "legacy_raw"]
 ScaleMode = Literal["max", "median", "mean", "none"]
 
 
@@ -69,18 +69,15 @@ def pose_distance_matrix(
     """(..., S, S) combined pose distance ``sqrt(theta_ij^2 + lam^2 (d_ij / scale)^2)``.
 
     ``metric="normalized"`` divides centre distances by the trajectory diameter (max pairwise
-    distance; 1 for a static trajectory): symmetric. ``"pose_index"`` divides row i by the largest
-    centre distance to frame i, so row i is exactly the pose index's distance with frame i as
-    reference (before its global normalisation): the medoid under the metric P itself uses. Not
-    symmetric. ``"legacy_raw"`` uses raw world units, as the reference code's medoid does.
+    distance; 1 for a static trajectory), the pairwise analogue of the per-trajectory normalisation
+    of the pose index. ``"legacy_raw"`` uses raw world units, as the reference code's medoid does.
     """
-    if metric not in ("normalized", "pose_index", "legacy_raw"):
-        raise ConfigError(f"metric must be 'normalized', 'pose_index' or 'legacy_raw'; got {metric!r}",
-                          field="metric", value=metric)
+    if metric not in ("normalized", "legacy_raw"):
+        raise ConfigError(f"metric must be 'normalized' or 'legacy_raw'; got {metric!r}", field="metric", value=metric)
     d, theta = pairwise_pose_distances(w2c_opencv)
-    if metric != "legacy_raw":
-        scale = d.amax(dim=(-1, -2) if metric == "normalized" else -1, keepdim=True)
-        d = d / torch.where(scale > 0, scale, torch.ones_like(scale))
+    if metric == "normalized":
+        diameter = d.amax(dim=(-1, -2), keepdim=True)
+        d = d / torch.where(diameter > 0, diameter, torch.ones_like(diameter))
     return torch.sqrt(theta * theta + (lam * d) ** 2)
 
 
@@ -173,7 +170,7 @@ def lie_scalar_pose_index(
     traj_scale_norm: bool = True,
     global_normalize: bool = True,
     reorth: bool = True,
-    medoid_metric: MedoidMetric = "pose_index",
+    medoid_metric: MedoidMetric = "normalized",
 ) -> Tensor:
     """Scalar "distance from the reference view" per frame (positions spec section 2.3), vectorised.
 
@@ -183,9 +180,7 @@ def lie_scalar_pose_index(
     P is in [0, 1] with P_ref = 0. A static trajectory returns zeros (the reference code raised).
 
     Invariant to any global rigid transform and any global scale of the scene; not invariant when
-    camera-to-world poses are passed as world-to-camera (use this as a convention check). ``"medoid"``
-    picks the frame minimising the summed distance under this same metric (``medoid_metric="pose_index"``;
-    the reference code used raw translations: ``"legacy_raw"``).
+    camera-to-world poses are passed as world-to-camera (use this as a convention check).
 
     Args:
         w2c_opencv: (..., S, 4, 4) world-to-camera, OpenCV axes.
