@@ -233,7 +233,7 @@ def test_posevlm_eval_cli_with_pose_positions(world, tmp_path, family, mode, cam
     assert model_cfg["positions"] == {"mode": mode, "legacy": False, "pose_reference": "medoid"}
     # what the backend resolved from it: the full PositionSpec (layout, the checkpoint's tokens_per_second),
     # the slot map and the camera spec
-    (info,) = RunStore(out).backend_info().values()
+    ((info,),) = RunStore(out).backend_info().values()  # one rank, one start
     spec = info["positions"]["spec"]
     assert spec["pose_reference"] == "medoid" and spec["layout"] == family.removesuffix("_vl")
     assert len(info["positions"]["slot_axis"]) > 0 and info["positions_origin"] == "backend config"

@@ -320,3 +320,8 @@ def test_a_posevlm_checkpoint_is_evaluated_with_its_own_spec_and_slopes(checkpoi
     with pytest.warns(UserWarning, match="replaces it"):
         other = HFBackend(HFBackendConfig(model=str(dst), min_pixels=SMALL[family], positions="thw"))
     assert other.info["positions"]["spec"]["temporal"] == "hf_time" and other.info["checkpoint_positions"] is not None
+    # camera flags alone keep the checkpoint's positions and replace only its camera attention
+    with pytest.warns(UserWarning, match="replaces its camera attention"):
+        cams_only = HFBackend(HFBackendConfig(model=str(dst), min_pixels=SMALL[family], camera_attention="cape"))
+    assert cams_only.info["positions"]["spec"]["temporal"] == "index"
+    assert cams_only.info["camera_attention"]["mode"] == "cape"

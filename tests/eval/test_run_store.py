@@ -263,3 +263,14 @@ def test_resume_after_a_kill_equals_an_uninterrupted_run(tmp_path):
     assert store.is_complete() and store.scan() == whole.scan()
     n_lines = sum(len(p.read_text().splitlines()) for p in store.shard_files())
     assert n_lines == len(records)  # no duplicates
+
+
+def test_backend_info_keeps_one_entry_per_distinct_start(tmp_path):
+    store = RunStore(tmp_path / "run")
+    store.write_backend_info({"transformers": "5.23.0", "dtype": "float32"}, 0, 2)
+    store.write_backend_info({"transformers": "5.23.0", "dtype": "float32"}, 0, 2)  # a resume, same backend
+    assert store.backend_info() == {"rank00000-of-00002.json": [{"dtype": "float32", "transformers": "5.23.0"}]}
+    store.write_backend_info({"transformers": "5.24.0", "dtype": "float32"}, 0, 2)
+    (starts,) = store.backend_info().values()
+    assert [s["transformers"] for s in starts] == ["5.23.0", "5.24.0"]
+    assert not list((tmp_path / "run" / "backend").glob(".*tmp"))

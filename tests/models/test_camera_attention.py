@@ -267,10 +267,40 @@ def test_pose_inputs_are_never_silently_ignored(stock):
                                            attention_mask=kwargs["attention_mask"])[0]
     with pytest.warns(UserWarning, match="ignores w2c_opencv"):
         logits(model, {**kwargs, "position_ids": stock_rows}, {"w2c_opencv": cams})
-    with warnings.catch_warnings():  # the rows posevlm builds itself (generate) never warn
+    with warnings.catch_warnings():  # the rows posevlm builds itself (generate, whatever its mode) never warn
         warnings.filterwarnings("error", message=".*ignores w2c_opencv.*")
         fresh = enable_pose_positions(copy.deepcopy(base), position_spec("phw"))
-        fresh.generate(**kwargs, w2c_opencv=cams, max_new_tokens=2, do_sample=False)
+        gen = {"max_new_tokens": 2, "w2c_opencv": cams}
+        greedy = fresh.generate(**kwargs, **gen, do_sample=False)
+        assert torch.equal(fresh.generate(**kwargs, **gen, do_sample=False, use_cache=False), greedy)
+        copies = fresh.generate(**kwargs, **gen, do_sample=True, top_k=1, num_return_sequences=2)
+        assert torch.equal(copies[0::2], greedy) and torch.equal(copies[1::2], greedy)
+        fresh.generate(**kwargs, **gen, num_beams=2, do_sample=False)
+    with pytest.raises(ShapeError, match="need input_ids in generate"):
+        fresh.generate(**embeds, w2c_opencv=cams, max_new_tokens=2)
+
+
+@torch.no_grad()
+def test_uncached_generation_and_stacked_inputs_with_camera_attention(stock):
+    """use_cache=False re-runs prompt + generated tokens every step (the generated ones without a camera);
+    stacked per-video tensors repeated by generate() for num_return_sequences are taken once per video;
+    chunked prefill is refused with a message that says so."""
+    model = enabled(stock["qwen2_5", 2], "qwen2_5", CameraAttentionSpec(mode="prope", bias="alibi"))
+    kwargs, cams, ks, hw = batch(model, "qwen2_5")
+    gen = {"max_new_tokens": NEW_TOKENS, "min_new_tokens": NEW_TOKENS}
+    cached = model.generate(**kwargs, **extra_inputs(cams, ks, hw), **gen, do_sample=False)
+    uncached = model.generate(**kwargs, **extra_inputs(cams, ks, hw), **gen, do_sample=False, use_cache=False)
+    assert torch.equal(cached, uncached)
+    # two videos with the same frame count, passed as stacked (N_vid, S, ...) tensors
+    kw2, frames = make_batch(model, "qwen2_5", [(5, (2, 4, 4), 4), (2, (2, 4, 6), 2)], 1)
+    w2c = torch.stack([trajectory(s, 9 + i) for i, s in enumerate(frames)])
+    stacked = {"w2c_opencv": w2c, "K_pixels": torch.stack(ks[:1] * 2)[:, :4], "image_hw": torch.stack(hw)}
+    listed = {k: list(v.unbind(0)) for k, v in stacked.items()}
+    greedy = model.generate(**kw2, **listed, **gen, do_sample=False)
+    copies = model.generate(**kw2, **stacked, **gen, do_sample=True, top_k=1, num_return_sequences=2)
+    assert torch.equal(copies[0::2], greedy) and torch.equal(copies[1::2], greedy)
+    with pytest.raises(ShapeError, match="whole prompt in one call"):
+        model.generate(**kwargs, **extra_inputs(cams, ks, hw), **gen, prefill_chunk_size=8)
 
 
 def test_camera_overrides_are_typed_and_validated():
@@ -279,6 +309,6 @@ def test_camera_overrides_are_typed_and_validated():
     over = parse_camera_overrides(["rotary_on_camera_dims=keep", "dims=0,1,2,3", "bias_lam=0.5"])
     assert over == {"rotary_on_camera_dims": "keep", "dims": (0, 1, 2, 3), "bias_lam": 0.5}
     for bad, match in (("reference=middle", "reference"), ("mode=gta", "KEY=VALUE"), ("bias_lam=x", "number"),
-                       ("dims=0,1,2", "multiple of 4")):
+                       ("dims=0,1,2", "multiple of 4"), ("bias=none", "own flags"), ("dims=0,1,x,3", "integers")):
         with pytest.raises(ConfigError, match=match):
             parse_camera_overrides([bad])

@@ -7,7 +7,8 @@ Layout (format ``posevlm.eval_run``, schema_version 1)::
                                                created, provenance}
       records/rank{r:05d}-of-{n:05d}.jsonl    one JSON object per finished sample attempt
       backend/rank{r:05d}-of-{n:05d}.json     what the rank's loaded backend resolved (model class, dtype,
-                                              resolved position / camera specs, versions), last start wins
+                                              resolved position / camera specs, versions): one entry per
+                                              start that resolved something different
 
 ``run_id`` = first 16 hex of sha256 over the canonical config JSON (sorted keys, compact, UTF-8).
 Records are keyed by ``id``; for the same id a later line wins over an earlier one (within a file:
@@ -114,17 +115,23 @@ class RunStore:
 
     # ---- backend/<shard>.json ----------------------------------------------------------------
     def write_backend_info(self, info: Mapping[str, Any], rank: int, world: int) -> Path:
-        """Write what this rank's backend resolved (``HFBackend.info``), atomically; a resumed run overwrites
-        its own rank's file. The run id stays the hash of the requested config."""
+        """Record what this rank's backend resolved (``HFBackend.info``) in ``backend/<shard>.json``, a list
+        with one entry per start that resolved something different (a resume under another transformers
+        version keeps both), written atomically. The run id stays the hash of the requested config."""
         path = self.run_dir / "backend" / shard_file_name(rank, world).replace(".jsonl", ".json")
         path.parent.mkdir(parents=True, exist_ok=True)
+        entry = json.loads(json.dumps(dict(info), sort_keys=True, default=_json_default))
+        starts = json.loads(path.read_text(encoding="utf-8")) if path.exists() else []
+        if starts and starts[-1] == entry:
+            return path
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(dict(info), indent=1, sort_keys=True, default=_json_default), encoding="utf-8")
+        tmp.write_text(json.dumps(starts + [entry], indent=1, sort_keys=True), encoding="utf-8")
         os.replace(tmp, path)
         return path
 
-    def backend_info(self) -> dict[str, dict[str, Any]]:
-        """``{file name: info}`` of every rank that loaded a backend."""
+    def backend_info(self) -> dict[str, list[dict[str, Any]]]:
+        """``{shard file name: [info per distinct start]}`` of every rank that loaded a backend (files of other
+        world sizes included: a run resumed on another number of GPUs keeps its history)."""
         folder = self.run_dir / "backend"
         return {p.name: json.loads(p.read_text(encoding="utf-8")) for p in sorted(folder.glob("*.json"))} \
             if folder.is_dir() else {}

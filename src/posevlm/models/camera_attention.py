@@ -128,12 +128,17 @@ def parse_camera_overrides(items: Sequence[str]) -> dict[str, Any]:
     for item in items:
         key, sep, raw = item.partition("=")
         key = key.strip().replace("-", "_")
-        if not sep or key not in defaults or key in ("mode", "schema_version"):
+        own_flags = {"mode", "bias", "schema_version"}  # --camera-attention and --pose-bias set these
+        if not sep or key not in defaults or key in own_flags:
             raise ConfigError(f"bad camera-attention override {item!r}; write KEY=VALUE with KEY one of "
-                              f"{', '.join(sorted(set(defaults) - {'mode', 'schema_version'}))}",
-                              field="camera_set", value=item)
+                              f"{', '.join(sorted(set(defaults) - own_flags))} (mode and bias have their own "
+                              "flags)", field="camera_set", value=item)
         if key == "dims":
-            out[key] = raw if raw == "t_slots" else tuple(int(d) for d in raw.split(","))
+            try:
+                out[key] = raw if raw == "t_slots" else tuple(int(d) for d in raw.split(","))
+            except ValueError:
+                raise ConfigError(f"camera-attention override {item!r}: dims are 't_slots' or comma-separated "
+                                  "head-dim integers", field=key, value=raw) from None
         elif key == "bias_lam":
             try:
                 out[key] = float(raw)
@@ -194,6 +199,20 @@ class CameraContext:
             rep = lambda m: None if m is None else m.repeat_interleave(n, 0)  # noqa: E731
             t = replace(t, mat_q=rep(t.mat_q), mat_kv=rep(t.mat_kv), mat_o=rep(t.mat_o))
         neg = None if self.neg_distance is None else self.neg_distance.repeat_interleave(n, 0)
+        return CameraContext(t, neg)
+
+    def extend(self, n: int) -> "CameraContext":
+        """The context with ``n`` more tokens at the end, all without a camera (text: identity transform, no
+        bias), e.g. the generated tokens a ``use_cache=False`` step runs again with the prompt."""
+        if n <= 0:
+            return self
+        t = self.transform
+        if t is not None:
+            eye = torch.eye(4, dtype=t.mat_q.dtype, device=t.mat_q.device).expand(t.mat_q.shape[0], n, 4, 4)
+            grow = lambda m: None if m is None else torch.cat([m, eye], 1)  # noqa: E731
+            t = replace(t, mat_q=grow(t.mat_q), mat_kv=grow(t.mat_kv), mat_o=grow(t.mat_o))
+        neg = None if self.neg_distance is None else \
+            torch.nn.functional.pad(self.neg_distance, (0, n, 0, n))
         return CameraContext(t, neg)
 
 

@@ -22,7 +22,6 @@ prompt plus generated tokens; ``model.model.rope_deltas`` holds the matching del
 
 from __future__ import annotations
 
-import collections
 import inspect
 import types
 import warnings
@@ -116,8 +115,7 @@ class _Controller:
         self.spec = spec
         self.camera, self.camera_dims = camera, camera_dims
         self.last_token_map: tuple[Tensor | None, Any] = (None, None)
-        self.issued: collections.deque = collections.deque(maxlen=8)
-        self.warned_given_positions = False
+        self.generating = 0  # > 0 inside generate(): position rows come from generation_positions
         self.family = family
         self.axes = spec.axes
         cfg = model.config
@@ -127,20 +125,21 @@ class _Controller:
 
     # -- helpers -------------------------------------------------------------------------------------
     def _stack(self, text: Tensor, rows: Tensor) -> Tensor:
-        out = torch.cat([text.to(torch.float32)[None], rows.to(torch.float32)], 0)
-        self.issued.append(out.untyped_storage().data_ptr())  # generate() hands these (or slices) back
-        return out
+        return torch.cat([text.to(torch.float32)[None], rows.to(torch.float32)], 0)
 
-    def check_given_positions(self, position_ids: Tensor, a: dict[str, Any]) -> None:
-        """Warn when a prefill gets position rows posevlm did not build although the spec needs per-video inputs
-        (e.g. a training collator's stock (T, H, W) rows reaching a PHW model: the cameras would be ignored)."""
+    @property
+    def needs_inputs(self) -> bool:
+        """The spec reads per-video cameras / frame ids, or camera attention is on."""
+        return self.spec.pose != "none" or self.spec.temporal == "frame_ids" or self.camera is not None
+
+    def check_given_positions(self, a: dict[str, Any]) -> None:
+        """Warn when a forward outside ``generate()`` (whose rows posevlm builds itself) gets position rows at
+        prefill although the spec needs per-video inputs: e.g. a training collator's stock (T, H, W) rows
+        reaching a PHW model, where the cameras would be ignored."""
         cache = a.get("past_key_values")
-        if (cache is not None and cache.get_seq_length() != 0) or self.warned_given_positions:
+        if self.generating or (cache is not None and cache.get_seq_length() != 0):
             return
-        if not (self.spec.pose != "none" or self.spec.temporal == "frame_ids"):
-            return
-        if position_ids.untyped_storage().data_ptr() not in self.issued:
-            self.warned_given_positions = True
+        if self.spec.pose != "none" or self.spec.temporal == "frame_ids":
             warnings.warn(f"position_ids passed to a model with pose-aware positions {self.spec.axes} that need "
                           "cameras / frame ids: posevlm uses them as given and ignores w2c_opencv / frame_ids. "
                           "Drop position_ids (e.g. in the training collator) so posevlm builds them.", stacklevel=4)
@@ -192,18 +191,27 @@ class _Controller:
         if a.get("video_grid_thw") is None and a.get("image_grid_thw") is None:
             # generate() pre-encodes the media and drops the grids: reuse the prefill's token map
             ids, tm = self.last_token_map
+            has_video = bool((input_ids == self.video_token_id).any())
             repeats = input_ids.shape[0] // ids.shape[0] if ids is not None and ids.shape[0] else 0
-            if (ids is None or ids.shape[1] != input_ids.shape[1] or repeats * ids.shape[0] != input_ids.shape[0]
-                    or not torch.equal(ids.to(input_ids.device).repeat_interleave(repeats, 0), input_ids)):
-                if not bool((input_ids == self.video_token_id).any()):
+            length = ids.shape[1] if ids is not None else 0
+            prompt = ids.to(input_ids.device).repeat_interleave(repeats, 0) if repeats else None
+            if (prompt is None or repeats * ids.shape[0] != input_ids.shape[0] or input_ids.shape[1] < length
+                    or not torch.equal(input_ids[:, :length], prompt)
+                    or bool((input_ids[:, length:] == self.video_token_id).any())):
+                if not has_video:
                     return None
-                raise ShapeError("camera attention: the prompt's video grids are unknown (generate() dropped "
-                                 "video_grid_thw and the prompt differs from the last prefill); pass "
-                                 "video_grid_thw with the input_ids", name="video_grid_thw")
+                raise ShapeError("camera attention needs the whole prompt in one call: chunked prefill "
+                                 "(generate(prefill_chunk_size=...)) and prompts whose video grids are unknown are "
+                                 "not supported; use prefill_chunk_size=None and pass video_grid_thw", name="input_ids",
+                                 shape=tuple(input_ids.shape))
+            # generate() may have repeated stacked per-video tensors with the prompts: one entry per video
+            unrepeat = {k: v[::repeats] if isinstance(v, Tensor) and repeats > 1 and v.shape[0] == repeats *
+                        tm.video_grid_thw.shape[0] else v for k, v in pose_inputs.items()}
             context = build_camera_context(self.camera, self.camera_dims, tm,
-                                           w2c_opencv=pose_inputs.get("w2c_opencv"),
-                                           K_pixels=pose_inputs.get("K_pixels"), image_hw=pose_inputs.get("image_hw"))
-            return context.repeat_interleave(repeats)
+                                           w2c_opencv=unrepeat.get("w2c_opencv"),
+                                           K_pixels=unrepeat.get("K_pixels"), image_hw=unrepeat.get("image_hw"))
+            # use_cache=False: every step re-runs the prompt plus the generated (text, identity camera) tokens
+            return context.repeat_interleave(repeats).extend(input_ids.shape[1] - length)
         tm = build_token_map(input_ids, image_grid_thw=a.get("image_grid_thw"),
                              video_grid_thw=a.get("video_grid_thw"), spatial_merge_size=self.merge,
                              attention_mask=a.get("attention_mask"), mm_token_type_ids=types_,
@@ -253,7 +261,13 @@ class _Controller:
             return self.continuation(text)
         if "input_ids" in model_kwargs and model_kwargs["input_ids"].shape[1] > 0:
             inputs_tensor = model_kwargs["input_ids"]
-        if inputs_tensor.ndim == 2 and inputs_tensor.dtype in (torch.int, torch.long):
+        is_ids = inputs_tensor.ndim == 2 and inputs_tensor.dtype in (torch.int, torch.long)
+        media = any(model_kwargs.get(k) is not None for k in ("video_grid_thw", "image_grid_thw", *_POSE_INPUTS))
+        if not is_ids and media and self.needs_inputs:
+            raise ShapeError("pose-aware positions / camera attention need input_ids in generate() to locate the "
+                             "vision tokens; with inputs_embeds alone the cameras / frame ids would be ignored",
+                             name="input_ids")
+        if is_ids:
             return self.prefill(inputs_tensor, model_kwargs.get("attention_mask"),
                                 image_grid_thw=model_kwargs.get("image_grid_thw"),
                                 video_grid_thw=model_kwargs.get("video_grid_thw"),
@@ -276,7 +290,7 @@ def _inner_forward(self, *args, **kwargs):
     if arguments.get("position_ids") is None:
         arguments["position_ids"] = controller.forward_positions(arguments, pose_inputs)
     else:
-        controller.check_given_positions(arguments["position_ids"], arguments)
+        controller.check_given_positions(arguments)
     context = controller.camera_context(arguments, pose_inputs)
     if context is not None:
         arguments["posevlm_camera"] = context
@@ -285,6 +299,16 @@ def _inner_forward(self, *args, **kwargs):
 
 def _prepare_position_ids(self, inputs_tensor, model_kwargs):
     return self._posevlm_controller.generation_positions(inputs_tensor, model_kwargs)
+
+
+def _generate(self, *args, **kwargs):
+    """``generate`` that tells the controller its position rows come from ``_prepare_position_ids``."""
+    controller = self._posevlm_controller
+    controller.generating += 1
+    try:
+        return type(self).generate(self, *args, **kwargs)
+    finally:
+        controller.generating -= 1
 
 
 _OUTER_FORWARDS: dict[type, Any] = {}
@@ -393,6 +417,7 @@ def enable_pose_positions(model, spec: PositionSpec | dict | None = None, *,
     inner.forward = types.MethodType(_inner_forward, inner)
     model.forward = types.MethodType(_outer_forward_for(type(model)), model)
     model._prepare_position_ids_for_generation = types.MethodType(_prepare_position_ids, model)
+    model.generate = types.MethodType(_generate, model)
     model.model.rope_deltas = None
     object.__setattr__(model, "posevlm_position_spec", spec)
     setattr(model.config, CONFIG_KEY, {"spec": spec.to_dict(), "slot_axis": slot_axis,

@@ -290,11 +290,17 @@ class HFBackend:
         if config.positions is not None or self.camera_spec is not None:
             tps = getattr(model.config.vision_config, "tokens_per_second", None)
             defaults = {"tokens_per_second": float(tps)} if self.family == "qwen2_5_vl" and tps is not None else {}
-            self.position_spec = resolve_position_spec(config.positions or "thw", self.family, **defaults)
+            slot_axis = config.position_slot_axis
+            if config.positions is None and stored is not None:  # camera flags only: keep the checkpoint's positions
+                self.position_spec = PositionSpec.from_dict(stored["spec"])
+                slot_axis = slot_axis or stored.get("slot_axis")
+            else:
+                self.position_spec = resolve_position_spec(config.positions or "thw", self.family, **defaults)
             if stored is not None:
-                warnings.warn(f"{config.model} carries its own posevlm position spec; the backend config "
-                              "replaces it (run info records both)", stacklevel=3)
-            model = enable_pose_positions(model, self.position_spec, slot_axis=config.position_slot_axis,
+                warnings.warn(f"{config.model} carries its own posevlm spec; the backend config replaces "
+                              f"{'its camera attention' if config.positions is None else 'it'} (run info records "
+                              "both)", stacklevel=3)
+            model = enable_pose_positions(model, self.position_spec, slot_axis=slot_axis,
                                           camera_attention=self.camera_spec)
             origin = "backend config"
         elif stored is not None:  # a posevlm checkpoint: its own spec, never silently stock
