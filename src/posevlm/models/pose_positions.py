@@ -173,7 +173,7 @@ class _Controller:
         """The per-call CameraContext (prefill with video tokens), or None (no camera attention / decode)."""
         if self.camera is None:
             return None
-        input_ids, cache, types_ = a.get("input_ids"), a.get("past_key_values"), a.get("mm_token_type_ids")
+        input_ids, cache = a.get("input_ids"), a.get("past_key_values")
         past = cache.get_seq_length() if cache is not None else 0
         if input_ids is None:
             if a.get("video_grid_thw") is not None and past == 0:
@@ -188,36 +188,48 @@ class _Controller:
             return None
         from posevlm.models.camera_attention import build_camera_context
 
-        if a.get("video_grid_thw") is None and a.get("image_grid_thw") is None:
-            # generate() pre-encodes the media and drops the grids: reuse the prefill's token map
-            ids, tm = self.last_token_map
-            has_video = bool((input_ids == self.video_token_id).any())
-            repeats = input_ids.shape[0] // ids.shape[0] if ids is not None and ids.shape[0] else 0
-            length = ids.shape[1] if ids is not None else 0
-            prompt = ids.to(input_ids.device).repeat_interleave(repeats, 0) if repeats else None
-            if (prompt is None or repeats * ids.shape[0] != input_ids.shape[0] or input_ids.shape[1] < length
-                    or not torch.equal(input_ids[:, :length], prompt)
-                    or bool((input_ids[:, length:] == self.video_token_id).any())):
-                if not has_video:
-                    return None
-                raise ShapeError("camera attention needs the whole prompt in one call: chunked prefill "
-                                 "(generate(prefill_chunk_size=...)) and prompts whose video grids are unknown are "
-                                 "not supported; use prefill_chunk_size=None and pass video_grid_thw", name="input_ids",
-                                 shape=tuple(input_ids.shape))
-            # generate() may have repeated stacked per-video tensors with the prompts: one entry per video
-            unrepeat = {k: v[::repeats] if isinstance(v, Tensor) and repeats > 1 and v.shape[0] == repeats *
-                        tm.video_grid_thw.shape[0] else v for k, v in pose_inputs.items()}
-            context = build_camera_context(self.camera, self.camera_dims, tm,
-                                           w2c_opencv=unrepeat.get("w2c_opencv"),
-                                           K_pixels=unrepeat.get("K_pixels"), image_hw=unrepeat.get("image_hw"))
-            # use_cache=False: every step re-runs the prompt plus the generated (text, identity camera) tokens
-            return context.repeat_interleave(repeats).extend(input_ids.shape[1] - length)
-        tm = build_token_map(input_ids, image_grid_thw=a.get("image_grid_thw"),
-                             video_grid_thw=a.get("video_grid_thw"), spatial_merge_size=self.merge,
-                             attention_mask=a.get("attention_mask"), mm_token_type_ids=types_,
-                             image_token_id=self.image_token_id, video_token_id=self.video_token_id)
-        return build_camera_context(self.camera, self.camera_dims, tm, w2c_opencv=pose_inputs.get("w2c_opencv"),
-                                    K_pixels=pose_inputs.get("K_pixels"), image_hw=pose_inputs.get("image_hw"))
+        found = self._prompt_token_map(a, input_ids)
+        if found is None:
+            return None
+        tm, repeats, extra = found
+        # generate() may have repeated stacked per-video tensors with the prompts: one entry per video
+        n_vid = tm.video_grid_thw.shape[0]
+        inputs = {k: v[::repeats] if isinstance(v, Tensor) and repeats > 1 and v.shape[0] == repeats * n_vid else v
+                  for k, v in pose_inputs.items()}
+        context = build_camera_context(self.camera, self.camera_dims, tm, w2c_opencv=inputs.get("w2c_opencv"),
+                                       K_pixels=inputs.get("K_pixels"), image_hw=inputs.get("image_hw"))
+        # use_cache=False: every step re-runs the prompt plus the generated (text, identity camera) tokens
+        return context.repeat_interleave(repeats).extend(extra)
+
+    def _prompt_token_map(self, a: dict[str, Any], input_ids: Tensor):
+        """(token map, row repeats, trailing text tokens) of a prefill's prompt, or None without video tokens.
+
+        The prefill's own token map is reused when ``input_ids`` are that prompt, possibly with every row
+        repeated (beams, ``num_return_sequences``) and generated text appended (``use_cache=False``): generate()
+        pre-encodes the media and drops the grids before the forward pass. Otherwise it is built from the grids."""
+        grids = {k: a.get(k) for k in ("image_grid_thw", "video_grid_thw")}
+        ids, tm = self.last_token_map
+        if ids is not None and ids.shape[0] and input_ids.shape[0] % ids.shape[0] == 0 \
+                and input_ids.shape[1] >= ids.shape[1]:
+            repeats, length = input_ids.shape[0] // ids.shape[0], ids.shape[1]
+            prompt = ids.to(input_ids.device).repeat_interleave(repeats, 0)
+            same_grids = all(g is None or torch.equal(g.to(t.device), t)
+                             for g, t in ((grids["image_grid_thw"], tm.image_grid_thw),
+                                          (grids["video_grid_thw"], tm.video_grid_thw)))
+            if same_grids and torch.equal(input_ids[:, :length], prompt) \
+                    and not bool((input_ids[:, length:] == self.video_token_id).any()):
+                return tm, repeats, input_ids.shape[1] - length
+        if all(g is None for g in grids.values()):
+            if not bool((input_ids == self.video_token_id).any()):
+                return None
+            raise ShapeError("camera attention needs the whole prompt in one call: chunked prefill "
+                             "(generate(prefill_chunk_size=...)) and prompts whose video grids are unknown are not "
+                             "supported; use prefill_chunk_size=None and pass video_grid_thw", name="input_ids",
+                             shape=tuple(input_ids.shape))
+        tm = build_token_map(input_ids, spatial_merge_size=self.merge, attention_mask=a.get("attention_mask"),
+                             mm_token_type_ids=a.get("mm_token_type_ids"), image_token_id=self.image_token_id,
+                             video_token_id=self.video_token_id, **grids)
+        return tm, 1, 0
 
     # -- the two hooks -------------------------------------------------------------------------------
     def forward_positions(self, a: dict[str, Any], pose_inputs: dict[str, Any]) -> Tensor | None:
