@@ -406,31 +406,25 @@ class HFBackend:
         spec and camera attention; empty for a stock model."""
         if self.position_spec is None:
             return {}
-        from posevlm.models.pose_inputs import from_frame_spec
+        from posevlm.models.pose_inputs import from_frame_spec, model_kwargs
         from posevlm.positions import spec_needs
 
         needs = spec_needs(self.position_spec)
-        want_cams = needs["w2c_opencv"] or self.camera_spec is not None
+        if not needs["w2c_opencv"] and self.camera_spec is None:
+            return {"frame_ids": [torch.as_tensor(s.frame_ids, device=self.device) for _, s in batch]} \
+                if needs["frame_ids"] else {}
         want_k = self.camera_spec is not None and self.camera_spec.mode == "prope"
-        out: dict[str, Any] = {}
-        if want_cams:
-            poses = []
-            for (_, spec), sid in zip(batch, ids):
-                pose = from_frame_spec(spec)
-                if pose is None or (want_k and pose.K_pixels is None):
-                    what = "intrinsics (K_pixels)" if pose is not None else "one camera per frame"
-                    raise MissingInputError(
-                        f"{self._pose_label()} need {what}, but this sample's frames carry none; evaluate with "
-                        "--frames folder_manifest on a folder sampled from scenes with poses (or geometry "
-                        "predictions)", sample_id=sid, input=self.config.model)
-                poses.append(pose)
-            out["w2c_opencv"] = [p.w2c_opencv.to(device=self.device, dtype=torch.float32) for p in poses]
-            if want_k:
-                out["K_pixels"] = [p.K_pixels.to(device=self.device, dtype=torch.float32) for p in poses]
-                out["image_hw"] = [p.image_hw.to(device=self.device) for p in poses]
-        if needs["frame_ids"]:
-            out["frame_ids"] = [torch.as_tensor(spec.frame_ids, device=self.device) for _, spec in batch]
-        return out
+        poses = []
+        for (_, spec), sid in zip(batch, ids):
+            pose = from_frame_spec(spec)
+            if pose is None or (want_k and pose.K_pixels is None):
+                what = "intrinsics (K_pixels)" if pose is not None else "one camera per frame"
+                raise MissingInputError(
+                    f"{self._pose_label()} need {what}, but this sample's frames carry none; evaluate with "
+                    "--frames folder_manifest on a folder sampled from scenes with poses (or geometry "
+                    "predictions)", sample_id=sid, input=self.config.model)
+            poses.append(pose)
+        return model_kwargs(poses, device=self.device)  # frame ids and, when every video has them, intrinsics
 
     def _pose_label(self) -> str:
         parts = [f"positions {self.config.positions!r}"] if self.config.positions else []
