@@ -40,6 +40,7 @@ import torch
 from torch import Tensor, nn
 
 from posevlm.errors import ConfigError, ShapeError
+from posevlm.overrides import parse_overrides
 
 __all__ = ["CameraAttentionSpec", "CameraContext", "parse_camera_overrides", "camera_slots", "build_camera_context", "install",
            "uninstall", "patch_attention_layer", "SLOPES_NAME"]
@@ -121,32 +122,17 @@ class CameraAttentionSpec:
         return cls(**data)
 
 
+def _head_dims(text: str) -> str | tuple[int, ...]:
+    """'t_slots' or comma-separated head-dim integers"""
+    return text if text == "t_slots" else tuple(int(d) for d in text.split(","))
+
+
 def parse_camera_overrides(items: Sequence[str]) -> dict[str, Any]:
-    """``["rotary_on_camera_dims=keep", "bias_lam=0.5"]`` -> typed dict of CameraAttentionSpec fields."""
+    """``["rotary_on_camera_dims=keep", "bias_lam=0.5"]`` -> typed dict of CameraAttentionSpec fields (mode and
+    bias come from ``--camera-attention`` / ``--pose-bias``)."""
     defaults = CameraAttentionSpec().to_dict()
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        key = key.strip().replace("-", "_")
-        own_flags = {"mode", "bias", "schema_version"}  # --camera-attention and --pose-bias set these
-        if not sep or key not in defaults or key in own_flags:
-            raise ConfigError(f"bad camera-attention override {item!r}; write KEY=VALUE with KEY one of "
-                              f"{', '.join(sorted(set(defaults) - own_flags))} (mode and bias have their own "
-                              "flags)", field="camera_set", value=item)
-        if key == "dims":
-            try:
-                out[key] = raw if raw == "t_slots" else tuple(int(d) for d in raw.split(","))
-            except ValueError:
-                raise ConfigError(f"camera-attention override {item!r}: dims are 't_slots' or comma-separated "
-                                  "head-dim integers", field=key, value=raw) from None
-        elif key == "bias_lam":
-            try:
-                out[key] = float(raw)
-            except ValueError:
-                raise ConfigError(f"camera-attention override {item!r}: {raw!r} is not a number", field=key,
-                                  value=raw) from None
-        else:
-            out[key] = raw
+    out = parse_overrides(items, defaults, what="camera-attention", field="camera_set",
+                          reserved=("mode", "bias", "schema_version"), casts={"dims": _head_dims})
     CameraAttentionSpec.from_dict({**defaults, **out})  # validate now, naming the bad value
     return out
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from posevlm.errors import ConfigError
+from posevlm.overrides import parse_overrides
 from posevlm.positions.spec import PositionSpec
 
 __all__ = ["POSITION_MODES", "position_spec", "parse_spec_overrides", "resolve_position_spec", "spec_needs"]
@@ -68,26 +69,7 @@ def position_spec(mode: str, layout: str = "qwen2_5", *, legacy: bool = False, *
 
 def parse_spec_overrides(items: list[str] | tuple[str, ...]) -> dict[str, Any]:
     """``["pose_reference=medoid", "pose_lam=0.5"]`` -> typed dict, each value cast to the field's type."""
-    defaults = PositionSpec().to_dict()
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        key = key.strip().replace("-", "_")
-        if not sep or key not in defaults:
-            raise ConfigError(f"bad position override {item!r}; write KEY=VALUE with KEY one of "
-                              f"{', '.join(sorted(defaults))}", field="set", value=item)
-        kind = type(defaults[key])
-        try:
-            if kind is bool:
-                if raw.lower() not in ("true", "false", "1", "0", "yes", "no"):
-                    raise ValueError(raw)
-                out[key] = raw.lower() in ("true", "1", "yes")
-            else:
-                out[key] = kind(raw)
-        except ValueError:
-            raise ConfigError(f"position override {item!r}: {raw!r} is not a {kind.__name__}", field=key,
-                              value=raw) from None
-    return out
+    return parse_overrides(items, PositionSpec().to_dict(), what="position", field="set")
 
 
 def spec_needs(spec: PositionSpec | Mapping[str, Any]) -> dict[str, bool]:
