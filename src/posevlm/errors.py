@@ -11,6 +11,7 @@ __all__ = [
     "ConventionError",
     "InputFileError",
     "SchemaVersionError",
+    "OutputPathError",
 ]
 
 
@@ -50,3 +51,11 @@ class InputFileError(PosevlmError, ValueError):
 
 class SchemaVersionError(PosevlmError):
     """An on-disk artefact has a schema version this release cannot read."""
+
+
+class OutputPathError(PosevlmError):
+    """An output location cannot be written (an existing file, read-only, no permission, disk full)."""
+
+    def __init__(self, message: str, *, path: str | Path | None = None):
+        super().__init__(message)
+        self.path = Path(path) if path is not None else None
