@@ -11,42 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from eval_world import N, SAMPLER, config, final
 from posevlm.errors import ConfigError
-from posevlm.eval.benchmarks import generate_benchmark, write_benchmark_jsonl
 from posevlm.eval.report import write_report
 from posevlm.eval.run_store import RunStore, load_run
 from posevlm.eval.runner import EvalConfig, run_eval
-from posevlm.sampling import SamplingConfig
-from posevlm.sampling.runner import run_sampling
-from posevlm.scenes.synthetic import SynthConfig, generate_dataset
-
-N = 8
-SAMPLER = SamplingConfig("uniform", N, {"flavour": "floor_pool"})
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    root = tmp_path_factory.mktemp("evalworld")
-    scenes = generate_dataset(root / "data" / "synthetic", 3, SynthConfig(seed=2, num_frames=45, image_hw=(48, 64), fps=3.0))
-    assert run_sampling(root / "data", [SAMPLER], root / "sampled").ok
-    bench = root / "bench.jsonl"
-    write_benchmark_jsonl(generate_benchmark(scenes, seed=0, dataset="synthetic", max_per_type=2), bench)
-    return root
-
-
-def config(world: Path, backend: str = "oracle", frames_root: Path | None = None, **model) -> EvalConfig:
-    m = {"backend": backend, "name": backend, **model}
-    if backend == "oracle":
-        m["scenes_root"] = str(world / "data")
-    return EvalConfig(benchmark={"name": "synthetic_vsi", "source": str(world / "bench.jsonl")}, model=m,
-                      frames={"source": "folder_manifest", "root": str(frames_root or world / "sampled" / SAMPLER.slug),
-                              "num_frames": N, "strategy": "uniform"})
-
-
-def final(run_dir: Path) -> dict:
-    return {i: (r["status"], r["raw_output"], json.dumps(r["scores"], sort_keys=True))
-            for i, r in RunStore(run_dir).scan().items()}
-
 
 def test_oracle_run_completes_resumes_idempotently_and_reports(world, tmp_path):
     cfg = config(world)
@@ -100,11 +69,14 @@ def test_typed_errors_and_the_run_goes_on(world, tmp_path):
     assert any(scene == "synth_0001" for scene, _ in kinds)
     assert any(r["status"] == "ok" and r["scene_name"] == "synth_0002" for r in records.values())
     assert summary.complete and summary.n_errors > 0 and summary.n_ok > 0
-    os.remove(frames[0])  # now a count mismatch, caught in preflight before any model loads
+    os.remove(frames[0])  # a frame the manifest lists is gone: caught in preflight before any model loads
     run = tmp_path / "run2"
-    run_eval(config(world, "oracle", frames_root=dst), run, stage="preflight")
-    errs = {r["error"]["kind"] for r in RunStore(run).scan().values() if r["status"] == "error"}
-    assert errs & {"frame_count_mismatch", "decode", "missing_input"}
+    pre = run_eval(config(world, "oracle", frames_root=dst), run, stage="preflight")
+    report = json.loads(Path(pre.preflight).read_text())
+    kinds = {(f["scene_name"], f["kind"]) for f in report["failures"]}
+    assert kinds == {("synth_0000", "missing_input"), ("synth_0001", "missing_input")}
+    assert not pre.ok and set(pre.failed) == {i for f in report["failures"] for i in f["sample_ids"]}
+    assert RunStore(run).scan() == {}  # preflight writes no records
 
 
 def test_resume_retries_error_records_until_max_attempts(world, tmp_path):

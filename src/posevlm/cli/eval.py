@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import collections
 from pathlib import Path
 from typing import List, Optional
 
 import typer
-from rich.console import Console
 
 
 def eval_cmd(
@@ -31,8 +31,10 @@ def eval_cmd(
     prompt: str = typer.Option("official", "--prompt", help="official | spatial_mllm_sft | answer_tags."),
     batch_size: int = typer.Option(1, "--batch-size"),
     shard: Optional[str] = typer.Option(None, "--shard", help="i/n; default from torchrun/accelerate or SLURM arrays."),
-    stage: str = typer.Option("infer", "--stage",
-                              help="preflight (CPU checks only) | infer | score (re-score stored outputs)."),
+    stage: str = typer.Option("infer", "--stage", help="preflight (CPU checks only, writes OUT/preflight/, no "
+                              "records) | infer | score (re-score stored outputs)."),
+    retry_errors: bool = typer.Option(False, "--retry-errors", help="Run samples whose record is an error again, "
+                                      "even after the automatic retries (e.g. once the input is fixed)."),
     scene: List[str] = typer.Option([], "--scene", help="Keep only these scenes (repeatable)."),
     positions: Optional[str] = typer.Option(
         None, "--positions", help="hf: pose-aware position mode (thw, thw_index, thw_without_t, thw_readapt_t, "
@@ -50,7 +52,8 @@ def eval_cmd(
                                          "(repeatable), e.g. rotary_on_camera_dims=keep, reference=medoid."),
 ) -> None:
     """Run (or resume) one evaluation. Every sample ends as a record in OUT/records/*.jsonl, failures
-    as typed errors; `posevlm report OUT` then writes the tables.
+    as typed errors; `posevlm report OUT` then writes the tables. The exit code is 1 when a sample of this
+    shard ended in an error or has no record yet (preflight: when a check failed), 2 on bad arguments.
 
     Examples:
 
@@ -98,7 +101,22 @@ def eval_cmd(
     config = EvalConfig(benchmark={"name": benchmark, "source": source, "config": bench_config, "filters": filters,
                                    "limit": limit},
                         model=model_cfg, frames=frames_cfg, prompt=prompt, batch_size=batch_size)
-    summary = run_eval(config, out, shard=shard, stage=stage)
-    Console().print(f"run {summary.run_id} shard {summary.shard[0]}/{summary.shard[1]}: {summary.n_ok} answered, "
-                    f"{summary.n_errors} errors {summary.errors_by_kind or ''}, {summary.n_skipped} kept; "
-                    f"{'complete' if summary.complete else 'incomplete'} ({summary.seconds:.1f}s)", highlight=False)
+    summary = run_eval(config, out, shard=shard, stage=stage, retry_errors=retry_errors)
+    echo = typer.echo
+    if stage == "preflight":
+        echo(f"preflight of run {summary.run_id} shard {summary.shard[0]}/{summary.shard[1]}: "
+             f"{summary.n_shard - summary.n_skipped - summary.n_errors} samples ready, {summary.n_errors} failing "
+             f"{summary.errors_by_kind or ''}; report {summary.preflight} (no records written)")
+    else:
+        echo(f"run {summary.run_id} shard {summary.shard[0]}/{summary.shard[1]}: {summary.n_ok} answered, "
+             f"{summary.n_errors} errors {summary.errors_by_kind or ''}, {summary.n_skipped} kept; shard "
+             f"{'complete' if summary.shard_complete else 'incomplete'}, run "
+             f"{'complete' if summary.complete else 'incomplete'} ({summary.seconds:.1f}s)")
+    if summary.failed:
+        ids = sorted(summary.failed)
+        kinds = collections.Counter(summary.failed.values())
+        head = ", ".join(f"{i} ({summary.failed[i]})" for i in ids[:8]) + (", ..." if len(ids) > 8 else "")
+        echo(f"{len(ids)} sample(s) failed ({dict(kinds)}): {head}. Details: "
+             f"{summary.preflight or Path(out) / 'records'}; fix the inputs, then rerun with --retry-errors")
+    if not summary.ok:
+        raise typer.Exit(code=1)

@@ -17,6 +17,7 @@ __all__ = [
     "SAMPLE_ERROR_KINDS",
     "SampleError",
     "MissingInputError",
+    "InvalidInputError",
     "FrameCountMismatchError",
     "DecodeError",
     "ProcessorError",
@@ -26,8 +27,8 @@ __all__ = [
 ]
 
 #: ``error_type`` values of error records, eval.md §8.2 (``timeout`` and ``unknown`` are the runner's).
-SAMPLE_ERROR_KINDS = ("missing_input", "frame_count_mismatch", "decode_error", "processor_error", "oom",
-                      "generation_error", "timeout", "unknown")
+SAMPLE_ERROR_KINDS = ("missing_input", "invalid_input", "frame_count_mismatch", "decode_error", "processor_error",
+                      "oom", "generation_error", "timeout", "unknown")
 
 
 class SampleError(PosevlmError):
@@ -64,6 +65,13 @@ class MissingInputError(SampleError):
     """A video, frame folder, manifest or frame file the sample needs does not exist."""
 
     kind = "missing_input"
+
+
+class InvalidInputError(SampleError):
+    """A benchmark field cannot name an input safely, e.g. a ``dataset`` / ``scene_name`` that would resolve
+    outside the frames or scenes root (``..``, an absolute path, a path separator)."""
+
+    kind = "invalid_input"
 
 
 class FrameCountMismatchError(SampleError):

@@ -9,6 +9,8 @@ Layout (format ``posevlm.eval_run``, schema_version 1)::
       backend/rank{r:05d}-of-{n:05d}.json     what the rank's loaded backend resolved (model class, dtype,
                                               resolved position / camera specs, versions): one entry per
                                               start that resolved something different
+      preflight/rank{r:05d}-of-{n:05d}.json   the last ``--stage preflight`` report (no records written)
+      locks/rank{r:05d}-of-{n:05d}.lock       held (flock) by the process evaluating that shard: pid, host
 
 ``run_id`` = first 16 hex of sha256 over the canonical config JSON (sorted keys, compact, UTF-8).
 Records are keyed by ``id``; for the same id a later line wins over an earlier one (within a file:
@@ -21,23 +23,28 @@ works on an id, never what a record means, because the config, not the sharding,
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
+import fcntl
 import hashlib
 import json
 import math
 import os
 import re
-import tempfile
+import socket
+import warnings
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
-from posevlm.errors import ConfigError, InputFileError, SchemaVersionError
+from posevlm.atomic import atomic_write_text, write_new_file
+from posevlm.errors import ConfigError, InputFileError, PosevlmError, SchemaVersionError
 
 __all__ = [
     "RUN_FORMAT", "RUN_SCHEMA_VERSION", "RUN_CONFIG_NAME", "RECORDS_DIR", "RECORD_STATUSES",
     "canonical_json", "run_id_for", "shard_file_name", "ScanStats", "RunStore", "RunData", "load_run",
+    "RunLockedError",
 ]  # fmt: skip
 
 RUN_FORMAT = "posevlm.eval_run"
@@ -46,6 +53,23 @@ RUN_CONFIG_NAME = "run_config.json"
 RECORDS_DIR = "records"
 RECORD_STATUSES: tuple[str, ...] = ("ok", "error")
 _SHARD_RE = re.compile(r"rank(\d{5})-of-(\d{5})\.jsonl")
+
+
+class RunLockedError(PosevlmError):
+    """Another live process is evaluating the same run directory and shard. ``path`` is the lock file."""
+
+    def __init__(self, message: str, *, path: Path):
+        super().__init__(message)
+        self.path = path
+
+
+def _lock_holder(fd: int) -> dict[str, Any]:
+    """The JSON a lock holder wrote into its lock file ({} when empty or unreadable)."""
+    try:
+        data = os.pread(fd, 4096, 0)
+        return json.loads(data) if data.strip() else {}
+    except (OSError, ValueError):
+        return {}
 
 
 def _json_default(obj: Any) -> Any:
@@ -124,10 +148,52 @@ class RunStore:
         starts = json.loads(path.read_text(encoding="utf-8")) if path.exists() else []
         if starts and starts[-1] == entry:
             return path
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(starts + [entry], indent=1, sort_keys=True), encoding="utf-8")
-        os.replace(tmp, path)
+        atomic_write_text(path, json.dumps(starts + [entry], indent=1, sort_keys=True))
         return path
+
+    def write_json(self, relative: str, doc: Mapping[str, Any]) -> Path:
+        """Write ``RUN/<relative>`` atomically (folders created); returns its path."""
+        path = self.run_dir / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return atomic_write_text(path, json.dumps(doc, indent=1, sort_keys=True, default=_json_default))
+
+    # ---- locks/<shard>.lock ------------------------------------------------------------------
+    @contextlib.contextmanager
+    def lock(self, rank: int, world: int) -> Iterator[dict[str, Any] | None]:
+        """Hold ``RUN/locks/<shard>.lock`` (an exclusive ``flock``, released by the kernel if the process dies)
+        for the body; yields the stale holder's info if a dead process held it before (taken over).
+
+        Raises:
+            RunLockedError: another live process holds this shard's lock (names its pid, host and start).
+        """
+        path = self.run_dir / "locks" / shard_file_name(rank, world).replace(".jsonl", ".lock")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = _lock_holder(fd)
+                raise RunLockedError(
+                    f"run directory {self.run_dir} shard {rank}/{world} is being evaluated by pid "
+                    f"{holder.get('pid', '?')} on host {holder.get('host', '?')} (since {holder.get('started', '?')}); "
+                    "wait for it to finish, or use another --out / --shard", path=path) from None
+            except OSError as exc:  # e.g. ENOLCK on a file system without locks: say so, do not pretend
+                warnings.warn(f"cannot lock {path} ({exc.strerror}): concurrent runs of this shard are not "
+                              "detected on this file system", stacklevel=3)
+                yield None
+                return
+            stale = _lock_holder(fd) or None
+            info = {"pid": os.getpid(), "host": socket.gethostname(),
+                    "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps(info).encode("utf-8"), 0)
+            try:
+                yield stale
+            finally:
+                os.ftruncate(fd, 0)  # released: an empty file is a free lock (never unlinked: no unlink race)
+        finally:
+            os.close(fd)
 
     def backend_info(self) -> dict[str, list[dict[str, Any]]]:
         """``{shard file name: [info per distinct start]}`` of every rank that loaded a backend (files of other
@@ -158,14 +224,14 @@ class RunStore:
                    "provenance": dict(provenance) if provenance is not None else _provenance()}
             self.records_dir.mkdir(parents=True, exist_ok=True)
             text = json.dumps(doc, indent=1, sort_keys=True, default=_json_default)
-            if _write_once(self.config_path, text):
+            if write_new_file(self.config_path, text):
                 return run_id
         doc = self.read_config()
         if run_id_for(doc["config"]) != run_id:
             raise ConfigError(f"run directory {self.run_dir} holds a different configuration (run_id "
                               f"{doc['run_id']} != {run_id}); choose another --out",
                               field="config", value=run_id)
-        if doc["expected_ids"] != ids:
+        if sorted(doc["expected_ids"]) != sorted(ids):
             raise ConfigError(f"run directory {self.run_dir} has the same configuration but a different set "
                               f"of expected ids ({len(doc['expected_ids'])} stored, {len(ids)} now): the "
                               "benchmark data changed under the run; choose another --out",
@@ -304,28 +370,6 @@ def _check_ids(expected_ids: Iterable[int]) -> list[int]:
         raise ConfigError(f"expected_ids has duplicates (e.g. {dup}); sample ids must be unique",
                           field="expected_ids", value=dup)
     return ids
-
-
-def _write_once(path: Path, text: str) -> bool:
-    """Write ``text`` to ``path`` atomically unless it exists. True if this call created it."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        try:
-            os.link(tmp, path)  # fails if another rank created it first
-        except FileExistsError:
-            return False
-        except OSError:  # filesystems without hard links
-            if path.exists():
-                return False
-            os.replace(tmp, path)
-        return True
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def _repair_tail(path: Path) -> None:

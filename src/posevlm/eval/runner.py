@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from posevlm.errors import ConfigError, PosevlmError
+from posevlm.errors import ConfigError, InputFileError, PosevlmError
 from posevlm.eval.errors import MissingInputError, SampleError
 from posevlm.eval.frames import FolderManifest, FrameCache, Mp4Fps, Mp4Uniform, preflight
 from posevlm.eval.parsing import DEFAULT_MODES, score_record
-from posevlm.eval.run_store import RunStore
+from posevlm.eval.run_store import RunStore, shard_file_name
 
 __all__ = ["EvalConfig", "resolve_records", "frame_request", "run_eval", "EvalSummary", "BACKENDS"]
 
@@ -61,8 +61,9 @@ class EvalConfig:
             problems.append(f"frames.source must be one of {', '.join(FRAME_SOURCES)}")
         if not self.frames.get("root"):
             problems.append("frames.root is required (videos root, or the sampled <slug> folder)")
-        if self.frames.get("source") != "mp4_fps" and not isinstance(self.frames.get("num_frames"), int):
-            problems.append("frames.num_frames must be an int")
+        n = self.frames.get("num_frames")
+        if self.frames.get("source") != "mp4_fps" and (not isinstance(n, int) or isinstance(n, bool) or n < 1):
+            problems.append(f"frames.num_frames must be an int >= 1 (--num-frames); got {n!r}")
         if self.batch_size < 1:
             problems.append("batch_size must be >= 1")
         problems += _position_problems(self.model, self.frames)
@@ -96,25 +97,66 @@ def _position_problems(model: Mapping[str, Any], frames: Mapping[str, Any]) -> l
 
 # -- resolve ---------------------------------------------------------------------------------------
 def resolve_records(config: EvalConfig) -> list[dict[str, Any]]:
-    """The benchmark records of the run after filters, sorted by (dataset, scene, id)."""
+    """The benchmark records of the run after filters, sorted by (dataset, scene, id).
+
+    Raises:
+        InputFileError: the benchmark holds no records, or records of unknown question types.
+        ConfigError: a ``question_types`` filter names an unknown type, or the filters keep nothing.
+    """
     from posevlm.eval.benchmarks import read_benchmark_jsonl
     from posevlm.eval.benchmarks.vsibench import filter_records, load_vsibench
+    from posevlm.eval.metrics import QUESTION_KINDS
 
     b = config.benchmark
     if b["name"] == "vsibench":
         records = load_vsibench(b.get("source", "nyu-visionx/VSI-Bench"), config=b.get("config", "full"))
     else:
         records = read_benchmark_jsonl(b["source"])
+    source = b.get("source", b["name"])
+    if not records:
+        raise InputFileError(f"benchmark {source} holds no records; point --source at a non-empty benchmark file",
+                             path=str(source))
+    unknown: dict[str, list[int]] = {}
+    for r in records:
+        if r["question_type"] not in QUESTION_KINDS:
+            unknown.setdefault(r["question_type"], []).append(r["id"])
+    if unknown:
+        listed = "; ".join(f"{q!r} (ids {', '.join(map(str, ids[:3]))}{', ...' if len(ids) > 3 else ''})"
+                           for q, ids in sorted(unknown.items()))
+        raise InputFileError(f"benchmark {source} has records of unknown question types: {listed}. Known types: "
+                             f"{', '.join(QUESTION_KINDS)}; fix or drop those records", path=str(source))
     f = b.get("filters") or {}
-    records = filter_records(records, datasets=f.get("datasets"), question_types=f.get("question_types"),
-                             scenes=f.get("scenes"), limit=b.get("limit"))
-    return sorted(records, key=lambda r: (r["dataset"], r["scene_name"], r["id"]))
+    bad = [q for q in f.get("question_types") or () if q not in QUESTION_KINDS]
+    if bad:
+        raise ConfigError(f"--question-type {', '.join(map(repr, bad))} is not a VSI-Bench question type; known: "
+                          f"{', '.join(QUESTION_KINDS)}", field="benchmark.filters.question_types", value=bad)
+    kept = filter_records(records, datasets=f.get("datasets"), question_types=f.get("question_types"),
+                          scenes=f.get("scenes"), limit=b.get("limit"))
+    if not kept:
+        active = {k: v for k, v in {**f, "limit": b.get("limit")}.items() if v}
+        raise ConfigError(f"no record of benchmark {source} ({len(records)} records) matches the filters {active}; "
+                          "check --dataset / --question-type / --scene / --limit", field="benchmark.filters")
+    return sorted(kept, key=lambda r: (r["dataset"], r["scene_name"], r["id"]))
+
+
+def check_record_names(dataset: str, scene: str, root: Path, flag: str) -> None:
+    """Refuse benchmark ``dataset`` / ``scene_name`` values that are not single path components (``..``,
+    separators, absolute paths): they would read inputs outside ``root``."""
+    from posevlm.eval.errors import InvalidInputError
+    from posevlm.paths import name_problem
+
+    for field_name, value in (("dataset", dataset), ("scene_name", scene)):
+        if (problem := name_problem(value)) is not None:
+            raise InvalidInputError(f"benchmark {field_name} {problem}: it would resolve outside {flag} {root}; "
+                                    f"fix the benchmark record (names must be plain folder names)",
+                                    input=str(value))
 
 
 def frame_request(config: EvalConfig, dataset: str, scene: str):
     """The frame request of one scene (hashable: the cache key)."""
     fr = config.frames
     root = Path(fr["root"])
+    check_record_names(dataset, scene, root, "--frames-root")
     if fr["source"] == "folder_manifest":
         return FolderManifest(str(root / dataset / scene), int(fr["num_frames"]), fr.get("policy", "fail_sample"))
     candidates = [root / dataset / f"{scene}.mp4", root / dataset / scene / "rgb.mp4", root / scene / "rgb.mp4",
@@ -142,6 +184,7 @@ class _OracleAdapter:
 
         key = (dataset, name)
         if key not in self._scenes:
+            check_record_names(dataset, name, self.root, "--scenes")
             for cand in (self.root / dataset / name, self.root / name):
                 if cand.exists():
                     self._scenes = {key: load_scene(cand)}  # keep one scene: samples arrive grouped by scene
@@ -197,21 +240,39 @@ def make_backend(model: Mapping[str, Any]):
 # -- the run ---------------------------------------------------------------------------------------
 @dataclass
 class EvalSummary:
+    """What one ``run_eval`` call did, and the state of its shard afterwards.
+
+    ``n_ok`` / ``n_errors``: records written by this call (``errors_by_kind`` splits the latter).
+    ``failed``: ``{id: error kind}`` of this shard's samples whose latest record is an error, whether
+    written now or kept from an earlier call (final after ``MAX_ATTEMPTS``; ``--retry-errors`` reruns them).
+    ``shard_complete``: every sample of this shard has a record; ``complete``: every sample of the run.
+    ``preflight``: the preflight stage's report file (preflight writes no records).
+    """
+
     run_dir: str
     run_id: str
     shard: tuple[int, int, str]
+    stage: str = "infer"
     n_expected: int = 0
     n_shard: int = 0
     n_skipped: int = 0
     n_ok: int = 0
     n_errors: int = 0
     errors_by_kind: dict[str, int] = field(default_factory=dict)
+    failed: dict[int, str] = field(default_factory=dict)
     seconds: float = 0.0
+    shard_complete: bool = False
     complete: bool = False
+    preflight: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """The exit status: no failed sample, and (except for preflight) every sample of the shard recorded."""
+        return not self.failed and (self.stage == "preflight" or self.shard_complete)
 
 
 def _error_record(record: dict, exc: BaseException, frames: dict | None, modes: Sequence[str]) -> dict[str, Any]:
-    kind = exc.kind if isinstance(exc, SampleError) else ("config" if isinstance(exc, PosevlmError) else "generation")
+    kind = _error_kind(exc)
     scored = {m: {"answer": None, "text": None, "status": "error", "score": 0.0, "hits": 0, "flags": []} for m in modes}
     return {**_base(record), "status": "error", "error": {"kind": kind, "message": str(exc), "type": type(exc).__name__},
             "raw_output": None, "scores": scored, "frames": frames}
@@ -221,44 +282,101 @@ def _base(record: dict) -> dict[str, Any]:
     return {k: record.get(k) for k in ("id", "dataset", "scene_name", "question_type", "ground_truth", "options")}
 
 
+def _error_kind(exc: BaseException) -> str:
+    return exc.kind if isinstance(exc, SampleError) else ("config" if isinstance(exc, PosevlmError) else "generation")
+
+
+def _preflight(config: EvalConfig, groups: Mapping[tuple[str, str], list[dict]]):
+    """CPU checks of every scene's inputs before any model loads: ``(requests, failures)`` keyed by scene."""
+    requests, failed = {}, {}
+    for key in groups:
+        try:
+            req = frame_request(config, *key)
+        except PosevlmError as exc:
+            failed[key] = exc
+            continue
+        check = preflight(req)
+        if check.ok:
+            requests[key] = req
+        else:
+            failed[key] = MissingInputError(check.message or "input check failed") if check.error_type == "missing_input" \
+                else _as_sample_error(check)
+    return requests, failed
+
+
 def run_eval(config: EvalConfig, out: str | Path, *, shard: str | None = None, env: Mapping[str, str] | None = None,
-             stage: str = "infer", on_record: Callable[[dict], None] | None = None) -> EvalSummary:
+             stage: str = "infer", retry_errors: bool = False,
+             on_record: Callable[[dict], None] | None = None) -> EvalSummary:
     """Run (or resume) one evaluation into ``out``.
 
-    ``stage``: ``preflight`` stops after the CPU checks; ``infer`` (default) runs everything pending;
-    ``score`` re-scores the stored raw outputs with the current parsers and appends a record only
-    where a score changed (idempotent; the later record wins in every reader).
+    ``stage``: ``preflight`` runs the CPU checks only and writes ``RUN/preflight/<shard>.json`` (no records,
+    no retry attempts used); ``infer`` (default) runs everything pending; ``score`` re-scores the stored raw
+    outputs with the current parsers and appends a record only where a score changed (idempotent; the later
+    record wins in every reader). ``retry_errors``: rerun error records even after ``MAX_ATTEMPTS``.
+    Holds ``RUN/locks/<shard>.lock`` while it runs, so a second process on the same shard is refused.
     """
     import os
 
     from posevlm.eval.prompts import prompts
     from posevlm.sampling.runner import resolve_shard
 
+    if stage not in ("preflight", "infer", "score"):
+        raise ConfigError(f"stage must be preflight, infer or score; got {stage!r}", field="stage", value=stage)
+    from posevlm.paths import writable_dir
+
     t0 = time.perf_counter()
     records = resolve_records(config)
-    store = RunStore(out)
+    store = RunStore(writable_dir(out, "--out"))
     run_id = store.create_or_verify(config.to_dict(), [r["id"] for r in records])
     rank, world, source = resolve_shard(shard, os.environ if env is None else env)
-    if stage == "score":
-        return _rescore(config, store, run_id, len(records), (rank, world, source), on_record, t0)
-    if stage not in ("preflight", "infer"):
-        raise ConfigError(f"stage must be preflight, infer or score; got {stage!r}", field="stage", value=stage)
-    scenes = sorted({(r["dataset"], r["scene_name"]) for r in records})
-    mine = set(scenes[rank::world])
-    shard_records = [r for r in records if (r["dataset"], r["scene_name"]) in mine]
-    # resume: ok records are final; an error record is retried (the input may have been restored, an
-    # OOM or decode failure may be transient) until it has failed MAX_ATTEMPTS times
-    stored = store.scan()
-    attempts = {i: int(r.get("attempt", 1)) for i, r in stored.items()}
+    with store.lock(rank, world):
+        if stage == "score":
+            return _rescore(config, store, run_id, len(records), (rank, world, source), on_record, t0)
+        scenes = sorted({(r["dataset"], r["scene_name"]) for r in records})
+        mine = set(scenes[rank::world])
+        shard_records = [r for r in records if (r["dataset"], r["scene_name"]) in mine]
+        # resume: ok records are final; an error record is retried (the input may have been restored, an
+        # OOM or decode failure may be transient) until it has failed MAX_ATTEMPTS times, or on request
+        stored = store.scan()
+        attempts = {i: int(r.get("attempt", 1)) for i, r in stored.items()}
 
-    def final(i: int) -> bool:
-        r = stored.get(i)
-        return r is not None and (r["status"] == "ok" or attempts[i] >= MAX_ATTEMPTS)
+        def final(i: int) -> bool:
+            r = stored.get(i)
+            return r is not None and (r["status"] == "ok" or (attempts[i] >= MAX_ATTEMPTS and not retry_errors))
 
-    pending = [r for r in shard_records if not final(r["id"])]
-    summary = EvalSummary(str(out), run_id, (rank, world, source), len(records), len(shard_records),
-                          len(shard_records) - len(pending))
-    prompt = prompts.get(config.prompt)
+        pending = [r for r in shard_records if not final(r["id"])]
+        summary = EvalSummary(str(out), run_id, (rank, world, source), stage, len(records), len(shard_records),
+                              len(shard_records) - len(pending))
+        groups: dict[tuple[str, str], list[dict]] = {}
+        for r in pending:
+            groups.setdefault((r["dataset"], r["scene_name"]), []).append(r)
+        requests, failed = _preflight(config, groups)
+        if stage == "preflight":
+            summary.preflight = str(_write_preflight(store, rank, world, groups, failed, summary))
+            return _finish(summary, store, t0, shard_records)
+        _infer(config, store, summary, groups, requests, failed, attempts, prompts.get(config.prompt), on_record)
+        return _finish(summary, store, t0, shard_records)
+
+
+def _write_preflight(store: RunStore, rank: int, world: int, groups, failed, summary: EvalSummary) -> Path:
+    """``RUN/preflight/<shard>.json``: every scene checked, and each failure with its samples (no records)."""
+    failures = [{"dataset": d, "scene_name": sc, "kind": _error_kind(exc), "message": str(exc),
+                 "sample_ids": [r["id"] for r in groups[(d, sc)]]} for (d, sc), exc in sorted(failed.items())]
+    for f in failures:
+        summary.n_errors += len(f["sample_ids"])
+        summary.errors_by_kind[f["kind"]] = summary.errors_by_kind.get(f["kind"], 0) + len(f["sample_ids"])
+        summary.failed.update(dict.fromkeys(f["sample_ids"], f["kind"]))
+    from posevlm.provenance import provenance
+
+    doc = {"run_id": summary.run_id, "shard": [rank, world], "scenes_checked": len(groups),
+           "samples_checked": sum(len(v) for v in groups.values()), "ok": not failures, "failures": failures,
+           "written": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "provenance": provenance()}
+    return store.write_json(f"preflight/{shard_file_name(rank, world).replace('.jsonl', '.json')}", doc)
+
+
+def _infer(config: EvalConfig, store: RunStore, summary: EvalSummary, groups, requests, failed, attempts,
+           prompt, on_record) -> None:
+    rank, world, _ = summary.shard
     modes = tuple(config.parse_modes)
 
     def emit(rec: dict) -> None:
@@ -274,29 +392,11 @@ def run_eval(config: EvalConfig, out: str | Path, *, shard: str | None = None, e
         if on_record is not None:
             on_record(rec)
 
-    # preflight: CPU checks of every scene's inputs before any model loads
-    groups: dict[tuple[str, str], list[dict]] = {}
-    for r in pending:
-        groups.setdefault((r["dataset"], r["scene_name"]), []).append(r)
-    requests, failed = {}, {}
-    for key in groups:
-        try:
-            req = frame_request(config, *key)
-        except PosevlmError as exc:
-            failed[key] = exc
-            continue
-        check = preflight(req)
-        if check.ok:
-            requests[key] = req
-        else:
-            failed[key] = MissingInputError(check.message or "input check failed") if check.error_type == "missing_input" \
-                else _as_sample_error(check)
     for key, exc in failed.items():
         for r in groups[key]:
             emit(_error_record(r, exc, None, modes))
-    if stage == "preflight" or not requests:
-        return _finish(summary, store, t0)
-
+    if not requests:
+        return
     backend = make_backend(config.model)
     store.write_backend_info(getattr(backend, "info", {"backend": type(backend).__name__}), rank, world)
     cache = FrameCache(max_entries=2)
@@ -330,14 +430,13 @@ def run_eval(config: EvalConfig, out: str | Path, *, shard: str | None = None, e
                 emit({**_base(r), "status": "ok", "error": None, "raw_output": o["text"], "kind": scored["kind"],
                       "flags": scored["flags"], "scores": scored["modes"], "frames": info,
                       "timings_ms": {"generate": round(ms, 3)}})
-    return _finish(summary, store, t0)
 
 
 def _rescore(config: EvalConfig, store: RunStore, run_id: str, n_expected: int, shard: tuple[int, int, str],
              on_record: Callable[[dict], None] | None, t0: float) -> EvalSummary:
     """Re-score ok records of this shard's scenes from their raw outputs; append only what changed."""
     rank, world, _ = shard
-    summary = EvalSummary(store.run_dir.as_posix(), run_id, shard, n_expected)
+    summary = EvalSummary(store.run_dir.as_posix(), run_id, shard, "score", n_expected)
     scenes = sorted({(r["dataset"], r["scene_name"]) for r in store.scan().values()})
     mine = set(scenes[rank::world])
     for rec in store.scan().values():
@@ -355,7 +454,7 @@ def _rescore(config: EvalConfig, store: RunStore, run_id: str, n_expected: int, 
         summary.n_ok += 1
         if on_record is not None:
             on_record(new)
-    return _finish(summary, store, t0)
+    return _finish(summary, store, t0, None)
 
 
 def _as_sample_error(check) -> SampleError:
@@ -365,7 +464,19 @@ def _as_sample_error(check) -> SampleError:
     return by_kind.get(check.error_type, E.DecodeError)(check.message or "input check failed")
 
 
-def _finish(summary: EvalSummary, store: RunStore, t0: float) -> EvalSummary:
+def _finish(summary: EvalSummary, store: RunStore, t0: float, shard_records: Sequence[dict] | None) -> EvalSummary:
+    """Fill in the shard's state after the call: failed samples (latest record an error), completeness."""
+    stored = store.scan()
+    if shard_records is None:  # score stage: this shard's scenes are those of its stored records
+        rank, world, _ = summary.shard
+        scenes = sorted({(r["dataset"], r["scene_name"]) for r in stored.values()})
+        mine = set(scenes[rank::world])
+        ids = [i for i, r in stored.items() if (r["dataset"], r["scene_name"]) in mine]
+    else:
+        ids = [r["id"] for r in shard_records]
+    if summary.stage != "preflight":
+        summary.failed = {i: stored[i]["error"]["kind"] for i in ids if i in stored and stored[i]["status"] == "error"}
+    summary.shard_complete = all(i in stored for i in ids)
     summary.complete = store.is_complete()
     summary.seconds = round(time.perf_counter() - t0, 3)
     return summary
