@@ -19,7 +19,6 @@ stand-in (``_qwen_video``) and ``info["video_processor"]`` says so.
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 import warnings
@@ -30,6 +29,7 @@ from typing import Any, Literal, Mapping, Sequence
 import torch
 
 from posevlm.errors import ConfigError
+from posevlm.hub import hub_offline, hub_status
 from posevlm.eval.backends._qwen_video import (
     QWEN_VL_UTILS_BUDGET, resize_frames, video_metadata, video_resize_hw,
 )  # fmt: skip
@@ -48,10 +48,6 @@ _FAMILY_CLASSES = {"qwen2_5_vl": ("Qwen2_5_VLForConditionalGeneration", "Qwen2_5
                    "qwen3_vl": ("Qwen3VLForConditionalGeneration", "Qwen3VLProcessor")}
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 _HUB_ID = re.compile(r"^[\w.\-]+(/[\w.\-]+)?$")
-
-
-def _env_offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
 
 
 @dataclass(frozen=True)
@@ -136,7 +132,7 @@ class HFBackendConfig:
 
     @property
     def offline(self) -> bool:
-        return self.local_files_only or _env_offline()
+        return self.local_files_only or hub_offline()
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -175,8 +171,9 @@ class GenerationResult:
 
 
 # -------------------------------------------------------------------------------------- loading
-def _resolve_source(cfg: HFBackendConfig) -> tuple[str, dict]:
-    """(local dir or hub id, its config.json); ``ModelLoadError`` with the fix when unavailable."""
+def _resolve_source(cfg: HFBackendConfig) -> tuple[str, dict, bool]:
+    """(local dir or hub id, its config.json, offline); ``ModelLoadError`` with the fix when unavailable. When the
+    hub does not answer quickly, a cached copy is used offline (with a warning), else it fails at once."""
     from transformers.utils import cached_file
 
     path = Path(cfg.model).expanduser()
@@ -184,13 +181,24 @@ def _resolve_source(cfg: HFBackendConfig) -> tuple[str, dict]:
         if not (path / "config.json").is_file():
             raise ModelLoadError(f"{path} has no config.json; pass a checkpoint directory (what "
                                  "save_pretrained writes)", model=cfg.model)
-        return str(path), json.loads((path / "config.json").read_text())
+        return str(path), json.loads((path / "config.json").read_text()), True
     if path.exists() or not _HUB_ID.match(cfg.model):
         raise ModelLoadError(f"model directory {cfg.model} does not exist (or is not a directory); pass a "
                              "checkpoint directory or a hub id such as Qwen/Qwen2.5-VL-7B-Instruct",
                              model=cfg.model)
+    offline = cfg.offline
+    if not offline and (problem := hub_status()) is not None:  # fail (or fall back) now, not after ~30 s of retries
+        try:
+            config_path = cached_file(cfg.model, "config.json", local_files_only=True, revision=cfg.revision)
+        except OSError:
+            raise ModelLoadError(f"model {cfg.model} is not in the local cache and the hub is unreachable: {problem}; "
+                                 "fix the network / proxy, or download the model elsewhere and pass its directory",
+                                 model=cfg.model) from None
+        warnings.warn(f"hub unreachable ({problem}): loading the cached copy of {cfg.model}; set HF_HUB_OFFLINE=1 "
+                      "to skip this check", stacklevel=3)
+        return cfg.model, json.loads(Path(config_path).read_text()), True
     try:
-        config_path = cached_file(cfg.model, "config.json", local_files_only=cfg.offline,
+        config_path = cached_file(cfg.model, "config.json", local_files_only=offline,
                                   revision=cfg.revision)
     except OSError as exc:
         where = "locally" if cfg.offline else "locally or on the hub"
@@ -198,7 +206,7 @@ def _resolve_source(cfg: HFBackendConfig) -> tuple[str, dict]:
                              f"`hf download {cfg.model}` (older huggingface_hub: `huggingface-cli download "
                              f"{cfg.model}`) or pass a local directory ({type(exc).__name__}: {exc})",
                              model=cfg.model) from exc
-    return cfg.model, json.loads(Path(config_path).read_text())
+    return cfg.model, json.loads(Path(config_path).read_text()), offline
 
 
 def _resolve_family(cfg: HFBackendConfig, model_config: dict) -> Family:
@@ -237,11 +245,11 @@ class HFBackend:
         import transformers
 
         self.config = config
-        source, model_config = _resolve_source(config)
+        source, model_config, offline = _resolve_source(config)
         self.family: Family = _resolve_family(config, model_config)
         self.device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
         dtype = _DTYPES.get(config.dtype) or (torch.bfloat16 if self.device.type == "cuda" else torch.float32)
-        hub_kwargs = {"local_files_only": config.offline, "revision": config.revision}
+        hub_kwargs = {"local_files_only": offline, "revision": config.revision}
         model_cls = getattr(transformers, _FAMILY_CLASSES[self.family][0])
         try:
             self.processor, video_impl = _load_processor(source, self.family, hub_kwargs)

@@ -86,6 +86,11 @@ def load_vsibench(source: str | Path = VSIBENCH_HUB_ID, *, config: str = "full",
         except ImportError as exc:
             raise ConfigError("loading VSI-Bench from the hub needs: pip install 'posevlm[hf]'",
                               field="benchmark") from exc
+        from posevlm.hub import hub_offline, hub_status
+
+        if not (local_files_only or hub_offline()) and (problem := hub_status()) is not None:
+            raise InputFileError(f"cannot load {source!r} from the hub: {problem}. Fix the network / proxy, set "
+                                 "HF_HUB_OFFLINE=1 to use a cached copy, or pass a local copy's directory as --source")
         try:
             ds = datasets.load_dataset(str(source), config, split=split,
                                        download_mode=None if not local_files_only else "reuse_cache_if_exists")
