@@ -62,10 +62,9 @@ def _fail(exc: Exception | str) -> None:
     option = _OPTION_OF_FIELD.get(getattr(exc, "field", None) or "")
     if option and not str(exc).startswith("--"):
         exc = f"{option}: {exc}"
-    from rich.console import Console
+    from posevlm.cli import fail
 
-    Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
-    raise typer.Exit(code=2)
+    fail(str(exc))
 
 
 def _range(lo, hi) -> str:
