@@ -74,20 +74,28 @@ def sample(
         counts = [int(v) for v in frames.split(",") if v.strip()]
     except ValueError:
         raise typer.BadParameter(f"--frames expects integers like 8,16,32; got {frames!r}") from None
+    if not counts or min(counts) < 1:
+        raise typer.BadParameter(f"--frames needs frame counts >= 1 such as 8,16,32; got {frames!r}")
+    names = [s.strip() for s in strategy.split(",") if s.strip()]
+    if not names:
+        raise typer.BadParameter(f"--strategy needs at least one strategy name; got {strategy!r}")
     pair_cfg = PairingConfig(pairing, step, space, direction, legacy_pairing)  # type: ignore[arg-type]
     pool_cfg = PoolConfig(pool, pool_size, pool_stride)  # type: ignore[arg-type]
     configs = [SamplingConfig(name, n, _params(param, name), pool_cfg, pair_cfg, seed, geometry)
-               for name in (s.strip() for s in strategy.split(",") if s.strip()) for n in counts]
+               for name in names for n in counts]
     console = Console()
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console) as progress:
         task = progress.add_task("scenes", total=None)
 
+        printed: list[dict] = []
+
         def on_scene(result: dict) -> None:
             progress.advance(task)
             for f in result["failures"]:
+                printed.append(f)
                 progress.console.print(f"[red]failed[/] {f['dataset']}/{f['scene']} {f['slug'] or ''}: "
-                                       f"{f['error']}: {f['message']}", highlight=False)
+                                       f"{f['error']}: {f['message']}", highlight=False, soft_wrap=True)
 
         summary = run_sampling(data, configs, out, shard=shard, workers=workers, predictions_dir=predictions,
                                on_scene=on_scene)
@@ -98,6 +106,9 @@ def sample(
     if summary.stale_partials:
         console.print(f"note: {summary.stale_partials} '.partial-*' folder(s) from interrupted runs; safe to delete "
                       "once no run is active", highlight=False)
+    for f in summary.failures:  # refused before any work (scene ids): not reported per scene above
+        if not any(f is p for p in printed):
+            console.print(f"[red]refused[/] {f['path']}: {f['message']}", highlight=False, soft_wrap=True)
     if summary.failures:
         console.print(json.dumps([{k: f[k] for k in ('dataset', 'scene', 'slug', 'error')} for f in summary.failures],
                                  indent=1), highlight=False)

@@ -45,7 +45,7 @@ from posevlm.sampling.pairing import PairedFrames, anchors_needed, pair_frames
 from posevlm.sampling.pool import PoolConfig, candidate_pool
 from posevlm.sampling.stats import min_distance_stats
 
-__all__ = ["SceneRef", "discover_scenes", "resolve_shard", "scene_seed", "run_sampling", "RunSummary"]
+__all__ = ["SceneRef", "scene_name_of", "discover_scenes", "resolve_shard", "scene_seed", "run_sampling", "RunSummary"]
 
 #: voxel-coverage params used to build voxel sets (the rest go to the selector)
 VOXEL_BUILD_PARAMS = ("conf_percentile", "conf_floor", "voxels_on_short_axis", "depth_stride")
@@ -59,9 +59,26 @@ class SceneRef:
     format: str
 
 
-def discover_scenes(root: str | Path) -> list[SceneRef]:
+def scene_name_of(path: Path) -> str:
+    """A scene's id: a folder's full name (``room.1`` stays ``room.1``), a video file's name without its video
+    suffix (``scene0011_00.mp4`` -> ``scene0011_00``, the benchmark's ``scene_name``)."""
+    from posevlm.scenes.loaders.video import VIDEO_SUFFIXES
+
+    if path.is_file() and path.suffix.lower() in VIDEO_SUFFIXES:
+        return path.name[: -len(path.suffix)]
+    return path.name
+
+
+def discover_scenes(root: str | Path, *, problems: list[dict[str, Any]] | None = None) -> list[SceneRef]:
     """Scenes under ``root``: ``root`` itself, ``root/<scene>`` or ``root/<dataset>/<scene>`` (a
-    directory any loader recognises, or a video file). Sorted by (dataset, name)."""
+    directory any loader recognises, or a video file). Sorted by (dataset, name).
+
+    Scene ids become output folders, so an id that is not one plain path component (``...mp4`` would be
+    ``..``) or that collides with another scene of its dataset (``a.mp4`` next to ``a/``; names equal up to
+    case) is refused, naming both inputs: appended to ``problems`` (then the scene is left out and the
+    caller reports it) or raised as ``InputFileError`` when ``problems`` is None.
+    """
+    from posevlm.paths import name_key, name_problem
     from posevlm.scenes.loaders import detect_format
 
     root = Path(root)
@@ -74,22 +91,51 @@ def discover_scenes(root: str | Path) -> list[SceneRef]:
         except InputFileError:
             return None
 
+    def hidden(p: Path) -> bool:
+        """``_runs``, ``_geometry`` (posevlm's own folders) and dot entries are not scenes, except that a hidden
+        *video file* (``...mp4``, ``.clip.mp4``) is refused below rather than skipped without a word."""
+        return p.name.startswith("_") or (p.name.startswith(".") and fmt(p) != "video")
+
     found: list[SceneRef] = []
     if (f := fmt(root)) and f not in ("frames",):
-        return [SceneRef(root.parent.name or "data", root.stem, str(root), f)]
-    for child in sorted(root.iterdir()):
-        if child.name.startswith((".", "_")):
-            continue
-        if (f := fmt(child)) and f != "frames":
-            found.append(SceneRef(root.name, child.stem, str(child), f))
-        elif child.is_dir():
-            for grandchild in sorted(child.iterdir()):
-                if not grandchild.name.startswith((".", "_")) and (g := fmt(grandchild)):
-                    found.append(SceneRef(child.name, grandchild.stem, str(grandchild), g))
+        found = [SceneRef(root.parent.name or "data", scene_name_of(root), str(root), f)]
+    else:
+        for child in sorted(root.iterdir()):
+            if hidden(child):
+                continue
+            if (f := fmt(child)) and f != "frames":
+                found.append(SceneRef(root.name, scene_name_of(child), str(child), f))
+            elif child.is_dir():
+                for grandchild in sorted(child.iterdir()):
+                    if not hidden(grandchild) and (g := fmt(grandchild)):
+                        found.append(SceneRef(child.name, scene_name_of(grandchild), str(grandchild), g))
     if not found:
         raise InputFileError(f"no scenes found under {root} (looked at depth 0-2 for scene folders and videos)",
                              path=root)
-    return sorted(found, key=lambda r: (r.dataset, r.name))
+    refused: dict[str, str] = {}
+    by_key: dict[tuple[str, str], SceneRef] = {}
+    for ref in found:
+        if Path(ref.path).name.startswith("."):
+            refused[ref.path] = f"video {ref.path} is hidden (its name starts with '.'); rename it to sample it"
+        elif (problem := name_problem(ref.name)) is not None:
+            refused[ref.path] = (f"scene id {problem} (from {ref.path}); rename the file or folder so that its "
+                                 "name (without a video suffix) is a plain folder name")
+            continue
+        key = (name_key(ref.dataset), name_key(ref.name))
+        if key in by_key:
+            other = by_key[key]
+            message = (f"scenes {other.path} and {ref.path} both get the id {ref.dataset}/{ref.name} (ids are folder "
+                       "names; equal up to case collide on macOS / Windows); rename one of them")
+            refused[other.path] = refused[ref.path] = message
+        else:
+            by_key[key] = ref
+    for ref in found:
+        if ref.path in refused:
+            if problems is None:
+                raise InputFileError(refused[ref.path], path=ref.path)
+            problems.append({"scene": ref.name, "dataset": ref.dataset, "path": ref.path, "slug": None,
+                             "error": "InputFileError", "message": refused[ref.path], "traceback": None})
+    return sorted((r for r in found if r.path not in refused), key=lambda r: (r.dataset, r.name))
 
 
 def resolve_shard(shard: str | None = None, env: Mapping[str, str] = os.environ) -> tuple[int, int, str]:
@@ -190,7 +236,12 @@ def _pool_geometry(scene, config: SamplingConfig, pool: PoolConfig, predictions:
                              "--geometry vggt / da3 to run a model", path=predictions)
     pred = load_predictions(predictions)
     ids = pred.frame_ids
-    scene.positions(ids)  # every predicted frame must exist in the scan
+    unknown = ~np.isin(ids, scene.frame_ids)
+    if unknown.any():  # every predicted frame must exist in the scan
+        raise InputFileError(f"predictions {predictions} name {int(unknown.sum())} frame id(s) that scene "
+                             f"{scene.name!r} does not have (e.g. {ids[unknown][:5].tolist()}; the scan has ids "
+                             f"{int(scene.frame_ids[0])}..{int(scene.frame_ids[-1])}): the predictions were made for "
+                             "another scan or frame numbering; regenerate them for this scene", path=predictions)
     cams = pred.cameras_in_source_frame() if pred.source_image_hw is not None else pred.cameras
     pts = pred.point_maps
     points = None if pts is None else (pts.world_points.astype(np.float32),
@@ -360,8 +411,9 @@ def sample_scene(ref: SceneRef, configs: Sequence[SamplingConfig], out_root: str
             t1 = time.perf_counter()
             k = anchors_needed(cfg.num_frames, cfg.pairing)
             if k > geo.frame_ids.size:
-                raise ConfigError(f"{cfg.num_frames} frames requested but the pool of scene {ref.name!r} has only "
-                                  f"{geo.frame_ids.size}", field="num_frames")
+                raise ConfigError(f"--frames {cfg.num_frames} needs {k} pool frames but the pool of scene "
+                                  f"{ref.name!r} has only {geo.frame_ids.size} ({pool.slug}); ask for fewer frames or "
+                                  "a larger pool (--pool-size, --pool all)", field="num_frames")
             sel = _select(cfg, geo, k, seed)
             t2 = time.perf_counter()
             if len(sel) != k:
@@ -405,6 +457,21 @@ def sample_scene(ref: SceneRef, configs: Sequence[SamplingConfig], out_root: str
     return out
 
 
+def _worker_init(threads: int, parent_pid: int) -> None:
+    """Worker process setup: torch threads, and a watchdog that ends the worker as soon as its parent is gone
+    (killed with SIGKILL, or by a scheduler), instead of finishing the queue for nobody."""
+    import threading
+
+    torch.set_num_threads(threads)
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="posevlm-parent-watchdog", daemon=True).start()
+
+
 # -- the run --------------------------------------------------------------------------------------
 def run_sampling(
     data_root: str | Path,
@@ -420,13 +487,17 @@ def run_sampling(
     """Run every configuration over the scenes of this shard. See the module docstring."""
     if not configs:
         raise ConfigError("no sampling configurations given", field="configs")
-    out_root = Path(out_root)
-    out_root.mkdir(parents=True, exist_ok=True)
+    from posevlm.paths import writable_dir
+
+    out_root = writable_dir(out_root, "--out")
     run_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     t_start = time.perf_counter()
     shard_info = resolve_shard(shard, env)
-    scenes = discover_scenes(data_root)[shard_info[0] :: shard_info[1]]
+    refused: list[dict[str, Any]] = []
+    scenes = discover_scenes(data_root, problems=refused)[shard_info[0] :: shard_info[1]]
     summary = RunSummary(run_id=run_id, shard=shard_info, scenes=len(scenes))
+    if shard_info[0] == 0:  # refused scenes belong to no shard: the first one reports them
+        summary.failures.extend(refused)
     summary.stale_partials = sum(1 for _ in out_root.glob("*/*/.*.partial-*"))
     args = [(ref, list(configs), str(out_root), run_id, None if predictions_dir is None else str(predictions_dir))
             for ref in scenes]
@@ -443,8 +514,9 @@ def run_sampling(
             record(sample_scene(*a))
     else:
         threads = max(1, (os.cpu_count() or 1) // workers)
-        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"), initializer=torch.set_num_threads,
-                                 initargs=(threads,)) as pool:
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"), initializer=_worker_init,
+                                   initargs=(threads, os.getpid()))
+        try:
             futures = {pool.submit(sample_scene, *a): a[0] for a in args}
             for fut in as_completed(futures):
                 ref = futures[fut]
@@ -454,6 +526,12 @@ def run_sampling(
                     record({"scene": ref.name, "dataset": ref.dataset, "written": 0, "skipped": 0,
                             "failures": [{"scene": ref.name, "dataset": ref.dataset, "path": ref.path, "slug": None,
                                           "error": type(exc).__name__, "message": str(exc), "traceback": None}]})
+        except BaseException:  # Ctrl-C / an error here: stop the workers now instead of draining the queue
+            pool.shutdown(wait=False, cancel_futures=True)
+            for proc in list((getattr(pool, "_processes", None) or {}).values()):
+                proc.terminate()
+            raise
+        pool.shutdown()
     summary.seconds = round(time.perf_counter() - t_start, 3)
     run_dir = out_root / "_runs" / run_id
     run_dir.mkdir(parents=True, exist_ok=True)
