@@ -11,6 +11,7 @@ __all__ = [
     "ConventionError",
     "InputFileError",
     "SchemaVersionError",
+    "ConventionWarning",
 ]
 
 
@@ -50,3 +51,8 @@ class InputFileError(PosevlmError, ValueError):
 
 class SchemaVersionError(PosevlmError):
     """An on-disk artefact has a schema version this release cannot read."""
+
+
+class ConventionWarning(UserWarning):
+    """Camera data is probably not what its convention says (intrinsics implausible for their image,
+    poses that look inverted). A heuristic, so a warning; the message names the file and the fix."""
