@@ -219,7 +219,7 @@ def intrinsics_problems(K_pixels: Tensor, image_hw: HW) -> IntrinsicsProblems:
     finite = torch.isfinite(k).flatten(1).all(1)
     if not bool(finite.all()):
         impossible.append(f"K_pixels holds NaN or inf{where(~finite)}")
-    k = torch.where(finite[:, None, None], k, torch.eye(3, dtype=k.dtype))  # checked rows only below
+    k = torch.where(finite[:, None, None], k, torch.eye(3, dtype=k.dtype, device=k.device))  # judged no further
     fx, fy, cx, cy, skew = k[:, 0, 0], k[:, 1, 1], k[:, 0, 2], k[:, 1, 2], k[:, 0, 1]
     h, w = hw[:, 0], hw[:, 1]
     form = torch.stack([k[:, 1, 0], k[:, 2, 0], k[:, 2, 1], k[:, 2, 2] - 1], -1).abs().amax(-1)

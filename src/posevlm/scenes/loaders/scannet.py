@@ -123,7 +123,8 @@ def load_scannet(
     rgb_all = ImageFolderStore.from_folder(root / "color", "rgb")
     found_ids = rgb_all.frame_ids
     pose_files = _pose_files(root / "pose", found_ids)
-    poses = np.stack([_read_matrix(pose_files[int(i)], "pose file") for i in found_ids])  # (S, 4, 4) as pose_convention says
+    # (S, 4, 4) in pose_convention (c2w_opencv for SensReader)
+    poses = np.stack([_read_matrix(pose_files[int(i)], "pose file") for i in found_ids])
     finite = np.isfinite(poses).all(axis=(1, 2))
     invalid_ids = found_ids[~finite]
     if invalid_ids.size and on_invalid_pose == "error":
