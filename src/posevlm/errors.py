@@ -12,6 +12,7 @@ __all__ = [
     "InputFileError",
     "SchemaVersionError",
     "OutputPathError",
+    "ConventionWarning",
 ]
 
 
@@ -59,3 +60,8 @@ class OutputPathError(PosevlmError):
     def __init__(self, message: str, *, path: str | Path | None = None):
         super().__init__(message)
         self.path = Path(path) if path is not None else None
+
+
+class ConventionWarning(UserWarning):
+    """Camera data is probably not what its convention says (intrinsics implausible for their image,
+    poses that look inverted). A heuristic, so a warning; the message names the file and the fix."""

@@ -13,8 +13,15 @@ from posevlm.scenes.loaders.video import read_pose_text
 HW = (48, 64)
 
 
+def camera_K(seed: int, n: int, hw: tuple[int, int]) -> torch.Tensor:
+    """``random_K`` with square pixels, so intrinsics checks see a plausible camera (fy = fx)."""
+    K = random_K(seed, n, hw)
+    K[:, 1, 1] = K[:, 0, 0]
+    return K
+
+
 def make_scene(tmp_path, n=12):
-    cams = Cameras.create(random_w2c(0, n), random_K(0, 1, HW), HW)
+    cams = Cameras.create(random_w2c(0, n), camera_K(0, 1, HW), HW)
     frames = ((np.full((*HW, 3), 10 * i, np.uint8), np.full(HW, 0.5 + 0.25 * i, np.float32),
                np.full(HW, i, np.int32)) for i in range(n))
     return cams, write_native_scene(tmp_path / "s", name="s", cameras=cams, fps=15.0, frames=frames,
@@ -44,7 +51,7 @@ def test_native_incomplete_scene_is_reported(tmp_path):
 
 
 def test_predictions_round_trip_with_pose_encoding(tmp_path):
-    w2c, K = random_w2c(1, 6), random_K(1, 1, (392, 518)).expand(6, 3, 3).clone()
+    w2c, K = random_w2c(1, 6), camera_K(1, 1, (392, 518)).expand(6, 3, 3).clone()
     K[:, 0, 2], K[:, 1, 2] = 259.0, 196.0  # VGGT: centred principal point
     enc = extrinsics_intrinsics_to_pose_encoding(w2c, K, (392, 518))
     pts = np.random.default_rng(0).normal(size=(6, 4, 5, 3)).astype(np.float16)
@@ -61,7 +68,7 @@ def test_predictions_undo_vggt_style_preprocessing(tmp_path):
     """Cameras predicted on a rotated, resized, cropped portrait frame map back to the original frame."""
     src_hw = (640, 480)  # portrait H x W
     w2c = random_w2c(2, 3)
-    K_src = random_K(2, 3, src_hw)
+    K_src = camera_K(2, 3, src_hw)
     K, hw, rot = intrinsics_rotate90(K_src, src_hw, -1)  # VGGT turns portrait frames clockwise
     lift = torch.eye(4, dtype=torch.float64)
     lift[:3, :3] = rot
@@ -117,7 +124,7 @@ def test_video_with_text_pose_file_and_predictions_subset(tmp_path):
     assert read_pose_text(tmp_path / "poses.txt").shape == (n, 4, 4)
     # predictions for a pool of frames: the scene keeps the posed frames only
     save_predictions(tmp_path / "pool.npz", frame_ids=[0, 4, 9], image_hw=HW, w2c_opencv=w2c[[0, 4, 9]].numpy(),
-                     K_pixels=random_K(0, 3, HW).numpy())
+                     K_pixels=camera_K(0, 3, HW).numpy())
     pooled = load_scene(tmp_path / "v.mp4", poses=tmp_path / "pool.npz")
     assert pooled.frame_ids.tolist() == [0, 4, 9] and pooled.provenance["pose_source"] == "predictions"
     assert pooled.read_rgb([9]).shape == (1, *HW, 3)

@@ -14,14 +14,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from posevlm.errors import ConventionError, ShapeError
+from posevlm.errors import ConventionError, ConventionWarning, ShapeError
 from posevlm.geometry._checks import as_float_tensor, check_trailing, se3_arg
-from posevlm.geometry.intrinsics import intrinsics_resize
+from posevlm.geometry.intrinsics import intrinsics_problems, intrinsics_resize
 from posevlm.geometry.pose_encoding import pose_encoding_to_extrinsics_intrinsics
 from posevlm.geometry.rotation import project_to_so3, rotation_rigidity_error
 from posevlm.geometry.se3 import c2w_to_w2c, camera_centers, w2c_opencv_from_c2w_opengl, w2c_to_c2w
 
-__all__ = ["Cameras", "validate_w2c"]
+__all__ = ["Cameras", "validate_w2c", "validate_intrinsics"]
 
 OnInvalid = Literal["error", "reorthonormalize"]
 
@@ -70,6 +70,35 @@ def validate_w2c(
     return w2c
 
 
+_INTRINSICS_FIX = (
+    "give K_pixels in pixels of these images (rescale with posevlm.geometry.intrinsics_resize(K, old_hw, new_hw) "
+    "for resized frames, intrinsics_crop for cropped ones) or fix the intrinsics file."
+)
+
+
+def validate_intrinsics(K_pixels: Tensor, image_hw: Tensor | Sequence[int], *, source: str = "K_pixels") -> None:
+    """Check (S, 3, 3) intrinsics against their (S, 2) image sizes (``intrinsics_problems``).
+
+    Raises ``ConventionError`` naming ``source``, the values and the fix for impossible intrinsics
+    (non-finite, not a pinhole matrix, focal length <= 0, principal point outside the image); warns
+    ``ConventionWarning`` for implausible ones (principal point far from the centre, field of view or
+    pixel aspect out of range, skew).
+    """
+    problems = intrinsics_problems(K_pixels, image_hw)
+    if problems.impossible:
+        raise ConventionError(
+            f"{source}: intrinsics cannot describe their images: {'; '.join(problems.impossible)}. "
+            f"To fix, {_INTRINSICS_FIX}"
+        )
+    if problems.implausible:
+        warnings.warn(
+            f"{source}: intrinsics look implausible for their images: {'; '.join(problems.implausible)}. "
+            f"Check that K belongs to these images; if not, {_INTRINSICS_FIX}",
+            ConventionWarning,
+            stacklevel=3,
+        )
+
+
 def _preview(items: Sequence[int], n: int = 8) -> str:
     head = ", ".join(map(str, items[:n]))
     return f"[{head}{', ...' if len(items) > n else ''}]"
@@ -109,11 +138,18 @@ class Cameras:
         image_hw: Sequence[int] | Tensor | np.ndarray,
         *,
         source: str = "cameras",
+        intrinsics_source: str | None = None,
         validate: bool = True,
         rigid_tol: float = 1e-4,
         on_invalid: OnInvalid = "error",
     ) -> "Cameras":
-        """Build from (S, 4|3, 4) w2c, (S | 1, 3, 3) K and (H, W) or (S, 2) sizes, in float64."""
+        """Build from (S, 4|3, 4) w2c, (S | 1, 3, 3) K and (H, W) or (S, 2) sizes, in float64.
+
+        With ``validate`` (default) the poses go through :func:`validate_w2c` and the intrinsics
+        through :func:`validate_intrinsics` (error for impossible K, ``ConventionWarning`` for
+        implausible K). Messages name ``source`` (the pose file), and ``intrinsics_source`` (the
+        intrinsics file; default ``source``) for intrinsics problems.
+        """
         w2c = se3_arg(w2c_opencv, "w2c_opencv").to(torch.float64)
         if w2c.dim() != 3:
             raise ShapeError(f"{source}: w2c_opencv must be (S, 4, 4); got {tuple(w2c.shape)}", name="w2c_opencv")
@@ -135,8 +171,7 @@ class Cameras:
             raise ShapeError(f"{source}: image_hw must be (H, W) or ({s}, 2); got {tuple(hw.shape)}", name="image_hw")
         if validate:
             w2c = validate_w2c(w2c, source=source, rigid_tol=rigid_tol, on_invalid=on_invalid)
-            if not bool(torch.isfinite(K).all()) or bool((K[:, 0, 0] <= 0).any() | (K[:, 1, 1] <= 0).any()):
-                raise ConventionError(f"{source}: intrinsics must be finite with positive focal lengths.")
+            validate_intrinsics(K, hw, source=intrinsics_source or source)
         return cls(w2c.contiguous(), K.contiguous(), hw.contiguous())
 
     @classmethod

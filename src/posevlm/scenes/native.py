@@ -12,7 +12,8 @@
       instances/{id:06d}.png uint16 instance id, 0 = room structure (optional)
 
 The scene directory is written under a private temporary name and renamed into place when complete,
-so a reader never sees half a scene.
+so a reader never sees half a scene. Loading a scene with depth runs the pose-direction check
+(:mod:`posevlm.scenes.pose_check`), which warns if ``cameras.npz`` looks like camera-to-world.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from posevlm.errors import InputFileError, SchemaVersionError
 from posevlm.geometry import Cameras
 from posevlm.provenance import provenance as _provenance
 from posevlm.scenes.frames import ImageFolderStore
+from posevlm.scenes.pose_check import check_pose_direction
 from posevlm.scenes.scene import Scene
 from posevlm.scenes.video import VideoStore, VideoWriter
 
@@ -174,7 +176,7 @@ def load_native_scene(path: str | Path) -> Scene:
             "the scene is incomplete, regenerate it",
             path=path,
         )
-    return Scene(
+    scene = Scene(
         name=str(doc.get("name", path.name)),
         frame_ids=frame_ids,
         rgb=rgb,
@@ -187,3 +189,7 @@ def load_native_scene(path: str | Path) -> Scene:
         provenance={"loader": "native", "source": str(path), "source_convention": "w2c_opencv",
                     "conversions": [], "written_by": doc.get("provenance", {})},
     )
+    check_pose_direction(scene, pose_file=cam_file, fix=(
+        f"{CAMERAS_NPZ} must hold world-to-camera poses (w2c_opencv); if it holds camera-to-world, replace "
+        "w2c_opencv with posevlm.geometry.c2w_to_w2c(...) of it and save the file again."))
+    return scene

@@ -24,6 +24,9 @@ preprocess            () str         optional JSON list of ops mapping original 
                                      "left": int, "hw": [H, W]}
 meta                  () str         JSON: model id, world frame, scale ("metric" or "normalized"), ...
 ===================== ============== =====================================================================
+
+Loading a file with ``depth`` runs the pose-direction check (:mod:`posevlm.scenes.pose_check`), which warns
+if the cameras look like camera-to-world.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ import torch
 from posevlm.errors import InputFileError, SchemaVersionError
 from posevlm.geometry import Cameras, intrinsics_resize, intrinsics_rotate90
 from posevlm.geometry.pose_encoding import pose_encoding_to_extrinsics_intrinsics
+from posevlm.scenes.pose_check import check_pose_direction_maps
 from posevlm.scenes.scene import PointMaps
 
 __all__ = ["PREDICTIONS_FORMAT", "PREDICTIONS_SCHEMA_VERSION", "GeometryPredictions", "save_predictions", "load_predictions"]
@@ -203,4 +207,11 @@ def load_predictions(path: str | Path, *, rigid_tol: float = 1e-3) -> GeometryPr
     except json.JSONDecodeError as exc:
         raise InputFileError(f"{path}: meta/preprocess is not valid JSON ({exc})", path=path) from exc
     source_hw = tuple(int(v) for v in data["source_image_hw"]) if "source_image_hw" in data else None
+    depth = maps.get("depth")
+    depth = depth[..., 0] if depth is not None and depth.ndim == 4 and depth.shape[-1] == 1 else depth
+    if depth is not None and depth.ndim == 3:  # the pose-direction check (posevlm.scenes.pose_check)
+        check_pose_direction_maps(depth.astype(np.float32), cameras.K_pixels.numpy(),
+                                  cameras.w2c_opencv.numpy(), image_hw, frame_ids, pose_file=path, fix=(
+            "Predictions store world-to-camera poses (w2c_opencv); if these are camera-to-world, save them "
+            "again with w2c_opencv=posevlm.geometry.c2w_to_w2c(...)."))
     return GeometryPredictions(frame_ids, cameras, maps, source_hw, preprocess, meta, path)

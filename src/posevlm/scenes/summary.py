@@ -1,5 +1,5 @@
 """A scene's summary: what ``posevlm info`` prints (frames, fps, resolution, convention, trajectory
-length, scene extent)."""
+length, scene extent, and for scans with depth the pose-direction check)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,9 @@ __all__ = ["scene_summary"]
 
 def scene_summary(scene: Scene) -> dict[str, Any]:
     """JSON-serialisable summary. Trajectory figures need cameras; extent uses the room metadata when
-    present (synthetic scenes), else the camera centres' bounding box."""
+    present (synthetic scenes), else the camera centres' bounding box. ``pose_check_agreement``
+    ([as given, inverted]) and ``poses_look_inverted`` come from the loader's pose-direction check
+    (``provenance["pose_direction_check"]``, scans with depth only)."""
     h, w = scene.image_hw()
     out: dict[str, Any] = {
         "name": scene.name,
@@ -57,6 +59,10 @@ def scene_summary(scene: Scene) -> dict[str, Any]:
         out["extent_source"] = "room"
         out["room_area_m2"] = float(room["floor_area_m2"])
         out["num_objects"] = len(scene.metadata.get("objects", []))
+    check = scene.provenance.get("pose_direction_check")
+    if check:
+        out["pose_check_agreement"] = [round(check["agreement_as_given"], 4), round(check["agreement_inverted"], 4)]
+        out["poses_look_inverted"] = bool(check["inverted_likely"])
     if "extent_source" in out:
         ext = np.asarray(extent_hi, dtype=np.float64) - np.asarray(extent_lo, dtype=np.float64)
         out["scene_extent_m"] = [round(float(v), 4) for v in ext]

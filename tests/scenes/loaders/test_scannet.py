@@ -187,3 +187,80 @@ def test_detection(tmp_path):
     assert not detect_scannet(FIXTURES / "arkitscenes" / gt.ARKIT_VIDEO_ID)
     assert not detect_scannet(tmp_path)
     assert not detect_scannet(tmp_path / "missing")
+
+
+# -- colour intrinsics vs the colour files' size (ScanNet's intrinsic_color.txt is for 1296x968) ----------
+SCANNET_K_1296 = np.array([[1170.187988, 0.0, 647.75], [0.0, 1170.187988, 483.75], [0.0, 0.0, 1.0]])
+
+
+def _resize_colour_frames(root: Path, color_hw: tuple[int, int]) -> np.ndarray:
+    """Make ``root`` a resized export: colour frames of ``color_hw`` drawn with ScanNet's 1296x968 K scaled
+    to that size, while ``intrinsic_color.txt`` keeps the 1296x968 K. Returns the scaled K (the truth)."""
+    h, w = color_hw
+    K_small = SCANNET_K_1296 * np.array([[w / 1296], [h / 968], [1.0]])
+    for jpg in (root / "color").glob("*.jpg"):
+        c2w = gt.SCANNET_C2W_OPENCV.get(int(jpg.stem))
+        uv = gt.project_opencv(c2w, K_small, gt.WORLD_POINT) if c2w is not None else None
+        Image.fromarray(gt.blob_image(color_hw, uv, sigma=2.0)).save(jpg, quality=95)
+    K4 = np.eye(4)
+    K4[:3, :3] = SCANNET_K_1296
+    (root / "intrinsic" / "intrinsic_color.txt").write_text(gt._fmt_rows(K4))
+    return K_small
+
+
+def test_resized_colour_frames_rescale_the_1296x968_intrinsics(copy):
+    K_small = _resize_colour_frames(copy, (240, 320))
+    scene = load_scannet(copy, on_invalid_pose="drop")
+    np.testing.assert_allclose(scene.cameras.K_pixels.numpy(), np.broadcast_to(K_small, (3, 3, 3)), rtol=1e-12)
+    assert scene.cameras.image_hw.tolist() == [[240, 320]] * 3
+    assert scene.metadata["intrinsic_color_image_hw"].tolist() == [968, 1296]
+    assert any("rescaled from intrinsic_color.txt's 1296x968" in c for c in scene.provenance["conversions"])
+    uv = project(scene.cameras, gt.WORLD_POINT)
+    for row, fid in zip(uv, scene.frame_ids):
+        np.testing.assert_allclose(row, gt.blob_centroid(scene.read_rgb([fid])[0]), atol=0.3)
+
+
+def test_intrinsics_written_for_the_files_are_kept(scene):
+    """Re-exports that wrote K for their own frame size (the fixture: 24x18) are not rescaled."""
+    assert scene.metadata["intrinsic_color_image_hw"].tolist() == list(gt.SCANNET_COLOR_HW)
+    assert not any("rescaled" in c for c in scene.provenance["conversions"])
+
+
+def test_cropped_colour_frames_are_refused_naming_the_fix(copy):
+    _resize_colour_frames(copy, (240, 300))  # 1.25 aspect: not a resize of 1296x968
+    with pytest.raises(InputFileError) as info:
+        load_scannet(copy, on_invalid_pose="drop")
+    msg = str(info.value)
+    assert "1296x968" in msg and "300x240" in msg and "different aspect ratio" in msg
+    assert "Write intrinsic_color.txt for the 300x240 frames" in msg
+    assert info.value.path == copy / "intrinsic" / "intrinsic_color.txt"
+
+
+def test_scannet_frames_25k_layout(tmp_path):
+    """Zero-padded names, intrinsics_color.txt / intrinsics_depth.txt in the scene folder, 1296x968 K."""
+    root = tmp_path / gt.SCANNET_SCENE
+    shutil.copytree(SCENE, root)
+    K_small = _resize_colour_frames(root, (240, 320))
+    for sub in ("color", "depth", "pose"):
+        for f in list((root / sub).iterdir()):
+            f.rename(f.with_name(f"{int(f.stem):06d}{f.suffix}"))
+    for name in ("color", "depth"):
+        (root / "intrinsic" / f"intrinsic_{name}.txt").rename(root / f"intrinsics_{name}.txt")
+    shutil.rmtree(root / "intrinsic")
+    assert detect_scannet(root)
+    scene = load_scannet(root, on_invalid_pose="drop")
+    assert scene.frame_ids.tolist() == [0, 1008, 10070] and scene.rgb.path(1008).name == "001008.jpg"
+    np.testing.assert_allclose(scene.cameras.K_pixels.numpy(), np.broadcast_to(K_small, (3, 3, 3)), rtol=1e-12)
+    np.testing.assert_allclose(scene.metadata["depth_K_pixels"], gt.SCANNET_K_DEPTH)
+    assert scene.provenance["intrinsics"] == str(root / "intrinsics_color.txt")
+
+
+def test_pose_convention_w2c_reads_world_to_camera_pose_files(copy):
+    for fid in VALID_IDS:
+        (copy / "pose" / f"{fid}.txt").write_text(gt._fmt_rows(np.linalg.inv(gt.SCANNET_C2W_OPENCV[fid])))
+    scene = load_scannet(copy, on_invalid_pose="drop", pose_convention="w2c_opencv")
+    expected = np.stack([np.linalg.inv(gt.SCANNET_C2W_OPENCV[i]) for i in VALID_IDS])
+    np.testing.assert_allclose(scene.cameras.w2c_opencv.numpy(), expected, atol=1e-5)
+    assert scene.provenance["source_convention"].startswith("w2c_opencv")
+    with pytest.raises(ConfigError, match="pose_convention"):
+        load_scannet(copy, pose_convention="c2w_opengl")

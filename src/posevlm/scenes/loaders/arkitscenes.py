@@ -31,7 +31,9 @@ pose within ``max_time_gap_s`` is dropped and recorded in provenance. ``frame_id
 id always names the same file whatever ``max_time_gap_s`` is; dropped frames leave gaps.
 ``timestamps_s`` holds the seconds of the kept frames; ``fps = 1 / median(diff(timestamps))`` over all
 frames. Depth is optional (the raw release does not guarantee every asset per timestamp): frames
-without a depth file are listed in ``provenance["frames_without_depth"]``.
+without a depth file are listed in ``provenance["frames_without_depth"]``. With depth,
+:func:`posevlm.scenes.pose_check.check_pose_direction` warns if the trajectory looks inverted
+(``pose_convention="c2w_opencv"`` reads a trajectory written camera-to-world).
 """
 
 from __future__ import annotations
@@ -39,13 +41,15 @@ from __future__ import annotations
 import math
 import re
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
 
 from posevlm.errors import ConfigError, InputFileError
-from posevlm.geometry import Cameras, K_from_params, axis_angle_to_matrix, intrinsics_resize, se3_from_Rt
+from posevlm.geometry import Cameras, K_from_params, axis_angle_to_matrix, c2w_to_w2c, intrinsics_resize, se3_from_Rt
 from posevlm.scenes.frames import ImageFolderStore, image_hw_of
+from posevlm.scenes.pose_check import check_pose_direction
 from posevlm.scenes.scene import Scene
 
 __all__ = ["load_arkitscenes", "detect_arkitscenes"]
@@ -64,12 +68,15 @@ def detect_arkitscenes(path: str | Path) -> bool:
         return False
 
 
-def load_arkitscenes(path: str | Path, *, max_time_gap_s: float = 0.05) -> Scene:
+def load_arkitscenes(path: str | Path, *, max_time_gap_s: float = 0.05,
+                     pose_convention: Literal["w2c_opencv", "c2w_opencv"] = "w2c_opencv") -> Scene:
     """Load an ARKitScenes ``lowres_wide`` sequence as a ``Scene`` in the library convention.
 
     Args:
         path: ``<video_id>/`` or ``<video_id>/<video_id>_frames/``.
         max_time_gap_s: largest |frame time - pose time| (and |frame time - intrinsics time|) accepted.
+        pose_convention: what each ``.traj`` line holds: ``"w2c_opencv"`` (ARKitScenes, the default) or
+            ``"c2w_opencv"`` (a trajectory re-written camera-to-world; the pose check's warning suggests it).
 
     Returns:
         Scene with ``frame_ids`` (S,) positions in timestamp order, ``timestamps_s`` (S,),
@@ -79,8 +86,17 @@ def load_arkitscenes(path: str | Path, *, max_time_gap_s: float = 0.05) -> Scene
     Raises:
         InputFileError: missing folders/files, unparsable names, .traj or .pincam, frames without
             intrinsics, or fewer than half of the frames matched to a pose.
-        ConfigError: ``max_time_gap_s`` not a positive number.
+        ConfigError: ``max_time_gap_s`` not a positive number, an unknown ``pose_convention``.
+
+    Warns:
+        ConventionWarning: implausible intrinsics; a trajectory that looks inverted (scans with depth).
     """
+    if pose_convention not in ("w2c_opencv", "c2w_opencv"):
+        raise ConfigError(
+            f"pose_convention={pose_convention!r} is not one of 'w2c_opencv', 'c2w_opencv'.",
+            field="pose_convention",
+            value=pose_convention,
+        )
     is_number = isinstance(max_time_gap_s, (int, float)) and math.isfinite(max_time_gap_s)
     if not (is_number and max_time_gap_s > 0):
         raise ConfigError(
@@ -113,6 +129,8 @@ def load_arkitscenes(path: str | Path, *, max_time_gap_s: float = 0.05) -> Scene
     rows = traj[pose_pos[matched]]
     rotation = axis_angle_to_matrix(torch.from_numpy(rows[:, 1:4]))  # (S, 3, 3) world -> camera
     w2c = se3_from_Rt(rotation, torch.from_numpy(rows[:, 4:7]))  # (S, 4, 4)
+    if pose_convention == "c2w_opencv":
+        w2c = c2w_to_w2c(w2c)
 
     pincam = _read_pincams(frames_dir / "lowres_wide_intrinsics")  # (Q, 7): t w h fx fy cx cy, sorted
     k_pos, k_gap = _nearest(pincam[:, 0], ts)
@@ -128,7 +146,9 @@ def load_arkitscenes(path: str | Path, *, max_time_gap_s: float = 0.05) -> Scene
     K = K_from_params(cam[:, 3], cam[:, 4], cam[:, 5], cam[:, 6])
     pincam_hw = cam[:, [2, 1]]  # (S, 2) (h, w)
     image_hw = image_hw_of(kept_files[0])
-    conversions = ["R = Rodrigues(rx, ry, rz); w2c_opencv = [R | t] (.traj is world-to-camera, OpenCV axes)"]
+    conversions = ["R = Rodrigues(rx, ry, rz); w2c_opencv = [R | t] (.traj is world-to-camera, OpenCV axes)"
+                   if pose_convention == "w2c_opencv" else
+                   "R = Rodrigues(rx, ry, rz); w2c_opencv = inverse([R | t]) (pose_convention='c2w_opencv')"]
     if bool((pincam_hw != torch.tensor(image_hw, dtype=pincam_hw.dtype)).any()):
         scale = torch.tensor(image_hw, dtype=pincam_hw.dtype) / pincam_hw
         if bool(((scale[:, 0] - scale[:, 1]).abs() > 0.02 * scale.amax(1)).any()):
@@ -142,7 +162,8 @@ def load_arkitscenes(path: str | Path, *, max_time_gap_s: float = 0.05) -> Scene
         conversions.append(
             f"K_pixels rescaled from the .pincam size to {image_hw} read from {kept_files[0].name}"
         )
-    cameras = Cameras.create(w2c, K, image_hw, source=str(traj_path))
+    cameras = Cameras.create(w2c, K, image_hw, source=str(traj_path),
+                             intrinsics_source=str(frames_dir / "lowres_wide_intrinsics"))
 
     depth, no_depth = None, []
     depth_dir = frames_dir / "lowres_depth"
@@ -167,6 +188,7 @@ def load_arkitscenes(path: str | Path, *, max_time_gap_s: float = 0.05) -> Scene
             "fps = 1 / median timestamp difference of all lowres_wide frames",
         ],
         "traj": str(traj_path),
+        "pose_convention": pose_convention,
         "max_time_gap_s": float(max_time_gap_s),
         "max_matched_pose_gap_s": float(pose_gap[matched].max()),
         "dropped_unmatched_frame_ids": all_ids[dropped].tolist(),
@@ -175,7 +197,7 @@ def load_arkitscenes(path: str | Path, *, max_time_gap_s: float = 0.05) -> Scene
         "depth_scale": 1000.0 if depth is not None else None,
         "num_frames_found": int(ts_all.size),
     }
-    return Scene(
+    scene = Scene(
         name=frames_dir.resolve().name.removesuffix("_frames"),
         frame_ids=frame_ids,
         rgb=ImageFolderStore({int(i): f for i, f in zip(frame_ids, kept_files)}, "rgb"),
@@ -185,6 +207,11 @@ def load_arkitscenes(path: str | Path, *, max_time_gap_s: float = 0.05) -> Scene
         depth=depth,
         provenance=provenance,
     )
+    other = "c2w_opencv" if pose_convention == "w2c_opencv" else "w2c_opencv"
+    check_pose_direction(scene, pose_file=traj_path, fix=(
+        f"If {_TRAJ} was written {'camera-to-world' if other == 'c2w_opencv' else 'world-to-camera'}, pass "
+        f"pose_convention='{other}' to load_arkitscenes (ARKitScenes itself writes world-to-camera)."))
+    return scene
 
 
 # -- pure helper ---------------------------------------------------------------------------------------

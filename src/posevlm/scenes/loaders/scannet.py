@@ -7,14 +7,24 @@ On-disk layout of one scene folder (named like ``scene0000_00``; that name becom
     depth/<n>.png                 uint16 millimetres, 0 = invalid (usually 640x480)
     pose/<n>.txt                  4x4 camera-to-world, OpenCV camera axes (x right, y down, z forward),
                                   metres, whitespace separated; tracking failures are written as all -inf
-    intrinsic/intrinsic_color.txt 4x4 (top-left 3x3 = K) for the colour images
+    intrinsic/intrinsic_color.txt 4x4 (top-left 3x3 = K) of the 1296x968 colour camera
     intrinsic/intrinsic_depth.txt 4x4 for the depth images (kept in ``metadata``)
     intrinsic/extrinsic_color.txt, extrinsic_depth.txt   4x4, identity in ScanNet v2 (kept in ``metadata``)
 
-Conversion: ``w2c_opencv = inverse(c2w_opencv)`` for all frames at once. The colour image size the
-intrinsics refer to is read from an actual colour file (the export does not store it). ScanNet does not
-store a frame rate: ``fps = 30`` is the capture rate of the Structure sensor, recorded as an assumption in
-``provenance``. ``frame_ids`` are the ScanNet frame numbers; ``timestamps_s`` is left None.
+The ``scannet_frames_25k`` subset uses the same folders with zero-padded names (``color/000100.jpg``) and
+keeps ``intrinsics_color.txt`` / ``intrinsics_depth.txt`` in the scene folder instead of ``intrinsic/``;
+its colour frames are resized to 640x480 while ``intrinsics_color.txt`` still describes 1296x968.
+
+Conversion: ``w2c_opencv = inverse(c2w_opencv)`` for all frames at once. The colour image size is read
+from an actual colour file (the export does not store it). ``intrinsic_color.txt`` describes ScanNet's
+1296x968 colour camera; when the colour files have another size the loader decides which size the file
+describes by its principal point (the size whose centre is nearer) and, for 1296x968 intrinsics, rescales
+them to the files (``intrinsics_resize``: fx, cx by W'/1296, fy, cy by H'/968) if the aspect ratio
+matches, recording it in ``metadata["intrinsic_color_image_hw"]`` and ``provenance``; a different
+aspect ratio (a crop) is refused. With depth, :func:`posevlm.scenes.pose_check.check_pose_direction`
+warns if the pose files look like world-to-camera. ScanNet does not store a frame rate: ``fps = 30`` is
+the capture rate of the Structure sensor, recorded as an assumption in ``provenance``. ``frame_ids``
+are the ScanNet frame numbers; ``timestamps_s`` is left None.
 """
 
 from __future__ import annotations
@@ -26,23 +36,37 @@ import numpy as np
 import torch
 
 from posevlm.errors import ConfigError, ConventionError, InputFileError
-from posevlm.geometry import Cameras, rotation_rigidity_error
+from posevlm.geometry import Cameras, intrinsics_resize, rotation_rigidity_error
+from posevlm.geometry.cameras import validate_intrinsics
 from posevlm.scenes.frames import ImageFolderStore, image_hw_of
+from posevlm.scenes.pose_check import check_pose_direction
 from posevlm.scenes.scene import Scene
 
-__all__ = ["load_scannet", "detect_scannet", "SCANNET_FPS"]
+__all__ = ["load_scannet", "detect_scannet", "SCANNET_FPS", "SCANNET_COLOR_HW"]
 
 #: ScanNet capture rate (frames per second); not stored in the export.
 SCANNET_FPS = 30.0
+#: (H, W) of ScanNet's colour camera, the image ``intrinsic_color.txt`` describes.
+SCANNET_COLOR_HW = (968, 1296)
+_ASPECT_TOL = 0.02  # relative difference of the x and y scale factors accepted as "same aspect ratio"
 
 
 def detect_scannet(path: str | Path) -> bool:
-    """True if ``path`` is a ScanNet SensReader scene folder (``color/``, ``pose/`` and ``intrinsic/``)."""
+    """True if ``path`` is a ScanNet scene folder: ``color/`` and ``pose/`` with ``intrinsic/`` (SensReader
+    export) or ``intrinsics_color.txt`` (``scannet_frames_25k``)."""
     try:
         root = Path(path)
-        return all((root / sub).is_dir() for sub in ("color", "pose", "intrinsic"))
+        has_intrinsics = (root / "intrinsic").is_dir() or (root / "intrinsics_color.txt").is_file()
+        return (root / "color").is_dir() and (root / "pose").is_dir() and has_intrinsics
     except OSError:
         return False
+
+
+def _intrinsics_file(root: Path, name: str) -> Path:
+    """``intrinsic/intrinsic_<name>.txt`` (SensReader export), else ``intrinsics_<name>.txt`` (25k subset)."""
+    export = root / "intrinsic" / f"intrinsic_{name}.txt"
+    subset = root / f"intrinsics_{name}.txt"
+    return subset if not export.is_file() and subset.is_file() else export
 
 
 def load_scannet(
@@ -51,11 +75,13 @@ def load_scannet(
     on_invalid_pose: Literal["error", "drop"] = "error",
     rigid_tol: float = 1e-4,
     on_non_rigid: Literal["error", "reorthonormalize"] = "error",
+    pose_convention: Literal["c2w_opencv", "w2c_opencv"] = "c2w_opencv",
 ) -> Scene:
     """Load a ScanNet SensReader export as a ``Scene`` in the library convention.
 
     Args:
-        path: the scene folder holding ``color/``, ``depth/``, ``pose/`` and ``intrinsic/``.
+        path: the scene folder holding ``color/``, ``depth/``, ``pose/`` and ``intrinsic/`` (or, for
+            ``scannet_frames_25k``, ``intrinsics_color.txt``).
         on_invalid_pose: ``"error"`` raises ``InputFileError`` naming pose files with NaN/inf entries
             (ScanNet writes all ``-inf`` when tracking failed); ``"drop"`` skips those frames and records
             their ids in ``provenance["dropped_invalid_pose_frame_ids"]``.
@@ -63,21 +89,30 @@ def load_scannet(
             bottom row).
         on_non_rigid: ``"error"`` raises ``ConventionError`` naming the non-rigid pose files;
             ``"reorthonormalize"`` projects their rotations onto SO(3) with a warning.
+        pose_convention: what ``pose/<n>.txt`` holds: ``"c2w_opencv"`` (SensReader, the default) or
+            ``"w2c_opencv"`` (some third-party exports; the pose check's warning suggests it).
 
     Returns:
         Scene with ``frame_ids`` (S,) ScanNet frame numbers, ``cameras`` (``w2c_opencv`` (S, 4, 4),
-        ``K_pixels`` (S, 3, 3), ``image_hw`` of the colour images), ``depth`` in metres (if ``depth/``
-        exists), ``fps = 30``. ``metadata`` holds ``depth_K_pixels`` (3, 3), ``depth_image_hw`` (2,),
-        ``extrinsic_color``/``extrinsic_depth`` (4, 4) when present.
+        ``K_pixels`` (S, 3, 3) in pixels of the colour files, ``image_hw`` of the colour images),
+        ``depth`` in metres (if ``depth/`` exists), ``fps = 30``. ``metadata`` holds
+        ``intrinsic_color_image_hw`` (2,) (the size ``intrinsic_color.txt`` describes), and when present
+        ``depth_K_pixels`` (3, 3), ``depth_image_hw`` (2,), ``extrinsic_color``/``extrinsic_depth`` (4, 4).
 
     Raises:
         InputFileError: missing folder or intrinsics, unreadable pose file, pose and colour frames that
-            do not match one to one, invalid poses with ``on_invalid_pose="error"``.
-        ConventionError: non-rigid poses with ``on_non_rigid="error"``.
+            do not match one to one, invalid poses with ``on_invalid_pose="error"``, 1296x968 colour
+            intrinsics with colour files of another aspect ratio.
+        ConventionError: non-rigid poses with ``on_non_rigid="error"``; intrinsics that cannot describe
+            the colour images (principal point outside them, ...).
         ConfigError: an unknown option value.
+
+    Warns:
+        ConventionWarning: implausible intrinsics; pose files that look like the other direction.
     """
     _check_choice("on_invalid_pose", on_invalid_pose, ("error", "drop"))
     _check_choice("on_non_rigid", on_non_rigid, ("error", "reorthonormalize"))
+    _check_choice("pose_convention", pose_convention, ("c2w_opencv", "w2c_opencv"))
     root = Path(path)
     if not root.is_dir():
         raise InputFileError(
@@ -88,9 +123,9 @@ def load_scannet(
     rgb_all = ImageFolderStore.from_folder(root / "color", "rgb")
     found_ids = rgb_all.frame_ids
     pose_files = _pose_files(root / "pose", found_ids)
-    c2w = np.stack([_read_matrix(pose_files[int(i)], "pose file") for i in found_ids])  # (S, 4, 4)
-
-    finite = np.isfinite(c2w).all(axis=(1, 2))
+    # (S, 4, 4) in pose_convention (c2w_opencv for SensReader)
+    poses = np.stack([_read_matrix(pose_files[int(i)], "pose file") for i in found_ids])
+    finite = np.isfinite(poses).all(axis=(1, 2))
     invalid_ids = found_ids[~finite]
     if invalid_ids.size and on_invalid_pose == "error":
         names = [f"pose/{pose_files[int(i)].name}" for i in invalid_ids]
@@ -100,14 +135,14 @@ def load_scannet(
             "in scene.provenance['dropped_invalid_pose_frame_ids']).",
             path=pose_files[int(invalid_ids[0])],
         )
-    frame_ids, c2w = found_ids[finite], c2w[finite]
+    frame_ids, poses = found_ids[finite], poses[finite]
     if frame_ids.size == 0:
         raise InputFileError(
             f"ScanNet scene {root}: every pose in pose/ is invalid (-inf/NaN); nothing to load.",
             path=root / "pose",
         )
 
-    non_rigid = _non_rigid_positions(c2w, rigid_tol)
+    non_rigid = _non_rigid_positions(poses, rigid_tol)
     if non_rigid.size and on_non_rigid == "error":
         names = [f"pose/{pose_files[int(frame_ids[p])].name}" for p in non_rigid]
         raise ConventionError(
@@ -116,16 +151,17 @@ def load_scannet(
             "on_non_rigid='reorthonormalize' to project onto SO(3), raise rigid_tol, or re-export the poses."
         )
 
-    intrinsic_dir = root / "intrinsic"
-    K_color = _read_matrix(intrinsic_dir / "intrinsic_color.txt", "colour intrinsics")[:3, :3]
+    color_file = _intrinsics_file(root, "color")
     first_color = rgb_all.path(int(frame_ids[0]))
     color_hw = image_hw_of(first_color)
-    cameras = Cameras.from_c2w_opencv(
-        c2w, K_color, color_hw, source=str(root / "pose"), rigid_tol=rigid_tol, on_invalid=on_non_rigid
-    )
+    K_color, k_hw = _color_intrinsics(_read_matrix(color_file, "colour intrinsics")[:3, :3], color_hw,
+                                      color_file, first_color)
+    build = Cameras.from_c2w_opencv if pose_convention == "c2w_opencv" else Cameras.create
+    cameras = build(poses, K_color, color_hw, source=str(root / "pose"), intrinsics_source=str(color_file),
+                    rigid_tol=rigid_tol, on_invalid=on_non_rigid)
     rgb = ImageFolderStore({int(i): rgb_all.path(int(i)) for i in frame_ids}, "rgb")
 
-    metadata: dict = {}
+    metadata: dict = {"intrinsic_color_image_hw": np.array(k_hw, dtype=np.int64)}
     depth = None
     depth_dir = root / "depth"
     if depth_dir.is_dir():
@@ -142,31 +178,42 @@ def load_scannet(
         metadata["depth_image_hw"] = np.array(image_hw_of(depth.path(int(frame_ids[0]))), dtype=np.int64)
     for name, key in (("intrinsic_depth", "depth_K_pixels"), ("extrinsic_color", "extrinsic_color"),
                       ("extrinsic_depth", "extrinsic_depth")):
-        file = intrinsic_dir / f"{name}.txt"
+        file = _intrinsics_file(root, "depth") if key == "depth_K_pixels" else root / "intrinsic" / f"{name}.txt"
         if file.is_file():
             m = _read_matrix(file, name.replace("_", " "))
             metadata[key] = m[:3, :3] if key == "depth_K_pixels" else m
+    if "depth_K_pixels" in metadata and "depth_image_hw" in metadata:
+        validate_intrinsics(torch.from_numpy(metadata["depth_K_pixels"]), tuple(metadata["depth_image_hw"]),
+                            source=str(_intrinsics_file(root, "depth")))
 
-    conversions = ["w2c_opencv = inverse(c2w_opencv) (closed form, all frames at once)"]
+    conversions = (["w2c_opencv = inverse(c2w_opencv) (closed form, all frames at once)"]
+                   if pose_convention == "c2w_opencv" else ["none: pose/<n>.txt read as w2c_opencv (pose_convention)"])
+    if tuple(k_hw) != tuple(color_hw):
+        conversions.append(
+            f"K_pixels rescaled from {color_file.name}'s {k_hw[1]}x{k_hw[0]} (ScanNet colour camera) to the "
+            f"{color_hw[1]}x{color_hw[0]} colour files (intrinsics_resize: fx, cx x {color_hw[1] / k_hw[1]:.6g}; "
+            f"fy, cy x {color_hw[0] / k_hw[0]:.6g})"
+        )
     if non_rigid.size:
         conversions.append(f"re-orthonormalised rotations of frame ids {frame_ids[non_rigid].tolist()}")
     provenance = {
         "loader": "scannet",
         "source": str(root),
-        "source_convention": "c2w_opencv: pose/<n>.txt is 4x4 camera-to-world, OpenCV camera axes, metres",
+        "source_convention": f"{pose_convention}: pose/<n>.txt is 4x4 "
+        f"{'camera-to-world' if pose_convention == 'c2w_opencv' else 'world-to-camera'}, OpenCV camera axes, metres",
         "conversions": conversions,
         "assumptions": [
             f"fps = {SCANNET_FPS:g}: ScanNet capture rate (the export does not store it)",
             "pose/*.txt and intrinsic_color.txt describe the colour camera; extrinsic_color.txt not applied",
         ],
-        "intrinsics": str(intrinsic_dir / "intrinsic_color.txt"),
+        "intrinsics": str(color_file),
         "image_hw_from": str(first_color),
         "depth_scale": 1000.0 if depth is not None else None,
         "on_invalid_pose": on_invalid_pose,
         "dropped_invalid_pose_frame_ids": invalid_ids.tolist(),
         "num_frames_found": int(found_ids.size),
     }
-    return Scene(
+    scene = Scene(
         name=root.resolve().name,
         frame_ids=frame_ids,
         rgb=rgb,
@@ -176,6 +223,40 @@ def load_scannet(
         metadata=metadata,
         provenance=provenance,
     )
+    other = "w2c_opencv" if pose_convention == "c2w_opencv" else "c2w_opencv"
+    check_pose_direction(scene, pose_file=root / "pose", fix=(
+        f"If pose/<n>.txt holds {'world-to-camera' if other == 'w2c_opencv' else 'camera-to-world'} matrices, "
+        f"pass pose_convention='{other}' to load_scannet (SensReader itself writes camera-to-world)."))
+    return scene
+
+
+def _centre_offset(K: np.ndarray, image_hw: tuple[int, int]) -> float:
+    """Largest of |cx / W - 0.5|, |cy / H - 0.5|: how far K's principal point is from the image centre."""
+    return max(abs(K[0, 2] / image_hw[1] - 0.5), abs(K[1, 2] / image_hw[0] - 0.5))
+
+
+def _color_intrinsics(K: np.ndarray, color_hw: tuple[int, int], k_file: Path,
+                      image_file: Path) -> tuple[np.ndarray, tuple[int, int]]:
+    """Colour K in pixels of the colour files, and the (H, W) the file describes.
+
+    The file describes the colour files when they are 1296x968 or when its principal point is nearer
+    their centre than the centre of 1296x968 (re-exports that wrote matching intrinsics); otherwise it
+    describes ScanNet's 1296x968 camera and is rescaled to the files, which must keep the aspect ratio.
+    """
+    if tuple(color_hw) == SCANNET_COLOR_HW or _centre_offset(K, color_hw) <= _centre_offset(K, SCANNET_COLOR_HW):
+        return K, tuple(color_hw)
+    sy, sx = color_hw[0] / SCANNET_COLOR_HW[0], color_hw[1] / SCANNET_COLOR_HW[1]
+    if abs(sx - sy) > _ASPECT_TOL * max(sx, sy):
+        raise InputFileError(
+            f"{k_file} describes ScanNet's {SCANNET_COLOR_HW[1]}x{SCANNET_COLOR_HW[0]} colour camera (principal "
+            f"point ({K[0, 2]:g}, {K[1, 2]:g})) but the colour frames are {color_hw[1]}x{color_hw[0]} (read from "
+            f"{image_file.name}), a different aspect ratio (cropped?), so the intrinsics cannot be rescaled. "
+            f"Write {k_file.name} for the {color_hw[1]}x{color_hw[0]} frames (scale for the resize, shift cx, cy "
+            "by the crop offset), or use the full-size colour frames.",
+            path=k_file,
+        )
+    resized = intrinsics_resize(torch.from_numpy(K), SCANNET_COLOR_HW, color_hw).numpy()
+    return resized, SCANNET_COLOR_HW
 
 
 # -- thin file helpers -------------------------------------------------------------------------------
