@@ -50,6 +50,22 @@ def test_native_incomplete_scene_is_reported(tmp_path):
         load_scene(path)
 
 
+def test_damaged_cameras_npz_names_the_file_and_the_fix(tmp_path):
+    _, path = make_scene(tmp_path)
+    good = (path / "cameras.npz").read_bytes()
+    (path / "cameras.npz").write_bytes(good[:100])  # truncated
+    with pytest.raises(InputFileError, match=r"cameras.npz is not a readable npz .*regenerate the scene"):
+        load_scene(path)
+    (path / "cameras.npz").write_bytes(good)
+    arrays = dict(np.load(path / "cameras.npz"))
+    np.savez(path / "cameras.npz", **{k: v for k, v in arrays.items() if k != "K_pixels"})
+    with pytest.raises(InputFileError, match=r"cameras.npz lacks K_pixels"):
+        load_scene(path)
+    (path / "cameras.npz").unlink()
+    with pytest.raises(InputFileError, match=r"cameras.npz is missing"):
+        load_scene(path, format="native")
+
+
 def test_predictions_round_trip_with_pose_encoding(tmp_path):
     w2c, K = random_w2c(1, 6), camera_K(1, 1, (392, 518)).expand(6, 3, 3).clone()
     K[:, 0, 2], K[:, 1, 2] = 259.0, 196.0  # VGGT: centred principal point

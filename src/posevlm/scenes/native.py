@@ -22,6 +22,7 @@ import json
 import os
 import shutil
 import uuid
+import zipfile
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -147,6 +148,9 @@ def _folder_store(folder: Path, frame_ids: np.ndarray, kind: str) -> ImageFolder
     return ImageFolderStore(paths, kind, depth_scale=DEPTH_SCALE)  # type: ignore[arg-type]
 
 
+_CAMERA_KEYS = ("frame_ids", "w2c_opencv", "K_pixels", "image_hw")
+
+
 def load_native_scene(path: str | Path) -> Scene:
     """Load a scene directory in the native layout (see module docstring)."""
     path = Path(path)
@@ -165,8 +169,18 @@ def load_native_scene(path: str | Path) -> Scene:
     cam_file = path / CAMERAS_NPZ
     try:
         cams = dict(np.load(cam_file, allow_pickle=False))
-    except (OSError, ValueError) as exc:
-        raise InputFileError(f"cannot read {cam_file} ({exc})", path=cam_file) from exc
+    except FileNotFoundError:
+        raise InputFileError(f"{cam_file} is missing: the scene is incomplete; regenerate it (posevlm synth) or "
+                             "write it with posevlm.scenes.write_native_scene", path=cam_file) from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise InputFileError(f"{cam_file} is not a readable npz ({type(exc).__name__}: {exc}): the file is damaged; "
+                             "regenerate the scene (posevlm synth) or write it again with posevlm.scenes.write_native_scene",
+                             path=cam_file) from None
+    missing = [k for k in _CAMERA_KEYS if k not in cams]
+    if missing:
+        raise InputFileError(f"{cam_file} lacks {', '.join(missing)} (has {', '.join(sorted(cams)) or 'nothing'}); "
+                             f"it must hold {', '.join(_CAMERA_KEYS)}: write it with posevlm.scenes.write_native_scene",
+                             path=cam_file)
     frame_ids = cams["frame_ids"].astype(np.int64)
     cameras = Cameras.create(cams["w2c_opencv"], cams["K_pixels"], cams["image_hw"], source=str(cam_file))
     rgb = VideoStore(path / RGB_VIDEO)
