@@ -6,7 +6,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from posevlm.errors import ConfigError
 
-__all__ = ["parse_overrides"]
+__all__ = ["parse_overrides", "parse_value", "parse_free_overrides"]
 
 _BOOLS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 
@@ -48,4 +48,27 @@ def parse_overrides(items: Sequence[str], defaults: Mapping[str, Any], *, what: 
             expected = getattr(casts.get(key), "__doc__", None) or f"a {kind.__name__}" + \
                 (" number" if kind in (int, float) else "")
             raise ConfigError(f"{what} override {item!r}: {raw!r} is not {expected}", field=key, value=raw) from None
+    return out
+
+
+def parse_value(text: str) -> Any:
+    """A command-line value without a declared type: int, then float, then true/false, else the text."""
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return {"true": True, "false": False}.get(text.lower(), text)
+
+
+def parse_free_overrides(items: Sequence[str], *, flag: str) -> dict[str, Any]:
+    """``["answer=B", "min_pixels=3136"]`` -> ``{"answer": "B", "min_pixels": 3136}`` (values by
+    :func:`parse_value`); the receiver validates the keys. Raises ConfigError naming ``flag`` for an item
+    without ``=``."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"{flag} expects KEY=VALUE; got {item!r}", field=flag, value=item)
+        out[key.strip()] = parse_value(raw)
     return out

@@ -54,3 +54,23 @@ def synthetic_pool() -> dict:
     confidence = (1.0 + np.exp(-0.3 * depth + noise)).astype(np.float32)  # VGGT-like: >= 1, lower far away
     return {"w2c": w2c, "K": K, "depth": depth, "world": back_project(depth, K, w2c, np.float32),
             "confidence": confidence}
+
+
+class ArrayPool:
+    """A ``PoolView`` over arrays, as the sampling runner presents a pool to registered selectors."""
+
+    def __init__(self, n: int, w2c_opencv=None, voxel_builder=None):
+        self.frame_ids = np.arange(n, dtype=np.int64) * 3
+        self.w2c_opencv = w2c_opencv
+        self._voxel_builder = voxel_builder
+        self.voxel_params: list[dict] = []
+
+    def voxels(self, params):
+        self.voxel_params.append(dict(params))
+        return self._voxel_builder(params)
+
+
+@pytest.fixture(scope="session")
+def array_pool():
+    """``array_pool(n, w2c_opencv=None, voxel_builder=None)``: a ``PoolView`` for the registered selectors."""
+    return ArrayPool

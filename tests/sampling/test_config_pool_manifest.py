@@ -53,15 +53,14 @@ def test_frame_file_names_sort_in_manifest_order():
 def test_default_params_match_the_selectors():
     import inspect
 
-    from posevlm.sampling import farness2d, pose_fps, voxel_coverage
-    from posevlm.sampling.config import DEFAULT_PARAMS
+    from posevlm.sampling import farness2d, pose_fps, samplers, voxel_coverage
 
     for fn, name in ((pose_fps.select_pose_fps, "pose_fps"), (farness2d.select_farness2d, "farness2d"),
                      (voxel_coverage.select_voxel_coverage, "voxel_coverage")):
         sig = inspect.signature(fn).parameters
-        for key, value in DEFAULT_PARAMS[name].items():
+        for key, value in samplers.get(name).defaults.items():
             if key in sig:
                 assert sig[key].default == value, (name, key)
     build = inspect.signature(voxel_coverage.voxel_sets_from_points).parameters
     for key in ("conf_percentile", "conf_floor", "voxels_on_short_axis"):
-        assert build[key].default == DEFAULT_PARAMS["voxel_coverage"][key]
+        assert build[key].default == samplers.get("voxel_coverage").defaults[key]

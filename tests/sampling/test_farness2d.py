@@ -63,8 +63,11 @@ def test_stats_are_2d_min_distances(make_w2c):
     assert sel.stats["min_distance_2d_max"] >= sel.stats["min_distance_2d_mean"] > 0
 
 
-def test_registered_under_its_name():
-    assert samplers.get("farness2d") is select_farness2d
+def test_registered_spec_dispatches_to_the_selector(make_w2c, array_pool):
+    w2c = make_w2c(6, 50)
+    spec = samplers.get("farness2d")
+    got = spec.select(array_pool(50, w2c), 8, seed=0, **{**spec.defaults, "mode": "grid"})
+    assert np.array_equal(got.selection_order, select_farness2d(w2c, 8, mode="grid").selection_order)
 
 
 def test_bad_arguments_raise_typed_errors(make_w2c):

@@ -147,8 +147,12 @@ def test_accepts_numpy_float32_and_3x4():
     assert len(select_pose_fps(w2c.float(), 5)) == 5
 
 
-def test_registered_under_its_name():
-    assert samplers.get("pose_fps") is select_pose_fps
+def test_registered_spec_dispatches_to_the_selector(make_w2c, array_pool):
+    w2c = make_w2c(3, 40)
+    spec = samplers.get("pose_fps")
+    got = spec.select(array_pool(40, w2c), 7, seed=11, **{**spec.defaults, "start": "random"})
+    want = select_pose_fps(w2c, 7, seed=11, start="random")
+    assert np.array_equal(got.selection_order, want.selection_order) and spec.needs == ("cameras",)
 
 
 @pytest.mark.parametrize("k,match", [(0, "k must be >= 1"), (21, "exceeds the pool size P=20"), (2.0, "k must be an int")])

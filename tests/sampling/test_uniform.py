@@ -56,8 +56,14 @@ def test_exactly_min_k_n_sorted_distinct_and_spanning(n, k, rounding):
     assert np.all(np.abs(idx - np.linspace(0, n - 1, idx.size)) <= 1)
 
 
-def test_registered_under_its_name():
-    assert samplers.get("uniform") is select_uniform
+@pytest.mark.parametrize("flavour,rounding", [("round_full", "round"), ("floor_full", "floor"),
+                                              ("floor_pool", "floor")])
+def test_registered_spec_dispatches_to_the_selector(flavour, rounding, array_pool):
+    spec = samplers.get("uniform")
+    got = spec.select(array_pool(37), 9, seed=0, flavour=flavour)
+    assert np.array_equal(got.pool_indices, select_uniform(37, 9, rounding=rounding).pool_indices)
+    assert spec.uses_all_frames({"flavour": flavour}) == flavour.endswith("_full")
+    assert spec.problems({"flavour": "ceil"}) and spec.problems({"colour": 1})
 
 
 @pytest.mark.parametrize("kwargs,match", [

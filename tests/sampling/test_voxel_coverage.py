@@ -196,8 +196,16 @@ def test_exactly_k_sorted_and_deterministic(synthetic_pool):
         assert a.selection_order.tolist() == b.selection_order.tolist() and a.stats == b.stats
 
 
-def test_registered_under_its_name():
-    assert samplers.get("voxel_coverage") is select_voxel_coverage
+def test_registered_spec_builds_voxels_with_its_build_params_only(synthetic_pool, array_pool):
+    world, conf = synthetic_pool["world"], synthetic_pool["confidence"]
+    spec = samplers.get("voxel_coverage")
+    pool = array_pool(world.shape[0], synthetic_pool["w2c"],
+                      lambda p: voxel_sets_from_points(world, conf, **{k: v for k, v in p.items() if k != "depth_stride"}))
+    got = spec.select(pool, 6, seed=0, **{**spec.defaults, "voxels_on_short_axis": 10})
+    want = select_voxel_coverage(voxel_sets_from_points(world, conf, voxels_on_short_axis=10), 6,
+                                 w2c_opencv=synthetic_pool["w2c"])
+    assert np.array_equal(got.selection_order, want.selection_order)
+    assert pool.voxel_params == [{k: v for k, v in {**spec.defaults, "voxels_on_short_axis": 10}.items() if k != "fill"}]
 
 
 # -- errors -----------------------------------------------------------------------------------------

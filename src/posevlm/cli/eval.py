@@ -11,19 +11,23 @@ import typer
 
 def eval_cmd(
     out: Path = typer.Option(..., "--out", help="Run directory (resumes if it holds this same configuration)."),
-    benchmark: str = typer.Option("vsibench", "--benchmark", help="vsibench | synthetic_vsi."),
-    source: str = typer.Option("nyu-visionx/VSI-Bench", "--source",
-                               help="VSI-Bench local copy or hub id; synthetic_vsi: the benchmark .jsonl."),
+    benchmark: str = typer.Option("vsibench", "--benchmark", help="A registered benchmark: vsibench, synthetic_vsi, "
+                                  "... (posevlm list benchmarks)."),
+    source: Optional[str] = typer.Option(None, "--source", help="Benchmark source: VSI-Bench local copy or hub id "
+                                         "(default nyu-visionx/VSI-Bench); synthetic_vsi: the benchmark .jsonl."),
     bench_config: str = typer.Option("full", "--bench-config", help="VSI-Bench config: full | debiased | pruned."),
     dataset: List[str] = typer.Option([], "--dataset", help="Keep only these datasets (repeatable)."),
     question_type: List[str] = typer.Option([], "--question-type", help="Keep only these question types."),
     limit: Optional[int] = typer.Option(None, "--limit", help="First N records (by id) after filters."),
-    backend: str = typer.Option("hf", "--backend", help="hf | oracle | dummy (constant --answer, for smoke tests)."),
-    answer: str = typer.Option("A", "--answer", help="dummy: the answer given to every question."),
+    backend: str = typer.Option("hf", "--backend", help="A registered backend: hf, oracle, dummy (constant --answer, "
+                                "for smoke tests), ... (posevlm list backends)."),
+    backend_set: List[str] = typer.Option([], "--backend-set", help="Backend option KEY=VALUE (repeatable), e.g. "
+                                          "min_pixels=3136 for hf, or any option of a plug-in backend."),
+    answer: Optional[str] = typer.Option(None, "--answer", help="dummy: the answer given to every question (A)."),
     model: Optional[str] = typer.Option(None, "--model", help="hf: hub id or local directory."),
     scenes_root: Optional[Path] = typer.Option(None, "--scenes", help="oracle: root of the synthetic scenes."),
-    dtype: str = typer.Option("auto", "--dtype", help="hf: auto | float32 | bfloat16 | float16."),
-    attn: str = typer.Option("sdpa", "--attn", help="hf: sdpa | eager | flash_attention_2."),
+    dtype: Optional[str] = typer.Option(None, "--dtype", help="hf: auto | float32 | bfloat16 | float16 (auto)."),
+    attn: Optional[str] = typer.Option(None, "--attn", help="hf: sdpa | eager | flash_attention_2 (sdpa)."),
     frames: str = typer.Option("mp4_uniform", "--frames", help="mp4_uniform | mp4_fps | folder_manifest."),
     frames_root: Path = typer.Option(..., "--frames-root", help="Videos root, or a sampled <slug> folder."),
     num_frames: int = typer.Option(16, "--num-frames", help="Frames per sample."),
@@ -41,13 +45,13 @@ def eval_cmd(
         "pthw, phw); pose modes need --frames folder_manifest with cameras. Default: the stock model."),
     position_set: List[str] = typer.Option([], "--position-set", help="hf: PositionSpec override KEY=VALUE "
                                            "(repeatable), e.g. pose_reference=medoid."),
-    position_legacy: bool = typer.Option(False, "--position-legacy",
+    position_legacy: Optional[bool] = typer.Option(None, "--position-legacy",
                                          help="hf: the fork's next-segment rule (max + 1, transformers 4.x)."),
     camera_attention: Optional[str] = typer.Option(
         None, "--camera-attention", help="hf: prope | gta | cape camera transforms in every text attention layer "
         "(cameras from the frame manifest; prope also uses its intrinsics)."),
-    pose_bias: str = typer.Option("none", "--pose-bias", help="hf: none | alibi (fixed slopes) | learned "
-                                  "(slopes from the checkpoint, else 0) pose-distance attention bias."),
+    pose_bias: Optional[str] = typer.Option(None, "--pose-bias", help="hf: none | alibi (fixed slopes) | learned "
+                                            "(slopes from the checkpoint, else 0) pose-distance attention bias."),
     camera_set: List[str] = typer.Option([], "--camera-set", help="hf: CameraAttentionSpec override KEY=VALUE "
                                          "(repeatable), e.g. rotary_on_camera_dims=keep, reference=medoid."),
 ) -> None:
@@ -65,41 +69,32 @@ def eval_cmd(
 
         posevlm eval --benchmark synthetic_vsi --source runs/demo/benchmark.jsonl --backend oracle --scenes runs/demo/data --frames folder_manifest --frames-root runs/demo/sampled/<slug> --num-frames 16 --out runs/oracle16
     """
+    from posevlm.errors import ConfigError
+    from posevlm.eval.backends import backends
+    from posevlm.eval.benchmarks import benchmarks
     from posevlm.eval.runner import EvalConfig, run_eval
+    from posevlm.overrides import parse_free_overrides
 
     filters = {"datasets": dataset or None, "question_types": question_type or None, "scenes": scene or None}
-    model_cfg = {"backend": backend}
-    if backend == "hf":
-        if not model:
-            raise typer.BadParameter("--backend hf needs --model (hub id or local directory)")
-        model_cfg.update(name=model, model=model, dtype=dtype, attn_implementation=attn, batch_size=batch_size)
-        if positions is not None:
-            from posevlm.positions import parse_spec_overrides
-
-            model_cfg["positions"] = {"mode": positions, "legacy": position_legacy,
-                                      **parse_spec_overrides(position_set)}
-            model_cfg["name"] = f"{model}+{positions}"
-        if camera_attention is not None:
-            from posevlm.models.camera_attention import parse_camera_overrides
-
-            over = parse_camera_overrides(camera_set)
-            model_cfg["camera_attention"] = {"mode": camera_attention, **over} if over else camera_attention
-            model_cfg["name"] += f"+{camera_attention}"
-        elif camera_set:
-            raise typer.BadParameter("--camera-set needs --camera-attention")
-        if pose_bias != "none":
-            model_cfg["pose_bias"] = pose_bias
-            model_cfg["name"] += f"+bias-{pose_bias}"
-    elif positions is not None or camera_attention is not None or pose_bias != "none":
-        raise typer.BadParameter("--positions, --camera-attention and --pose-bias need --backend hf")
-    elif backend == "oracle":
-        model_cfg.update(name="oracle", scenes_root=str(scenes_root or frames_root))
-    else:
-        model_cfg.update(name="dummy", answer=answer)
+    spec = backends.get(backend)
+    given = {k: v for k, v in {"answer": answer, "model": model, "scenes": scenes_root, "dtype": dtype, "attn": attn,
+                               "positions": positions, "position_set": position_set, "position_legacy": position_legacy,
+                               "camera_attention": camera_attention, "pose_bias": pose_bias,
+                               "camera_set": camera_set}.items() if v not in (None, [], ())}
+    foreign = [k for k in given if k not in spec.cli_options]
+    if foreign:
+        owners = {k: [n for n in backends.names() if k in backends.get(n).cli_options] for k in foreign}
+        raise ConfigError("; ".join(f"--{k.replace('_', '-')} is an option of --backend {' / '.join(o) or '?'}, not "
+                                    f"{backend!r}" for k, o in owners.items()), field="backend")
+    model_cfg = spec.model_config({**given, "frames_root": frames_root, "batch_size": batch_size,
+                                   "set": parse_free_overrides(backend_set, flag="--backend-set")})
+    bench = benchmarks.get(benchmark)
+    if source is None and bench.default_source is None:
+        raise ConfigError(f"--benchmark {benchmark} needs --source (its question file)", field="source")
     frames_cfg = {"source": frames, "root": str(frames_root), "num_frames": num_frames, "rule": rule,
                   "strategy": frames_root.name if frames == "folder_manifest" else f"uniform_{rule}"}
-    config = EvalConfig(benchmark={"name": benchmark, "source": source, "config": bench_config, "filters": filters,
-                                   "limit": limit},
+    config = EvalConfig(benchmark={"name": benchmark, "source": source or bench.default_source, "config": bench_config,
+                                   "filters": filters, "limit": limit},
                         model=model_cfg, frames=frames_cfg, prompt=prompt, batch_size=batch_size)
     summary = run_eval(config, out, shard=shard, stage=stage, retry_errors=retry_errors)
     echo = typer.echo

@@ -13,16 +13,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from posevlm.errors import ConfigError
 
 
-def _value(text: str):
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return {"true": True, "false": False}.get(text.lower(), text)
-
-
 def _params(items: list[str], strategy: str) -> dict:
+    """``--param key=value`` (every strategy) or ``strategy.key=value`` (only that one)."""
+    from posevlm.overrides import parse_value
+
     out = {}
     for item in items:
         if "=" not in item:
@@ -32,13 +26,14 @@ def _params(items: list[str], strategy: str) -> dict:
             owner, key = key.split(".", 1)
             if owner != strategy:
                 continue
-        out[key] = _value(value)
+        out[key] = parse_value(value)
     return out
 
 
 def sample(
     data: Path = typer.Option(..., "--data", help="Scene folder, or a root holding <scene>/ or <dataset>/<scene>/."),
-    strategy: str = typer.Option(..., "--strategy", help="uniform, voxel_coverage, pose_fps, farness2d (comma list)."),
+    strategy: str = typer.Option(..., "--strategy", help="Registered samplers, comma list: uniform, voxel_coverage, "
+                                 "pose_fps, farness2d, ... (posevlm list samplers)."),
     frames: str = typer.Option("8,16,32", "--frames", help="Frame counts N, comma separated."),
     out: Path = typer.Option(..., "--out", help="Output root: OUT/<slug>/<dataset>/<scene>/."),
     pairing: str = typer.Option("none", "--pairing", help="none | neighbor | duplicate (merge-aware pairs)."),

@@ -22,11 +22,9 @@ from posevlm.eval.frames import FolderManifest, FrameCache, Mp4Fps, Mp4Uniform, 
 from posevlm.eval.parsing import DEFAULT_MODES, score_record
 from posevlm.eval.run_store import RunStore, shard_file_name
 
-__all__ = ["EvalConfig", "resolve_records", "frame_request", "run_eval", "EvalSummary", "BACKENDS"]
+__all__ = ["EvalConfig", "resolve_records", "frame_request", "make_backend", "run_eval", "EvalSummary"]
 
 FRAME_SOURCES = ("mp4_uniform", "mp4_fps", "folder_manifest")
-BENCHMARKS = ("vsibench", "synthetic_vsi")
-BACKENDS = ("oracle", "hf", "dummy")
 #: a sample whose record is an error is retried on resume until it has failed this many times
 MAX_ATTEMPTS = 2
 
@@ -52,11 +50,19 @@ class EvalConfig:
     schema_version: int = 1
 
     def __post_init__(self) -> None:
+        from posevlm.eval.backends import backends
+        from posevlm.eval.benchmarks import benchmarks
+
         problems = []
-        if self.benchmark.get("name") not in BENCHMARKS:
-            problems.append(f"benchmark.name must be one of {', '.join(BENCHMARKS)}")
-        if self.model.get("backend") not in BACKENDS:
-            problems.append(f"model.backend must be one of {', '.join(BACKENDS)}")
+        try:
+            benchmarks.get(self.benchmark.get("name"))
+        except ConfigError as exc:
+            problems.append(f"benchmark.name: {exc}")
+        try:
+            backend = backends.get(self.model.get("backend"))
+        except ConfigError as exc:
+            backend = None
+            problems.append(f"model.backend: {exc}")
         if self.frames.get("source") not in FRAME_SOURCES:
             problems.append(f"frames.source must be one of {', '.join(FRAME_SOURCES)}")
         if not self.frames.get("root"):
@@ -66,7 +72,8 @@ class EvalConfig:
             problems.append(f"frames.num_frames must be an int >= 1 (--num-frames); got {n!r}")
         if self.batch_size < 1:
             problems.append("batch_size must be >= 1")
-        problems += _position_problems(self.model, self.frames)
+        if backend is not None and backend.check is not None:
+            problems += backend.check(self.model, self.frames)
         if problems:
             raise ConfigError("invalid eval config: " + "; ".join(problems), field="EvalConfig")
 
@@ -74,25 +81,6 @@ class EvalConfig:
         return {"benchmark": dict(self.benchmark), "model": dict(self.model), "frames": dict(self.frames),
                 "prompt": self.prompt, "parse_modes": list(self.parse_modes), "batch_size": self.batch_size,
                 "schema_version": self.schema_version}
-
-
-def _position_problems(model: Mapping[str, Any], frames: Mapping[str, Any]) -> list[str]:
-    """A pose position mode needs per-frame cameras, which only a sampled frame folder's manifest carries."""
-    cams = model.get("camera_attention") is not None or model.get("pose_bias", "none") != "none"
-    if model.get("positions") is None and not cams:
-        return []
-    from posevlm.positions import resolve_position_spec, spec_needs
-
-    family = model.get("family", "auto")
-    try:
-        spec = resolve_position_spec(model.get("positions") or "thw", "qwen2_5" if family == "auto" else family)
-    except ConfigError as exc:
-        return [f"model.positions: {exc}"]
-    if (spec_needs(spec)["w2c_opencv"] or cams) and frames.get("source") != "folder_manifest":
-        what = "model.camera_attention / pose_bias" if cams else f"model.positions {model['positions']!r}"
-        return [f"{what} needs one camera per frame; use frames.source folder_manifest (posevlm eval --frames "
-                f"folder_manifest --frames-root <sampled slug folder>), not {frames.get('source')!r}"]
-    return []
 
 
 # -- resolve ---------------------------------------------------------------------------------------
@@ -103,15 +91,12 @@ def resolve_records(config: EvalConfig) -> list[dict[str, Any]]:
         InputFileError: the benchmark holds no records, or records of unknown question types.
         ConfigError: a ``question_types`` filter names an unknown type, or the filters keep nothing.
     """
-    from posevlm.eval.benchmarks import read_benchmark_jsonl
-    from posevlm.eval.benchmarks.vsibench import filter_records, load_vsibench
+    from posevlm.eval.benchmarks import benchmarks
+    from posevlm.eval.benchmarks.vsibench import filter_records
     from posevlm.eval.metrics import QUESTION_KINDS
 
     b = config.benchmark
-    if b["name"] == "vsibench":
-        records = load_vsibench(b.get("source", "nyu-visionx/VSI-Bench"), config=b.get("config", "full"))
-    else:
-        records = read_benchmark_jsonl(b["source"])
+    records = benchmarks.get(b["name"]).load(b)
     source = b.get("source", b["name"])
     if not records:
         raise InputFileError(f"benchmark {source} holds no records; point --source at a non-empty benchmark file",
@@ -203,38 +188,11 @@ class _OracleAdapter:
         return [{"text": a, "video_grid_thw": None, "n_visual_tokens": None} for a in answers]
 
 
-class _HFAdapter:
-    """Qwen2.5-VL / Qwen3-VL through transformers; per-sample errors come back as ``SampleError``."""
-
-    def __init__(self, model: Mapping[str, Any]):
-        from posevlm.eval.backends.hf import HFBackend, HFBackendConfig
-
-        opts = {k: v for k, v in model.items() if k not in ("backend", "name")}
-        self.backend = HFBackend(HFBackendConfig(**opts))
-        self.info = self.backend.info
-
-    def generate(self, batch: Sequence[tuple[dict, str, Any]], generation=None) -> list[Any]:
-        results = self.backend.generate_each([(prompt, spec) for _, prompt, spec in batch], generation=generation,
-                                             sample_ids=[r["id"] for r, _, _ in batch])
-        return [r if isinstance(r, SampleError) else
-                {"text": r.text, "video_grid_thw": r.video_grid_thw, "n_visual_tokens": r.n_visual_tokens}
-                for r in results]
-
-
-class _DummyAdapter:
-    """Answers every question with ``model["answer"]`` (default "A"): drives the whole pipeline without a
-    model, for smoke tests and for measuring the runner's own overhead."""
-
-    def __init__(self, model: Mapping[str, Any]):
-        self.answer = str(model.get("answer", "A"))
-        self.info = {"backend": "dummy", "config": dict(model)}
-
-    def generate(self, batch: Sequence[tuple[dict, str, Any]], generation=None) -> list[dict[str, Any]]:
-        return [{"text": self.answer, "video_grid_thw": None, "n_visual_tokens": None} for _ in batch]
-
-
 def make_backend(model: Mapping[str, Any]):
-    return {"oracle": _OracleAdapter, "hf": _HFAdapter, "dummy": _DummyAdapter}[model["backend"]](model)
+    """The registered backend ``model["backend"]`` built from the run's model config."""
+    from posevlm.eval.backends import backends
+
+    return backends.get(model["backend"]).factory(model)
 
 
 # -- the run ---------------------------------------------------------------------------------------

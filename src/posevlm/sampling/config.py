@@ -10,29 +10,9 @@ from posevlm.errors import ConfigError
 from posevlm.sampling.pairing import PairingConfig, anchors_needed
 from posevlm.sampling.pool import PoolConfig
 
-__all__ = ["SamplingConfig", "STRATEGIES", "ALLOWED_PARAMS", "DEFAULT_PARAMS", "GEOMETRY_SOURCES", "UNIFORM_FLAVOURS"]
+__all__ = ["SamplingConfig", "GEOMETRY_SOURCES"]
 
-#: strategy -> what it needs from the geometry source
-STRATEGIES: dict[str, str] = {
-    "uniform": "nothing (frame count only)",
-    "voxel_coverage": "point maps + confidence, or depth + cameras",
-    "pose_fps": "cameras",
-    "farness2d": "cameras",
-}
 GEOMETRY_SOURCES = ("gt", "predictions", "vggt", "da3")
-#: every parameter of each strategy with its default; configs store all of them, so slugs and
-#: manifests stay exact even if a default changes later (tests pin these to the selectors' signatures)
-DEFAULT_PARAMS: dict[str, dict[str, Any]] = {
-    "uniform": {"flavour": "round_full"},
-    "voxel_coverage": {"conf_percentile": 50.0, "conf_floor": 0.1, "voxels_on_short_axis": 20, "depth_stride": 4,
-                       "fill": "pose_fps"},
-    "pose_fps": {"distance": "center", "weighting": "max_norm", "start": "medoid", "reorth": True},
-    "farness2d": {"mode": "hybrid", "normalization": "std_norm", "start": "farthest", "diagonal_priority": 0.0,
-                  "grid_density": 1.5, "skip_first_frame": False},
-}
-ALLOWED_PARAMS: dict[str, tuple[str, ...]] = {name: tuple(d) for name, d in DEFAULT_PARAMS.items()}
-#: uniform flavour -> (pool policy it implies, rounding)
-UNIFORM_FLAVOURS = {"round_full": ("all", "round"), "floor_full": ("all", "floor"), "floor_pool": (None, "floor")}
 
 
 def _fmt(value: Any) -> str:
@@ -62,21 +42,20 @@ class SamplingConfig:
     schema_version: int = 1
 
     def __post_init__(self) -> None:
+        from posevlm.sampling.selection import samplers
+
         problems = []
-        if self.strategy not in STRATEGIES:
-            problems.append(f"strategy {self.strategy!r} is unknown; choose one of {', '.join(STRATEGIES)}")
+        try:
+            spec = samplers.get(self.strategy)
+        except ConfigError as exc:
+            spec = None
+            problems.append(f"strategy: {exc}")
         if self.num_frames < 1:
             problems.append(f"num_frames must be >= 1; got {self.num_frames}")
         if self.geometry not in GEOMETRY_SOURCES:
             problems.append(f"geometry must be one of {', '.join(GEOMETRY_SOURCES)}; got {self.geometry!r}")
-        unknown = sorted(set(self.params) - set(ALLOWED_PARAMS.get(self.strategy, ())))
-        if self.strategy in STRATEGIES and unknown:
-            problems.append(f"{self.strategy} does not take {', '.join(unknown)}; it takes "
-                            f"{', '.join(ALLOWED_PARAMS[self.strategy])}")
-        if self.strategy == "uniform":
-            flavour = self.params.get("flavour", "round_full")
-            if flavour not in UNIFORM_FLAVOURS:
-                problems.append(f"uniform flavour must be one of {', '.join(UNIFORM_FLAVOURS)}; got {flavour!r}")
+        if spec is not None:
+            problems += spec.problems(self.params)
         try:
             json.dumps(dict(self.params))
         except TypeError as exc:
@@ -84,16 +63,22 @@ class SamplingConfig:
         if problems:
             raise ConfigError("invalid sampling config: " + "; ".join(problems), field="SamplingConfig")
         anchors_needed(self.num_frames, self.pairing)  # raises for odd N with pairs
-        full = {**DEFAULT_PARAMS.get(self.strategy, {}), **dict(self.params)}
+        full = {**spec.defaults, **dict(self.params)}  # type: ignore[union-attr]
         object.__setattr__(self, "params", dict(sorted(full.items())))
 
     @property
+    def sampler(self):
+        """The registered ``SamplerSpec`` of ``strategy``."""
+        from posevlm.sampling.selection import samplers
+
+        return samplers.get(self.strategy)
+
+    @property
     def effective_pool(self) -> PoolConfig:
-        """The pool actually used: ``round_full`` / ``floor_full`` uniform always use every frame."""
-        if self.strategy == "uniform":
-            policy, _ = UNIFORM_FLAVOURS[self.params.get("flavour", "round_full")]
-            if policy == "all":
-                return PoolConfig("all")
+        """The pool actually used: some parameters use every frame (``uniform`` ``round_full`` / ``floor_full``)."""
+        spec = self.sampler
+        if spec.uses_all_frames is not None and spec.uses_all_frames(self.params):
+            return PoolConfig("all")
         return self.pool
 
     @property

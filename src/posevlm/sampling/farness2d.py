@@ -34,7 +34,7 @@ import torch
 from posevlm.errors import ConfigError
 from posevlm.geometry import project_to_so3, rotation_angle
 from posevlm.sampling.pose_fps import _choice, poses_arg
-from posevlm.sampling.selection import Selection, samplers
+from posevlm.sampling.selection import SamplerSpec, Selection
 from posevlm.sampling.uniform import _count
 
 __all__ = ["Farness2DMode", "select_farness2d"]
@@ -117,7 +117,6 @@ def _fps_2d(points: np.ndarray, s: np.ndarray, k: int, candidates: list[int], di
     return selected
 
 
-@samplers.register("farness2d")
 def select_farness2d(
     w2c_opencv,
     k: int,
@@ -267,3 +266,16 @@ def _normalize_like_reference(f_t: list[float], f_r: list[float],
         axes.append(f / scale if scale > 1e-6 else f)
     points = np.column_stack(axes)
     return points, np.linalg.norm(points, axis=1)
+
+
+def _select(pool, k: int, *, seed: int, **params) -> Selection:
+    return select_farness2d(pool.w2c_opencv, k, **params)
+
+
+SAMPLER = SamplerSpec(
+    "farness2d", _select,
+    {"mode": "hybrid", "normalization": "std_norm", "start": "farthest", "diagonal_priority": 0.0,
+     "grid_density": 1.5, "skip_first_frame": False},
+    needs=("cameras",),
+    description="the reference's 'efficient' grid / hybrid / fps_2d on (distance, angle) to frame 0 (legacy runs)",
+)

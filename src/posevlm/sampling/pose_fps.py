@@ -32,7 +32,7 @@ from torch import Tensor
 from posevlm.errors import ConfigError, ConventionError, ShapeError
 from posevlm.geometry import project_to_so3
 from posevlm.geometry._checks import se3_arg
-from posevlm.sampling.selection import Selection, samplers
+from posevlm.sampling.selection import SamplerSpec, Selection
 from posevlm.sampling.uniform import _count
 
 __all__ = ["Distance", "Weighting", "Start", "select_pose_fps"]
@@ -249,7 +249,6 @@ def fps_fill(w2c_opencv: Tensor | np.ndarray, initial: Sequence[int],
     return order, min_distance_stats(mind, order)
 
 
-@samplers.register("pose_fps")
 def select_pose_fps(
     w2c_opencv: Tensor | np.ndarray,
     k: int,
@@ -367,3 +366,14 @@ def _reference_fps(w2c_opencv: np.ndarray, k: int, *, distance: str = "center", 
         for j in remaining:
             mind[j] = min(mind[j], dmat[best_j, j])
     return selected
+
+
+def _select(pool, k: int, *, seed: int, **params) -> Selection:
+    return select_pose_fps(pool.w2c_opencv, k, seed=seed, **params)
+
+
+SAMPLER = SamplerSpec(
+    "pose_fps", _select, {"distance": "center", "weighting": "max_norm", "start": "medoid", "reorth": True},
+    needs=("cameras",),
+    description="farthest-point sampling over cameras: centre distance + geodesic angle (view diversity)",
+)

@@ -12,7 +12,6 @@ Output layout (the evaluator's contract): ``OUT/<slug>/<dataset>/<scene>/`` hold
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 import os
 import shutil
@@ -32,7 +31,7 @@ from PIL import Image
 
 from posevlm.errors import ConfigError, InputFileError, PosevlmError
 from posevlm.provenance import provenance
-from posevlm.sampling.config import UNIFORM_FLAVOURS, SamplingConfig
+from posevlm.sampling.config import SamplingConfig
 from posevlm.sampling.manifest import (
     MANIFEST_FORMAT,
     MANIFEST_NAME,
@@ -46,10 +45,6 @@ from posevlm.sampling.pool import PoolConfig, candidate_pool
 from posevlm.sampling.stats import min_distance_stats
 
 __all__ = ["SceneRef", "scene_name_of", "discover_scenes", "resolve_shard", "scene_seed", "run_sampling", "RunSummary"]
-
-#: voxel-coverage params used to build voxel sets (the rest go to the selector)
-VOXEL_BUILD_PARAMS = ("conf_percentile", "conf_floor", "voxels_on_short_axis", "depth_stride")
-
 
 @dataclass(frozen=True)
 class SceneRef:
@@ -186,12 +181,17 @@ class RunSummary:
 
 # -- one scene ------------------------------------------------------------------------------------
 class _PoolGeometry:
-    """Cameras and (lazily) voxel sets of one pool."""
+    """One pool as selectors see it (``posevlm.sampling.selection.PoolView``): frame ids, cameras and (lazily,
+    cached per parameter set) voxel sets."""
 
     def __init__(self, scene, pool_ids: np.ndarray, cameras, points=None, source: str = "gt"):
         self.scene, self.frame_ids, self.cameras, self.points, self.source = scene, pool_ids, cameras, points, source
         self._voxels: dict[tuple, Any] = {}
         self._normalizers: tuple[float, float] | None = None
+
+    @property
+    def w2c_opencv(self):
+        return None if self.cameras is None else self.cameras.w2c_opencv
 
     def normalizers(self) -> tuple[float, float]:
         """(max centre distance, max angle) over all pool pairs, computed once per pool."""
@@ -201,18 +201,23 @@ class _PoolGeometry:
             self._normalizers = pool_normalizers(self.cameras.w2c_opencv)
         return self._normalizers
 
+    def has(self, need: str) -> bool:
+        """Whether this pool can provide ``need`` (``posevlm.sampling.selection.SAMPLER_NEEDS``)."""
+        if need == "cameras":
+            return self.cameras is not None
+        return self.points is not None or (self.scene.depth is not None and self.cameras is not None)
+
     def voxels(self, params: Mapping[str, Any]):
+        """Voxel sets built with ``params`` (``conf_percentile``, ``conf_floor``, ``voxels_on_short_axis``;
+        ``depth_stride`` for depth)."""
         from posevlm.sampling.voxel_coverage import voxel_sets_from_depth, voxel_sets_from_points
 
-        key = tuple(sorted((k, params[k]) for k in VOXEL_BUILD_PARAMS if k in params))
+        key = tuple(sorted(params.items()))
         if key not in self._voxels:
             kw = {k: v for k, v in key if k != "depth_stride"}
             if self.points is not None:
                 self._voxels[key] = voxel_sets_from_points(self.points[0], self.points[1], **kw)
             else:
-                if self.scene.depth is None or self.cameras is None:
-                    raise ConfigError(f"scene {self.scene.name!r} has no depth + cameras for voxel_coverage; use "
-                                      "--geometry predictions / vggt", field="geometry")
                 depth = self.scene.depth.read_many(self.frame_ids)
                 self._voxels[key] = voxel_sets_from_depth(depth, self.cameras.K_pixels.numpy(),
                                                           self.cameras.w2c_opencv.numpy(),
@@ -224,7 +229,7 @@ class _PoolGeometry:
 def _pool_geometry(scene, config: SamplingConfig, pool: PoolConfig, predictions: Path | None) -> _PoolGeometry:
     from posevlm.scenes import load_predictions
 
-    if config.geometry == "gt" or config.strategy == "uniform":
+    if config.geometry == "gt" or not config.sampler.needs:
         ids = candidate_pool(scene.frame_ids, pool)
         cams = scene.cameras_for(ids) if scene.cameras is not None else None
         return _PoolGeometry(scene, ids, cams, None, "gt" if cams is not None else "none")
@@ -263,23 +268,19 @@ def _model_predictions(scene, config: SamplingConfig, pool: PoolConfig, cache: P
     return save_predictions(cache, frame_ids=ids, **out)
 
 
+_NEED_FIX = {"cameras": "give a pose file (--geometry gt), predictions (--geometry predictions) or run a geometry model "
+                        "(--geometry vggt | da3)",
+             "voxels": "it needs point maps (--geometry predictions / vggt / da3) or depth + cameras in the scan"}
+
+
 def _select(config: SamplingConfig, geo: _PoolGeometry, k: int, seed: int):
-    """Call the selector of ``config.strategy`` on this pool (each module imports on first use)."""
-    module = importlib.import_module(f"posevlm.sampling.{config.strategy}")
-    p = dict(config.params)
-    if config.strategy == "uniform":
-        _, rounding = UNIFORM_FLAVOURS[p.get("flavour", "round_full")]
-        return module.select_uniform(geo.frame_ids.size, k, rounding=rounding)
-    if geo.cameras is None:
-        raise ConfigError(f"strategy {config.strategy!r} needs cameras; scene {geo.scene.name!r} has none "
-                          "(give a pose file or predictions)", field="strategy")
-    w2c = geo.cameras.w2c_opencv
-    if config.strategy == "voxel_coverage":
-        sel_kw = {kk: v for kk, v in p.items() if kk not in VOXEL_BUILD_PARAMS}
-        return module.select_voxel_coverage(geo.voxels(p), k, w2c_opencv=w2c, **sel_kw)
-    if config.strategy == "pose_fps":
-        return module.select_pose_fps(w2c, k, seed=seed, **p)
-    return module.select_farness2d(w2c, k, **p)
+    """Check the pool has what the registered sampler needs, then call it."""
+    spec = config.sampler
+    for need in spec.needs:
+        if not geo.has(need):
+            raise ConfigError(f"strategy {config.strategy!r} needs {need}; scene {geo.scene.name!r} has none "
+                              f"({geo.source} geometry): {_NEED_FIX[need]}", field="strategy")
+    return spec.select(geo, k, seed=seed, **config.params)
 
 
 def _manifest(ref: SceneRef, scene, config: SamplingConfig, pool: PoolConfig, geo: _PoolGeometry, sel,
@@ -401,7 +402,7 @@ def sample_scene(ref: SceneRef, configs: Sequence[SamplingConfig], out_root: str
             seed = seed_cache.setdefault(cfg.seed, scene_seed(cfg.seed, ref.dataset, ref.name))
             pool = cfg.effective_pool
             t0 = time.perf_counter()
-            key = (pool, "gt" if cfg.strategy == "uniform" else cfg.geometry)
+            key = (pool, cfg.geometry if cfg.sampler.needs else "gt")
             if key not in geos:
                 src = pred_path
                 if cfg.geometry in ("vggt", "da3"):

@@ -1,20 +1,25 @@
-"""The result type shared by every selector, and the selector registry.
+"""The result type shared by every selector, the selector interface, and the selector registry.
 
 Index spaces: selectors work on **pool indices** 0..P-1 (positions in a candidate pool); the pool maps
 them to **frame ids** of the source. Selectors never see frame ids, files or devices.
+
+Adding a selector: write a pure function over arrays, wrap it in a :class:`SamplerSpec` (what it needs from
+the pool, every parameter with its default) and register the spec in ``samplers`` (built-ins below; other
+packages through the entry-point group ``posevlm.samplers``, see ``posevlm.registry``). The runner, the
+config validation, ``posevlm sample --strategy`` and ``posevlm list samplers`` all read the registry.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Mapping, Protocol
 
 import numpy as np
 
-from posevlm.errors import ShapeError
+from posevlm.errors import ConfigError, ShapeError
 from posevlm.registry import Registry
 
-__all__ = ["Selection", "samplers"]
+__all__ = ["Selection", "PoolView", "SamplerSpec", "SAMPLER_NEEDS", "samplers"]
 
 
 @dataclass(frozen=True)
@@ -59,5 +64,69 @@ class Selection:
         return int(self.pool_indices.size)
 
 
-#: Selectors by name. Each entry is a callable ``(inputs..., k, *, **params) -> Selection``.
-samplers: Registry[Callable[..., Selection]] = Registry("sampler")
+class PoolView(Protocol):
+    """What a selector may read about one candidate pool (the runner provides it).
+
+    Attributes:
+        frame_ids: (P,) int64 frame ids of the pool, ascending.
+        w2c_opencv: (P, 4, 4) world-to-camera poses, OpenCV axes, or None when the source has no cameras
+            (only for selectors that do not declare the need ``cameras``).
+    """
+
+    frame_ids: np.ndarray
+
+    @property
+    def w2c_opencv(self) -> Any: ...
+
+    def voxels(self, params: Mapping[str, Any]) -> Any:
+        """Voxel sets of the pool (``posevlm.sampling.voxel_coverage.VoxelSets``) built with ``params`` (from
+        point maps + confidence, or depth + cameras), cached per parameter set."""
+
+
+#: what a selector can ask of the pool: camera poses, voxelised points (point maps or depth + cameras)
+SAMPLER_NEEDS = ("cameras", "voxels")
+
+
+@dataclass(frozen=True)
+class SamplerSpec:
+    """A registered frame selector.
+
+    Attributes:
+        name: registry name (``--strategy``).
+        select: ``(pool: PoolView, k: int, *, seed: int, **params) -> Selection`` with exactly k indices
+            (or fewer, which the runner reports); ``seed`` is the per-scene seed.
+        defaults: every parameter with its default; configs store all of them, so slugs and manifests stay
+            exact even if a default changes later.
+        needs: subset of ``SAMPLER_NEEDS``; the runner checks the pool has them before calling ``select``.
+        description: one line for ``posevlm list samplers``.
+        check: optional ``params -> [problems]`` for values (unknown keys are checked from ``defaults``).
+        uses_all_frames: optional ``params -> bool``: these params make the pool every frame of the scan
+            (``uniform`` ``round_full`` / ``floor_full``), whatever pool was asked for.
+    """
+
+    name: str
+    select: Callable[..., Selection]
+    defaults: Mapping[str, Any]
+    needs: tuple[str, ...] = ()
+    description: str = ""
+    check: Callable[[Mapping[str, Any]], list[str]] | None = None
+    uses_all_frames: Callable[[Mapping[str, Any]], bool] | None = None
+
+    def __post_init__(self) -> None:
+        unknown = set(self.needs) - set(SAMPLER_NEEDS)
+        if unknown:
+            raise ConfigError(f"sampler {self.name!r}: unknown needs {sorted(unknown)}; choose from {SAMPLER_NEEDS}",
+                              field="needs", value=sorted(unknown))
+
+    def problems(self, params: Mapping[str, Any]) -> list[str]:
+        """Every problem with ``params`` (unknown keys, then the spec's own value checks)."""
+        unknown = sorted(set(params) - set(self.defaults))
+        out = [f"{self.name} does not take {', '.join(unknown)}; it takes {', '.join(self.defaults) or 'nothing'}"] \
+            if unknown else []
+        return out + (list(self.check({**self.defaults, **params})) if self.check else [])
+
+
+#: Selectors by name (``SamplerSpec``); built-ins load with their module on first use.
+samplers: Registry[SamplerSpec] = Registry("sampler", "samplers")
+for _name in ("uniform", "voxel_coverage", "pose_fps", "farness2d"):
+    samplers.register_lazy(_name, f"posevlm.sampling.{_name}:SAMPLER")

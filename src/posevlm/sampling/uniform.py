@@ -29,7 +29,7 @@ from typing import Literal
 import numpy as np
 
 from posevlm.errors import ConfigError
-from posevlm.sampling.selection import Selection, samplers
+from posevlm.sampling.selection import SamplerSpec, Selection
 
 __all__ = ["Rounding", "select_uniform"]
 
@@ -50,7 +50,6 @@ def _count(value: object, name: str, minimum: int) -> int:
     return int(out)
 
 
-@samplers.register("uniform")
 def select_uniform(num_candidates: int, k: int, *, rounding: Rounding = "round") -> Selection:
     """``k`` evenly spaced pool indices: ``linspace(0, n - 1, k)`` rounded or floored.
 
@@ -78,3 +77,27 @@ def select_uniform(num_candidates: int, k: int, *, rounding: Rounding = "round")
         pos = np.linspace(0, n - 1, k)
         idx = (np.round(pos) if rounding == "round" else np.floor(pos)).astype(np.int64)
     return Selection(idx, idx.copy(), {"rounding": rounding})
+
+
+#: uniform flavour -> (the pool is every frame of the scan, rounding)
+UNIFORM_FLAVOURS: dict[str, tuple[bool, Rounding]] = {
+    "round_full": (True, "round"), "floor_full": (True, "floor"), "floor_pool": (False, "floor"),
+}
+
+
+def _select(pool, k: int, *, seed: int, flavour: str) -> Selection:
+    return select_uniform(pool.frame_ids.size, k, rounding=UNIFORM_FLAVOURS[flavour][1])
+
+
+def _check(params) -> list[str]:
+    flavour = params["flavour"]
+    return [] if flavour in UNIFORM_FLAVOURS else \
+        [f"uniform flavour must be one of {', '.join(UNIFORM_FLAVOURS)}; got {flavour!r}"]
+
+
+SAMPLER = SamplerSpec(
+    "uniform", _select, {"flavour": "round_full"}, needs=(),
+    description="evenly spaced frames: round_full (qwen-vl-utils on the mp4), floor_full, floor_pool (the "
+                "reference's folders)",
+    check=_check, uses_all_frames=lambda params: UNIFORM_FLAVOURS.get(params["flavour"], (False,))[0],
+)

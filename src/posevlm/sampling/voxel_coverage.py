@@ -36,7 +36,7 @@ import torch
 from posevlm.errors import ConfigError, ConventionError, ShapeError
 from posevlm.geometry import intrinsics_resize, w2c_to_c2w
 from posevlm.sampling.pose_fps import fps_fill, poses_arg
-from posevlm.sampling.selection import Selection, samplers
+from posevlm.sampling.selection import SamplerSpec, Selection
 from posevlm.sampling.uniform import _count, select_uniform
 
 __all__ = [
@@ -363,7 +363,6 @@ def _greedy_coverage(voxels: VoxelSets, k: int) -> tuple[list[int], list[int], i
     return order, gains, int(covered.sum())
 
 
-@samplers.register("voxel_coverage")
 def select_voxel_coverage(voxels: VoxelSets, k: int, *, fill: Fill = "pose_fps", w2c_opencv=None) -> Selection:
     """Greedy maximum voxel coverage, then a fill policy so exactly k indices come back.
 
@@ -459,3 +458,22 @@ def _reference_greedy(voxel_sets: Sequence[set], k: int) -> list[int]:
         covered.update(voxel_sets[best])
         remaining.remove(best)
     return selected
+
+
+#: parameters that shape the voxel sets (the rest, ``fill``, go to the greedy selection)
+VOXEL_BUILD_PARAMS = ("conf_percentile", "conf_floor", "voxels_on_short_axis", "depth_stride")
+
+
+def _select(pool, k: int, *, seed: int, fill: Fill, **build) -> Selection:
+    return select_voxel_coverage(pool.voxels(build), k, fill=fill, w2c_opencv=pool.w2c_opencv)
+
+
+SAMPLER = SamplerSpec(
+    "voxel_coverage", _select,
+    {"conf_percentile": 50.0, "conf_floor": 0.1, "voxels_on_short_axis": 20, "depth_stride": 4, "fill": "pose_fps"},
+    needs=("cameras", "voxels"),
+    description="space-aware: greedy maximum coverage of voxelised points (point maps or depth), then a fill "
+                "policy so exactly N come back",
+    check=lambda params: [] if params["fill"] in ("pose_fps", "uniform", "none") else
+    [f"voxel_coverage fill must be pose_fps, uniform or none; got {params['fill']!r}"],
+)

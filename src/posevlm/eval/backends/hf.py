@@ -29,7 +29,7 @@ from typing import Any, Literal, Mapping, Sequence
 import torch
 
 from posevlm.errors import ConfigError
-from posevlm.hub import hub_offline, hub_status
+from posevlm.eval.backends.base import BackendSpec
 from posevlm.eval.backends._qwen_video import (
     QWEN_VL_UTILS_BUDGET, resize_frames, video_metadata, video_resize_hw,
 )  # fmt: skip
@@ -38,6 +38,7 @@ from posevlm.eval.errors import (
 )  # fmt: skip
 from posevlm.eval.frames import FrameSpec
 from posevlm.eval.prompts import GenerationSettings
+from posevlm.hub import hub_offline, hub_status
 
 __all__ = ["HFBackendConfig", "HFBackend", "GenerationResult", "video_resize_hw", "resize_frames",
            "QWEN_VL_UTILS_BUDGET"]
@@ -509,3 +510,80 @@ def _n_generated(tokens: list[int], eos: set[int], pad_id: int | None) -> int:
     while tokens and pad_id is not None and tokens[-1] == pad_id:
         tokens = tokens[:-1]
     return len(tokens)
+
+
+# -------------------------------------------------------------------------------------- the eval backend
+class HFEvalBackend:
+    """The ``hf`` backend of ``posevlm eval``: an :class:`HFBackend` answering ``(record, prompt, FrameSpec)``
+    batches; a sample that fails alone comes back as its ``SampleError``."""
+
+    def __init__(self, model: Mapping[str, Any]):
+        opts = {k: v for k, v in model.items() if k not in ("backend", "name")}
+        self.backend = HFBackend(HFBackendConfig(**opts))
+        self.info = self.backend.info
+
+    def generate(self, batch: Sequence[tuple[dict, str, Any]], generation=None) -> list[Any]:
+        results = self.backend.generate_each([(prompt, spec) for _, prompt, spec in batch], generation=generation,
+                                             sample_ids=[r["id"] for r, _, _ in batch])
+        return [r if isinstance(r, SampleError) else
+                {"text": r.text, "video_grid_thw": r.video_grid_thw, "n_visual_tokens": r.n_visual_tokens}
+                for r in results]
+
+
+def _from_cli(values: Mapping[str, Any]) -> dict[str, Any]:
+    """``posevlm eval --backend hf`` flags -> the run's model config."""
+    model = values.get("model")
+    if not model:
+        raise ConfigError("--backend hf needs --model (hub id or local directory)", field="model")
+    out: dict[str, Any] = {"name": model, "model": model, "dtype": values.get("dtype") or "auto",
+                           "attn_implementation": values.get("attn") or "sdpa",
+                           "batch_size": int(values.get("batch_size") or 1)}
+    if values.get("positions") is not None:
+        from posevlm.positions import parse_spec_overrides
+
+        out["positions"] = {"mode": values["positions"], "legacy": bool(values.get("position_legacy")),
+                            **parse_spec_overrides(values.get("position_set") or [])}
+        out["name"] += f"+{values['positions']}"
+    elif values.get("position_set") or values.get("position_legacy"):
+        raise ConfigError("--position-set / --position-legacy need --positions", field="positions")
+    if values.get("camera_attention") is not None:
+        from posevlm.models.camera_attention import parse_camera_overrides
+
+        over = parse_camera_overrides(values.get("camera_set") or [])
+        out["camera_attention"] = {"mode": values["camera_attention"], **over} if over else values["camera_attention"]
+        out["name"] += f"+{values['camera_attention']}"
+    elif values.get("camera_set"):
+        raise ConfigError("--camera-set needs --camera-attention", field="camera_attention")
+    if (values.get("pose_bias") or "none") != "none":
+        out["pose_bias"] = values["pose_bias"]
+        out["name"] += f"+bias-{values['pose_bias']}"
+    return {**out, **dict(values.get("set") or {})}
+
+
+def _check(model: Mapping[str, Any], frames: Mapping[str, Any]) -> list[str]:
+    """A pose position mode or camera attention needs per-frame cameras, which only a sampled frame folder's
+    manifest carries; the position mode must exist for the model family."""
+    cams = model.get("camera_attention") is not None or model.get("pose_bias", "none") != "none"
+    if model.get("positions") is None and not cams:
+        return []
+    from posevlm.positions import resolve_position_spec, spec_needs
+
+    family = model.get("family", "auto")
+    try:
+        spec = resolve_position_spec(model.get("positions") or "thw", "qwen2_5" if family == "auto" else family)
+    except ConfigError as exc:
+        return [f"model.positions: {exc}"]
+    if (spec_needs(spec)["w2c_opencv"] or cams) and frames.get("source") != "folder_manifest":
+        what = "model.camera_attention / pose_bias" if cams else f"model.positions {model['positions']!r}"
+        return [f"{what} needs one camera per frame; use frames.source folder_manifest (posevlm eval --frames "
+                f"folder_manifest --frames-root <sampled slug folder>), not {frames.get('source')!r}"]
+    return []
+
+
+BACKEND = BackendSpec(
+    "hf", HFEvalBackend,
+    "Qwen2.5-VL / Qwen3-VL through transformers (hub id or local dir), with pose-aware positions and camera attention",
+    from_cli=_from_cli, check=_check,
+    cli_options=("model", "dtype", "attn", "positions", "position_set", "position_legacy", "camera_attention",
+                 "camera_set", "pose_bias"),
+)

@@ -35,6 +35,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from posevlm.errors import ConfigError
+from posevlm.eval.backends.base import BackendSpec
 from posevlm.eval.benchmarks.synthetic_vsi import direction_label, format_number, relative_direction_deg
 from posevlm.eval.perception import Observation, observe, perception_config_problems
 from posevlm.scenes import Scene
@@ -320,3 +321,19 @@ def answer_oracle(record: dict, scene: Scene, frame_ids: Sequence[int],
     Pass ``observation=observe(scene, frame_ids, config)`` to reuse one observation across records.
     """
     return answer_oracle_many([record], scene, frame_ids, config, observation=observation)[0]
+
+
+def _make_oracle(model):
+    from posevlm.eval.runner import _OracleAdapter
+
+    return _OracleAdapter(model)
+
+
+def _from_cli(values):
+    return {"name": "oracle", "scenes_root": str(values.get("scenes") or values["frames_root"]),
+            **dict(values.get("set") or {})}
+
+
+BACKEND = BackendSpec("oracle", _make_oracle, "perfect perception of the selected frames (synthetic scans: depth + "
+                      "instance masks): how much spatial information a selection keeps", from_cli=_from_cli,
+                      cli_options=("scenes",))

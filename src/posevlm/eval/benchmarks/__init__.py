@@ -1,4 +1,10 @@
-"""Benchmarks: question sets with the VSI-Bench record schema.
+"""Benchmarks: question sets with the VSI-Bench record schema, behind the ``benchmarks`` registry.
+
+A :class:`BenchmarkSpec` loads the records of one benchmark config (``EvalConfig.benchmark``); ``posevlm eval
+--benchmark NAME``, config validation and ``posevlm list benchmarks`` go through the registry, and other
+packages add benchmarks through the entry-point group ``posevlm.benchmarks``.
+
+``vsibench``: VSI-Bench from a local copy or the hub (``vsibench.py``).
 
 ``synthetic_vsi``: VSI-Bench-style questions with exact ground truth from synthetic scenes
 (``posevlm synth``), nine of the ten VSI-Bench question types. ``route_planning`` is left out on
@@ -8,6 +14,8 @@ geometric version would be a chained relative-direction question with the same n
 different skill, and scores would not be comparable with the real task.
 """
 
+from posevlm.eval.benchmarks.base import BenchmarkSpec
+from posevlm.registry import Registry
 from posevlm.eval.benchmarks.synthetic_vsi import (
     BENCHMARK_NAME,
     BENCHMARK_VERSION,
@@ -28,8 +36,13 @@ from posevlm.eval.benchmarks.synthetic_vsi import (
 )
 
 __all__ = [
-    "BENCHMARK_NAME", "BENCHMARK_VERSION", "DIRECTION_CHOICES", "QUESTION_TYPES", "VISIBLE_MIN_PIXELS",
+    "BenchmarkSpec", "benchmarks", "BENCHMARK_NAME", "BENCHMARK_VERSION", "DIRECTION_CHOICES", "QUESTION_TYPES", "VISIBLE_MIN_PIXELS",
     "box_distance", "direction_label", "format_number", "generate_benchmark", "generate_questions", "question_id",
     "questions_from_ground_truth", "read_benchmark_jsonl", "relative_direction_deg", "validate_record",
     "write_benchmark_jsonl",
 ]  # fmt: skip
+
+#: Benchmarks by name (``BenchmarkSpec``); built-ins load their module on first use.
+benchmarks: Registry[BenchmarkSpec] = Registry("benchmark", "benchmarks")
+benchmarks.register_lazy("vsibench", "posevlm.eval.benchmarks.vsibench:BENCHMARK")
+benchmarks.register_lazy("synthetic_vsi", "posevlm.eval.benchmarks.synthetic_vsi:BENCHMARK")

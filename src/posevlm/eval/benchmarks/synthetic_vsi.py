@@ -42,6 +42,7 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 
 from posevlm.errors import ConfigError, InputFileError, PosevlmError
+from posevlm.eval.benchmarks.base import BenchmarkSpec
 from posevlm.eval.perception import scene_pixel_counts
 from posevlm.scenes import Scene, load_scene
 
@@ -426,3 +427,9 @@ def read_benchmark_jsonl(path: str | Path) -> list[dict]:
         seen.add(rec["id"])
         records.append(rec)
     return records
+
+
+BENCHMARK = BenchmarkSpec("synthetic_vsi", lambda benchmark: read_benchmark_jsonl(benchmark["source"]),
+                          "VSI-style questions with exact ground truth from synthetic scans (a .jsonl written by "
+                          "write_benchmark_jsonl / posevlm demo)")
+

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from posevlm.errors import ConfigError, InputFileError
+from posevlm.eval.benchmarks.base import BenchmarkSpec
 
 __all__ = ["VSIBENCH_HUB_ID", "VSIBENCH_CONFIGS", "load_vsibench", "normalize_record", "filter_records"]
 
@@ -115,3 +116,12 @@ def filter_records(records: Sequence[dict[str, Any]], *, datasets: Sequence[str]
            and (not scenes or r["scene_name"] in scenes)]
     out.sort(key=lambda r: r["id"])
     return out[:limit] if limit else out
+
+
+def _load(benchmark: Mapping[str, Any]) -> list[dict[str, Any]]:
+    return load_vsibench(benchmark.get("source") or VSIBENCH_HUB_ID, config=benchmark.get("config", "full"))
+
+
+BENCHMARK = BenchmarkSpec("vsibench", _load, "VSI-Bench (5,130 questions, 8 tasks) from a local copy or the hub; "
+                          "configs full | debiased | pruned", default_source=VSIBENCH_HUB_ID)
+
