@@ -31,7 +31,7 @@ from torch import Tensor
 
 from posevlm.errors import ConfigError, ShapeError
 from posevlm.geometry import normalize_translation_scale, pairwise_pose_distances, reference_index
-from posevlm.geometry.trajectory import Reference
+from posevlm.geometry.trajectory import Reference, combined_pose_distance
 
 __all__ = [
     "pose_distance_table", "pose_distance_bias", "alibi_slopes", "pose_distance_score_mod",
@@ -56,6 +56,8 @@ def pose_distance_table(
         lam: weight of the (normalised) centre distance against the angle in radians.
         translation_norm, reference: as in :func:`attention_cameras` (scale = max/median/mean distance of
             camera centres to the reference camera; ``none`` = world units).
+
+    Differentiable w.r.t. ``w2c_opencv`` with finite gradients (0 at the D = 0 kinks: the diagonal, equal poses).
     """
     if translation_norm not in ("max", "median", "mean", "none"):
         raise ConfigError(f"translation_norm must be max, median, mean or none; got {translation_norm!r}",
@@ -66,7 +68,7 @@ def pose_distance_table(
     _, scale = normalize_translation_scale(w2c, translation_norm, reference=ref)  # (B,), 1 if static / none
     dist, theta = pairwise_pose_distances(w2c)  # already invariant to the world frame: no re-referencing
     dist = dist / scale[..., None, None]
-    table = torch.sqrt(theta * theta + (lam * dist) ** 2)
+    table = combined_pose_distance(theta, dist, lam)  # finite gradients on the diagonal (D = 0)
     table = 0.5 * (table + table.transpose(-1, -2))
     eye = torch.eye(table.shape[-1], dtype=torch.bool, device=table.device)
     return table.masked_fill(eye, 0.0)
