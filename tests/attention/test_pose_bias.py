@@ -5,7 +5,7 @@ import warnings
 import pytest
 import torch
 import torch.nn.functional as F
-from camera_attention_cases import batch_w2c, camera_index, qkv, random_se3
+from camera_attention_cases import batch_w2c, camera_index, pad_affine, qkv, random_se3
 
 from posevlm.attention import (
     CameraDims,
@@ -225,3 +225,12 @@ def test_factored_bias_float32_and_rectangular_queries():
                       enable_gqa=True)
     assert out.dtype == torch.float32
     torch.testing.assert_close(out.double(), ref, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("norm,reference", [("max", "first"), ("median", "medoid"), ("none", 1)])
+def test_table_gradcheck_float64(norm, reference):
+    """float64 gradcheck of the table w.r.t. every w2c entry: the zero diagonal (D = 0, where sqrt'(0) = inf gave
+    NaN) and the blocked angle products (in-place ops raised under autograd) included."""
+    top = batch_w2c(34, 1, 4)[..., :3, :].clone().requires_grad_(True)
+    fn = lambda t: pose_distance_table(pad_affine(t), lam=0.6, translation_norm=norm, reference=reference)  # noqa: E731
+    assert torch.autograd.gradcheck(fn, (top,), eps=1e-6, atol=1e-6)

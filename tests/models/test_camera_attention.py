@@ -217,26 +217,28 @@ def set_slopes(model, lo=0.3, hi=2.0):
 @pytest.mark.parametrize("kv", [2, 4])
 def test_factored_bias_equals_the_dense_reference(stock, family, attn, kv):
     """The factored bias (extra q/k head dims, no L x L tensor) gives the dense (B, H, L, L) float-mask reference's
-    logits and gradients (learned slopes, q_proj): left padding, GQA, two videos in one row, camera transform on."""
+    logits and gradients (learned slopes, q_proj, the cameras' w2c entries): left padding, GQA, two videos in one
+    row, camera transform on (in place on q/k/v, with cameras that need gradients)."""
     base = copy.deepcopy(stock[family, kv])
     base.set_attn_implementation(attn)
     kwargs, cams, ks, hw = two_videos_in_a_row(base, family)
-    extra = extra_inputs(cams, ks, hw)
     valid = kwargs["attention_mask"].bool()
     results = {}
     for impl in ("dense", "factored"):
         model = enabled(base, family, CameraAttentionSpec(mode="prope", bias="learned", bias_impl=impl)).train()
         set_slopes(model)
-        out = model(**kwargs, **extra).logits
+        w2c = [c.to(torch.float32).requires_grad_(True) for c in cams]
+        out = model(**kwargs, w2c_opencv=w2c, K_pixels=ks, image_hw=hw).logits
         out[valid].logsumexp(-1).mean().backward()
         layers = model.model.language_model.layers
         results[impl] = (out[valid].detach(), [getattr(lay.self_attn, SLOPES_NAME).grad for lay in layers],
-                         [lay.self_attn.q_proj.weight.grad for lay in layers])
-    (out_d, slopes_d, q_d), (out_f, slopes_f, q_f) = results["dense"], results["factored"]
+                         [lay.self_attn.q_proj.weight.grad for lay in layers] + [c.grad for c in w2c])
+    (out_d, slopes_d, rest_d), (out_f, slopes_f, rest_f) = results["dense"], results["factored"]
     torch.testing.assert_close(out_f, out_d, atol=1e-5, rtol=1e-5)
-    for a, b in zip(slopes_f + q_f, slopes_d + q_d):
+    for a, b in zip(slopes_f + rest_f, slopes_d + rest_d):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
-    assert all(g.abs().min() > 0 for g in slopes_d)
+    assert all(g.abs().min() > 0 for g in slopes_d) and all(g.abs().max() > 0 for g in rest_d[-3:])
+    extra = extra_inputs(cams, ks, hw)
     plain = enabled(base, family, CameraAttentionSpec(mode="prope")).eval()
     with torch.no_grad():
         assert (plain(**kwargs, **extra).logits[valid] - out_f).abs().max() > 1e-3
