@@ -114,8 +114,8 @@ def main() -> None:
                   f"({r['train_dense_ratio']:.2f}x), factored {r['train_factored_ms']:.0f} ms "
                   f"({r['train_factored_ratio']:.2f}x); max |Δ slope grad| {r['slope_grad_diff']:.1e}")
     mask = HEADS * length**2 * 4 / 2**20
-    copies = ", ".join(f"{r['cameras']} cameras {(2 * HEADS + 2 * KV_HEADS) * length * (HEAD_DIM + r['extra_dims']) * 4 / 2**20:.0f}"
-                       for r in rows)
+    widened = lambda r: (2 * HEADS + 2 * KV_HEADS) * length * (HEAD_DIM + r["extra_dims"]) * 4 / 2**20  # noqa: E731
+    copies = ", ".join(f"{r['cameras']} cameras {widened(r):.0f}" for r in rows)
     print(f"stock peak during one forward: {rows[0]['plain_peak_mib']:.1f} MiB (RoPE temporaries). Per-layer bias "
           f"tensors: dense float32 (1, {HEADS}, L, L) mask {mask:.0f} MiB; factored: widened q, k, v and output "
           f"copies (MiB): {copies}, transient and below the stock peak, hence +0. max|Δ| = dense vs factored output")
