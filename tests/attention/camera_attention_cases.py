@@ -37,3 +37,10 @@ def qkv(seed: int, b: int, h: int, length: int, d: int, dtype=torch.float64, h_k
     k = torch.randn(b, h_kv, length, d, generator=g, dtype=torch.float64).to(dtype)
     v = torch.randn(b, h_kv, length, d, generator=g, dtype=torch.float64).to(dtype)
     return q, k, v
+
+
+def pad_affine(top: torch.Tensor) -> torch.Tensor:
+    """(..., 3, 4) -> (..., 4, 4) with the exact bottom row [0, 0, 0, 1] (gradchecks perturb only the top rows)."""
+    bottom = torch.zeros(*top.shape[:-2], 1, 4, dtype=top.dtype)
+    bottom[..., 0, 3] = 1
+    return torch.cat([top, bottom], dim=-2)

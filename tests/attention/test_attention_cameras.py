@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from camera_attention_cases import HW, batch_K, batch_w2c
+from camera_attention_cases import HW, batch_K, batch_w2c, pad_affine
 
 from posevlm.attention import affine_inverse, attention_cameras
 from posevlm.attention.cameras import lift_intrinsics
@@ -87,3 +87,19 @@ def test_errors_name_the_argument():
         attention_cameras(w2c, mode="gta", translation_norm="diameter")
     with pytest.raises(ShapeError):
         attention_cameras(w2c[..., :3, :3], mode="gta")
+
+
+@pytest.mark.parametrize("mode,norm,reference", [("prope", "max", "first"), ("gta", "median", "medoid"),
+                                                 ("cape", "mean", 2), ("gta", "none", "first")])
+def test_gradcheck_float64(mode, norm, reference):
+    """float64 gradcheck w.r.t. every w2c entry (and K for prope): re-referencing, translation normalisation,
+    intrinsics and the exact identity written at the reference camera."""
+    top = batch_w2c(31, 1, 4)[..., :3, :].clone().requires_grad_(True)
+    K = batch_K(31, 1, 4).requires_grad_(mode == "prope")
+
+    def fn(t, k):
+        use_k = mode == "prope"
+        return attention_cameras(pad_affine(t), k if use_k else None, HW if use_k else None, mode=mode,
+                                 translation_norm=norm, reference=reference)
+
+    assert torch.autograd.gradcheck(fn, (top, K), eps=1e-6, atol=1e-6)

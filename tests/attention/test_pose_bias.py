@@ -5,14 +5,18 @@ import warnings
 import pytest
 import torch
 import torch.nn.functional as F
-from camera_attention_cases import batch_w2c, camera_index, qkv, random_se3
+from camera_attention_cases import batch_w2c, camera_index, pad_affine, qkv, random_se3
 
 from posevlm.attention import (
     CameraDims,
     alibi_slopes,
     attention_cameras,
+    bias_dims_width,
+    biased_sdpa,
     build_camera_transform,
     camera_sdpa,
+    pose_bias_key_dims,
+    pose_bias_query_dims,
     pose_distance_bias,
     pose_distance_score_mod,
     pose_distance_table,
@@ -135,3 +139,98 @@ def test_flex_score_mod_matches_dense_bias():
     except Exception as exc:  # pragma: no cover - depends on the torch build
         pytest.skip(f"flex_attention does not run on CPU in this torch: {type(exc).__name__}: {exc}")
     torch.testing.assert_close(out, dense, atol=1e-5, rtol=1e-5)
+
+
+# ---------------------------------------------------------------------------- factored bias = dense reference
+def block_diag_tables(seed, b, sizes):
+    """(b, C, C) per-row tables of several videos (0 across videos), C = sum(sizes): as the model builds them."""
+    return torch.stack([torch.block_diag(*[pose_distance_table(batch_w2c(seed + 13 * r + i, 1, n))[0]
+                                           for i, n in enumerate(sizes)]) for r in range(b)])
+
+
+def causal_mask(lq, lk, dtype=torch.float64):
+    keep = torch.ones(lq, lk, dtype=torch.bool).tril(lk - lq)
+    return torch.zeros(lq, lk, dtype=dtype).masked_fill(~keep, -torch.inf)
+
+
+def test_factored_dims_multiply_to_the_dense_bias():
+    """scale * q_dims @ k_dims^T is pose_distance_bias: slope_h * -D within a video, 0 across videos and text."""
+    table = block_diag_tables(30, B, (3, 2))
+    ci_q, ci_k = camera_index(30, B, 7, 5), camera_index(31, B, 11, 5)
+    slopes = alibi_slopes(H).double()
+    width = bias_dims_width(5)
+    assert width == 8 and bias_dims_width(8) == 8 and bias_dims_width(9) == 16
+    q_dims = pose_bias_query_dims(ci_q, slopes, width)
+    k_dims = pose_bias_key_dims(table, ci_k, width, scale=0.125)
+    assert q_dims.shape == (B, H, 7, 8) and k_dims.shape == (B, 1, 11, 8)
+    torch.testing.assert_close(0.125 * q_dims @ k_dims.transpose(-1, -2), pose_distance_bias(table, ci_q, ci_k, slopes),
+                               **F64)
+    assert (q_dims[..., 5:] == 0).all() and (k_dims[..., 5:] == 0).all()
+
+
+@pytest.mark.parametrize("h_kv", [4, 2, 1])
+@pytest.mark.parametrize("mask", ["causal", "padding_bool", "padding_float", "none"])
+def test_factored_bias_equals_the_dense_mask_forward_and_gradients(h_kv, mask):
+    """biased_sdpa (bias as extra q/k dims, the stock mask or is_causal) = SDPA with the dense float bias added to
+    the mask: outputs and gradients w.r.t. q, k, v, the slopes and the table, float64 (GQA, several videos per
+    row, text tokens, left padding)."""
+    length, sizes = 13, (3, 2)
+    table = block_diag_tables(32, B, sizes).requires_grad_(True)
+    ci = camera_index(32, B, length, sum(sizes))
+    q, k, v = (t.requires_grad_(True) for t in qkv(32, B, H, length, D, h_kv=h_kv))
+    slopes = (alibi_slopes(H).double() * 3).requires_grad_(True)
+    pad = torch.ones(B, length, dtype=torch.bool)
+    pad[1, :4] = False  # row 1 left-padded by 4 tokens
+    keep = torch.ones(length, length, dtype=torch.bool).tril() & pad[:, None, None, :]
+    keep = keep | torch.eye(length, dtype=torch.bool)  # padded query rows keep themselves (no all -inf rows)
+    kw = {"causal": dict(is_causal=True), "none": {},
+          "padding_bool": dict(attn_mask=keep),
+          "padding_float": dict(attn_mask=torch.zeros(B, 1, length, length, dtype=torch.float64)
+                                .masked_fill(~keep, -torch.inf))}[mask]
+    grads = []
+    for impl in ("dense", "factored"):
+        if impl == "factored":
+            out = biased_sdpa(q, k, v, table, ci, ci, slopes, enable_gqa=True, **kw)
+        else:
+            dense = pose_distance_bias(table, ci, ci, slopes)
+            base = kw.get("attn_mask")
+            if kw.get("is_causal"):
+                base = causal_mask(length, length)
+            if base is not None and base.dtype == torch.bool:
+                base = torch.zeros(base.shape, dtype=torch.float64).masked_fill(~base, -torch.inf)
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=dense if base is None else dense + base,
+                                                 enable_gqa=True)
+        (out * torch.linspace(-1, 1, D, dtype=torch.float64)).sum().backward()
+        grads.append((out.detach(), *(t.grad.clone() for t in (q, k, v, slopes, table))))
+        for t in (q, k, v, slopes, table):
+            t.grad = None
+    for dense_value, factored_value in zip(*grads):
+        torch.testing.assert_close(factored_value, dense_value, **F64)
+    assert grads[0][4].abs().min() > 0 and grads[0][5].abs().max() > 0  # slopes and table gradients matter
+
+
+def test_factored_bias_float32_and_rectangular_queries():
+    """float32 within 1e-5 of the float64 dense reference; queries that are the last Lq of Lk tokens (a
+    continuation) use the bottom-right causal alignment of the dense mask."""
+    table = block_diag_tables(33, B, (4,))
+    ci_k = camera_index(33, B, 16, 4)
+    ci_q = ci_k[:, -6:]
+    q, k, v = qkv(33, B, H, 16, D, h_kv=2)
+    q = q[:, :, -6:]
+    slopes = alibi_slopes(H)
+    ref = F.scaled_dot_product_attention(q, k, v, enable_gqa=True, attn_mask=pose_distance_bias(
+        table, ci_q, ci_k, slopes.double()) + causal_mask(6, 16))
+    keep = torch.ones(6, 16, dtype=torch.bool).tril(10)
+    out = biased_sdpa(q.float(), k.float(), v.float(), table.float(), ci_q, ci_k, slopes, attn_mask=keep,
+                      enable_gqa=True)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out.double(), ref, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("norm,reference", [("max", "first"), ("median", "medoid"), ("none", 1)])
+def test_table_gradcheck_float64(norm, reference):
+    """float64 gradcheck of the table w.r.t. every w2c entry: the zero diagonal (D = 0, where sqrt'(0) = inf gave
+    NaN) and the blocked angle products (in-place ops raised under autograd) included."""
+    top = batch_w2c(34, 1, 4)[..., :3, :].clone().requires_grad_(True)
+    fn = lambda t: pose_distance_table(pad_affine(t), lam=0.6, translation_norm=norm, reference=reference)  # noqa: E731
+    assert torch.autograd.gradcheck(fn, (top,), eps=1e-6, atol=1e-6)

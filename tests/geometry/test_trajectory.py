@@ -6,6 +6,7 @@ from hypothesis import strategies as st
 from strategies import random_rotations, random_w2c, seeds
 
 from posevlm.errors import ShapeError
+from posevlm.geometry.trajectory import combined_pose_distance
 from posevlm.geometry import (
     camera_centers,
     geodesic_angle,
@@ -157,3 +158,61 @@ def test_medoid_of_evenly_spaced_cameras_is_the_middle_one():
     assert int(reference_index(w2c, "medoid")) == 4
     p = lie_scalar_pose_index(w2c, reference="medoid")
     assert float(p[4]) == 0.0 and torch.allclose(p, p.flip(0))
+
+
+# ------------------------------------------------------------------------------------------- gradients
+def top_rows(w2c):
+    """(S, 3, 4) leaf with gradients: the free entries of (S, 4, 4) w2c (the functions pad the bottom row)."""
+    return w2c[..., :3, :].clone().requires_grad_(True)
+
+
+def test_combined_pose_distance_values_are_torch_sqrt_bit_for_bit_with_zero_gradient_at_zero():
+    theta = torch.tensor([0.0, 0.3, 0.0, 1e-160, 2.0], dtype=torch.float64, requires_grad=True)
+    dist = torch.tensor([0.0, 0.0, 0.4, 0.0, 1.5], dtype=torch.float64, requires_grad=True)
+    out = combined_pose_distance(theta, dist, 0.7)
+    assert torch.equal(out, torch.sqrt(theta * theta + (0.7 * dist) ** 2))
+    out.sum().backward()
+    assert theta.grad.isfinite().all() and dist.grad.isfinite().all()
+    assert theta.grad[0] == 0 and dist.grad[0] == 0 and theta.grad[1] == 1 and dist.grad[2] == 0.7
+
+
+@pytest.mark.parametrize("reference", ["first", "medoid", 2])
+@pytest.mark.parametrize("reorth", [True, False])
+def test_pose_index_gradcheck_float64(reference, reorth):
+    """float64 gradcheck of the pose index w.r.t. every w2c entry, the reference frame (P = 0, where
+    sqrt'(0) = inf made every gradient NaN) and the SO(3) re-orthogonalisation included."""
+    top = top_rows(random_w2c(11, 6))
+    fn = lambda t: lie_scalar_pose_index(t, lam=0.7, reference=reference, reorth=reorth)  # noqa: E731
+    assert torch.autograd.gradcheck(fn, (top,), eps=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("case", ["static", "rotation_only", "translation_only", "identity_reference"])
+def test_pose_index_gradients_finite_on_degenerate_trajectories(case):
+    """Kinks everywhere: equal poses (every P = 0), equal centres (d = 0), equal rotations (theta = 0 at the
+    identity of R_ref^T R_i), an exact identity reference. Gradients stay finite; where the index is smooth
+    (translation only) they also match finite differences. (Equal centres are a discontinuity, not a kink: any
+    move of one centre becomes the trajectory's unit of length, d / max d = 1.)"""
+    w2c = random_w2c(12, 5)
+    if case == "static":
+        w2c = w2c[:1].expand(5, 4, 4).clone()
+    elif case == "rotation_only":
+        w2c = se3_from_Rt(w2c[:, :3, :3], torch.zeros(5, 3, dtype=torch.float64))  # every centre exactly 0
+    elif case == "translation_only":
+        w2c = se3_from_Rt(w2c[:1, :3, :3].expand(5, 3, 3), w2c[:, :3, 3])
+    else:
+        w2c = w2c @ torch.linalg.inv(w2c[0])
+        w2c[0] = EYE
+    top = top_rows(w2c)
+    (lie_scalar_pose_index(top) * torch.arange(1.0, 6.0, dtype=torch.float64)).sum().backward()
+    assert top.grad.isfinite().all()
+    if case == "translation_only":
+        assert torch.autograd.gradcheck(lambda t: lie_scalar_pose_index(t), (top.detach().requires_grad_(True),),
+                                        eps=1e-6, atol=1e-6)
+
+
+def test_pose_distance_matrix_gradcheck_and_pairwise_distances_differentiable():
+    top = top_rows(random_w2c(13, 5))
+    assert torch.autograd.gradcheck(lambda t: pose_distance_matrix(t, lam=0.5), (top,), eps=1e-6, atol=1e-6)
+    dist, angle = pairwise_pose_distances(top)
+    (dist.sum() + angle.sum()).backward()
+    assert top.grad.isfinite().all()

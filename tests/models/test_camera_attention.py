@@ -12,11 +12,18 @@ import torch
 transformers = pytest.importorskip("transformers")
 
 from models_tiny_batches import _rot, make_batch, tiny_models, trajectory  # noqa: E402
+from strategies import random_w2c  # noqa: E402
 
 from posevlm.errors import ConfigError, ShapeError  # noqa: E402
 from posevlm.models import enable_pose_positions, load_pose_model, pose_positions_config  # noqa: E402
-from posevlm.models.camera_attention import SLOPES_NAME, CameraAttentionSpec  # noqa: E402
-from posevlm.positions import position_spec  # noqa: E402
+from posevlm.attention import pose_distance_table  # noqa: E402
+from posevlm.models.camera_attention import (  # noqa: E402
+    SLOPES_NAME,
+    CameraAttentionSpec,
+    CameraContext,
+    patch_attention_layer,
+)
+from posevlm.positions import MultiAxisRotary, position_spec  # noqa: E402
 
 NEW_TOKENS = 3
 # 8 query heads; Qwen2.5 head_dim 8 with mRoPE [2, 1, 1] (T: 2 slots = 4 dims, one camera group); Qwen3
@@ -176,6 +183,126 @@ def test_zero_slopes_reproduce_the_model_without_bias(stock):
                                rtol=0)
     alibi = enabled(base, "qwen3", CameraAttentionSpec(mode="gta", bias="alibi"))
     assert (logits(alibi, kwargs, extra) - logits(plain, kwargs, extra)).abs().max() > 1e-4
+
+
+def two_videos_in_a_row(model, family, seed=0):
+    """Left-padded batch of 2 rows; row 0 holds two videos (cross-video pairs get no bias), row 1 one video."""
+    samples = [(4, (2, 4, 4), 2), (3, (3, 4, 6), 3), (5, (2, 4, 6), 1)]
+    kwargs, frames = make_batch(model, family, samples, seed)
+    ids, mm, mask = kwargs["input_ids"], kwargs["mm_token_type_ids"], kwargs["attention_mask"].bool()
+    rows = [(torch.cat([ids[0][mask[0]], ids[1][mask[1]]]), torch.cat([mm[0][mask[0]], mm[1][mask[1]]])),
+            (ids[2][mask[2]], mm[2][mask[2]])]
+    length = max(len(r) for r, _ in rows)
+    pad = model.config.text_config.pad_token_id
+    left = lambda t, fill: torch.cat([torch.full((length - len(t),), fill, dtype=t.dtype), t])  # noqa: E731
+    kwargs.update(input_ids=torch.stack([left(r, pad) for r, _ in rows]),
+                  mm_token_type_ids=torch.stack([left(t, 0) for _, t in rows]),
+                  attention_mask=torch.stack([left(torch.ones(len(r), dtype=torch.long), 0) for r, _ in rows]))
+    if family == "qwen2_5":
+        kwargs["second_per_grid_ts"] = torch.tensor([1.0, 2.0, 1.0])
+    cams = [trajectory(s, 5 + i).to(torch.float64) for i, s in enumerate(frames)]
+    ks = [torch.tensor([[60.0, 0, 33], [0, 55.0, 23], [0, 0, 1]]).repeat(s, 1, 1) + 0.5 * i
+          for i, s in enumerate(frames)]
+    return kwargs, cams, ks, [torch.tensor([48, 64]) for _ in frames]
+
+
+def set_slopes(model, lo=0.3, hi=2.0):
+    for i, layer in enumerate(model.model.language_model.layers):
+        with torch.no_grad():
+            getattr(layer.self_attn, SLOPES_NAME).copy_(torch.linspace(lo, hi, 8) + 0.1 * i)
+
+
+@pytest.mark.parametrize("family", ["qwen2_5", "qwen3"])
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+@pytest.mark.parametrize("kv", [2, 4])
+def test_factored_bias_equals_the_dense_reference(stock, family, attn, kv):
+    """The factored bias (extra q/k head dims, no L x L tensor) gives the dense (B, H, L, L) float-mask reference's
+    logits and gradients (learned slopes, q_proj, the cameras' w2c entries): left padding, GQA, two videos in one
+    row, camera transform on (in place on q/k/v, with cameras that need gradients)."""
+    base = copy.deepcopy(stock[family, kv])
+    base.set_attn_implementation(attn)
+    kwargs, cams, ks, hw = two_videos_in_a_row(base, family)
+    valid = kwargs["attention_mask"].bool()
+    results = {}
+    for impl in ("dense", "factored"):
+        model = enabled(base, family, CameraAttentionSpec(mode="prope", bias="learned", bias_impl=impl)).train()
+        set_slopes(model)
+        w2c = [c.to(torch.float32).requires_grad_(True) for c in cams]
+        out = model(**kwargs, w2c_opencv=w2c, K_pixels=ks, image_hw=hw).logits
+        out[valid].logsumexp(-1).mean().backward()
+        layers = model.model.language_model.layers
+        results[impl] = (out[valid].detach(), [getattr(lay.self_attn, SLOPES_NAME).grad for lay in layers],
+                         [lay.self_attn.q_proj.weight.grad for lay in layers] + [c.grad for c in w2c])
+    (out_d, slopes_d, rest_d), (out_f, slopes_f, rest_f) = results["dense"], results["factored"]
+    torch.testing.assert_close(out_f, out_d, atol=1e-5, rtol=1e-5)
+    for a, b in zip(slopes_f + rest_f, slopes_d + rest_d):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+    assert all(g.abs().min() > 0 for g in slopes_d) and all(g.abs().max() > 0 for g in rest_d[-3:])
+    extra = extra_inputs(cams, ks, hw)
+    plain = enabled(base, family, CameraAttentionSpec(mode="prope")).eval()
+    with torch.no_grad():
+        assert (plain(**kwargs, **extra).logits[valid] - out_f).abs().max() > 1e-3
+
+
+def test_row_tables_keep_each_rows_cameras_and_zero_across_videos():
+    """The (N, N) table of all the batch's cameras -> one (C, C) table per row with row-local camera ids; pairs
+    of different videos stay 0 (block diagonal), cameras of other rows do not leak in."""
+    from posevlm.models.camera_attention import _row_tables
+
+    full = torch.block_diag(torch.full((2, 2), 1.0), torch.full((3, 3), 2.0), torch.full((1, 1), 3.0))  # 3 videos
+    full = full - torch.diag(full.diagonal())
+    ci = torch.tensor([[-1, 0, 1, -1, 2, 3, 4], [-1, -1, -1, -1, 5, 5, -1], [-1] * 7])  # row 0: videos 0 and 1
+    table, local = _row_tables(full, ci)
+    assert table.shape == (3, 5, 5) and torch.equal(local[0], torch.tensor([-1, 0, 1, -1, 2, 3, 4]))
+    assert torch.equal(local[1], torch.tensor([-1, -1, -1, -1, 0, 0, -1])) and (local[2] == -1).all()
+    torch.testing.assert_close(table[0], full[:5, :5])
+    assert (table[0, :2, 2:] == 0).all() and (table[1] == 0).all() and (table[2] == 0).all()
+
+
+def _tiny_layer(bias="learned"):
+    from transformers import Qwen2_5_VLTextConfig
+    from transformers.models.qwen2_5_vl import modeling_qwen2_5_vl as family
+
+    cfg = Qwen2_5_VLTextConfig(hidden_size=64, num_attention_heads=4, num_key_value_heads=2, num_hidden_layers=1,
+                               rope_parameters={"rope_type": "default", "rope_theta": 1e4, "mrope_section": [2, 3, 3]})
+    cfg._attn_implementation = "sdpa"
+    torch.manual_seed(0)
+    layer = family.Qwen2_5_VLAttention(cfg, layer_idx=0).eval()
+    patch_attention_layer(layer, family, bias=bias, num_heads=4)
+    if bias == "learned":
+        with torch.no_grad():
+            getattr(layer, SLOPES_NAME).copy_(torch.tensor([0.5, 1.0, 1.5, 2.0]))
+    return layer
+
+
+def test_biased_prefill_keeps_the_causal_fast_path(monkeypatch):
+    """With the bias, SDPA still gets no mask and is_causal=True (its causal fast path) and 8 more q/k/v head dims
+    (5 cameras rounded up); the dense reference passes a (B, H, L, L) float mask; both give the same output.
+    Text before, one video of 3 + 2 cameras (two videos), text after, like a real prompt."""
+    layer = _tiny_layer()
+    length = 30
+    ci = torch.tensor([[-1] * 4 + [0] * 6 + [1] * 6 + [2] * 4 + [3] * 3 + [4] * 3 + [-1] * 4])
+    table = torch.block_diag(pose_distance_table(random_w2c(0, 3).float()[None])[0],
+                             pose_distance_table(random_w2c(1, 2).float()[None])[0])[None]
+    x = torch.randn(1, length, 64, generator=torch.Generator().manual_seed(0))
+    pos = torch.arange(length, dtype=torch.float32)[None, None].expand(3, 1, -1)
+    inv_freq = 1.0 / (1e4 ** (torch.arange(0, 16, 2, dtype=torch.float32) / 16))
+    pe = MultiAxisRotary(inv_freq, [-1] * 2 + [1] * 3 + [2] * 3)(pos)
+    calls = []
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+
+    def recording(q, k, v, attn_mask=None, is_causal=False, **kw):
+        calls.append((q.shape[-1], k.shape[-1], v.shape[-1], attn_mask, is_causal))
+        return sdpa(q, k, v, attn_mask=attn_mask, is_causal=is_causal, **kw)
+
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", recording)
+    with torch.no_grad():
+        outs = {impl: layer(hidden_states=x, attention_mask=None, position_embeddings=pe,
+                            posevlm_camera=CameraContext(None, table, ci, impl))[0] for impl in ("factored", "dense")}
+    (qd, kd, vd, mask, causal), dense_call = calls
+    assert (qd, kd, vd, mask, causal) == (24, 24, 24, None, True)
+    assert dense_call[3] is not None and dense_call[3].shape == (1, 4, length, length) and not dense_call[4]
+    torch.testing.assert_close(outs["factored"], outs["dense"], atol=1e-5, rtol=1e-5)
 
 
 # (5) config round trip, errors ------------------------------------------------------------------------------------

@@ -7,11 +7,19 @@ Typical forward::
     tf = build_camera_transform(cams, camera_index, CameraDims.from_range(0, 32), "prope")  # once
     o = camera_sdpa(q, k, v, tf, is_causal=True)                                  # every layer
 
+Pose-distance bias: ``biased_sdpa(q, k, v, pose_distance_table(w2c), ci, ci, slopes, is_causal=True)`` (the
+bias as extra q/k head dims, exact; ``pose_distance_bias`` is the dense (B, H, L, L) reference).
+
 See ``design.md`` for conventions (text tokens = identity = reference camera).
 """
 
 from posevlm.attention.bias import (
     alibi_slopes,
+    append_bias_dims,
+    bias_dims_width,
+    biased_sdpa,
+    pose_bias_key_dims,
+    pose_bias_query_dims,
     pose_distance_bias,
     pose_distance_score_mod,
     pose_distance_table,
@@ -30,4 +38,5 @@ __all__ = [
     "attention_cameras", "affine_inverse",
     "CameraDims", "CameraTransform", "build_camera_transform", "camera_sdpa", "naive_camera_sdpa", "rope2d",
     "pose_distance_table", "pose_distance_bias", "alibi_slopes", "pose_distance_score_mod",
+    "bias_dims_width", "pose_bias_query_dims", "pose_bias_key_dims", "append_bias_dims", "biased_sdpa",
 ]  # fmt: skip

@@ -1,11 +1,22 @@
 """Geodesic ALiBi: an additive attention bias from pairwise camera pose distances (positions.md §4).
 
-Shape notation: B batch, C cameras, H heads, Lq / Lk query / key tokens.
+Shape notation: B batch, C cameras, H heads (Hkv key/value heads), Lq / Lk query / key tokens, D head dim,
+E = C rounded up to a multiple of 8 (the extra head dims of the factored form).
 
     bias_h(i, j) = -slope_h * D(c(i), c(j)),   D(a, b) = sqrt(theta_ab^2 + lam^2 * |c_a - c_b|^2 / scale^2)
 
 with theta the geodesic rotation angle (atan2-stable), c the camera centres and scale the translation
 normalisation of :func:`posevlm.attention.attention_cameras`. 0 for pairs involving a text token (-1).
+
+Two exact ways to apply it:
+
+* dense (the reference): :func:`pose_distance_bias` materialises (B, H, Lq, Lk), added as a float mask; an
+  arbitrary mask costs B·H·Lq·Lk memory and disables SDPA's causal fast path (≈ 2× a causal prefill);
+* factored (the fast path): the bias matrix of one head is ``onehot(c(i)) · T[:, c(j)]``, a product of an
+  (Lq, C) and a (C, Lk) matrix. Appending ``slope_h · onehot(c(i))`` to every query and ``-T[:, c(j)] / scale``
+  to every key (zeros for text tokens, zeros in v) makes ``scale · q'·k'`` = ``scale · q·k + bias`` exactly,
+  so any unmodified attention kernel (causal fast path, GQA, padding masks, autograd) applies the bias at the
+  price of E more head dims (:func:`pose_bias_query_dims`, :func:`pose_bias_key_dims`, :func:`biased_sdpa`).
 """
 
 from __future__ import annotations
@@ -15,13 +26,20 @@ from collections.abc import Callable
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from posevlm.errors import ConfigError, ShapeError
 from posevlm.geometry import normalize_translation_scale, pairwise_pose_distances, reference_index
-from posevlm.geometry.trajectory import Reference
+from posevlm.geometry.trajectory import Reference, combined_pose_distance
 
-__all__ = ["pose_distance_table", "pose_distance_bias", "alibi_slopes", "pose_distance_score_mod"]
+__all__ = [
+    "pose_distance_table", "pose_distance_bias", "alibi_slopes", "pose_distance_score_mod",
+    "bias_dims_width", "pose_bias_query_dims", "pose_bias_key_dims", "append_bias_dims", "biased_sdpa",
+]  # fmt: skip
+
+#: The factored bias pads its C extra head dims to a multiple of this (kernel alignment; zeros are exact).
+BIAS_DIMS_MULTIPLE = 8
 
 
 def pose_distance_table(
@@ -38,6 +56,8 @@ def pose_distance_table(
         lam: weight of the (normalised) centre distance against the angle in radians.
         translation_norm, reference: as in :func:`attention_cameras` (scale = max/median/mean distance of
             camera centres to the reference camera; ``none`` = world units).
+
+    Differentiable w.r.t. ``w2c_opencv`` with finite gradients (0 at the D = 0 kinks: the diagonal, equal poses).
     """
     if translation_norm not in ("max", "median", "mean", "none"):
         raise ConfigError(f"translation_norm must be max, median, mean or none; got {translation_norm!r}",
@@ -48,7 +68,7 @@ def pose_distance_table(
     _, scale = normalize_translation_scale(w2c, translation_norm, reference=ref)  # (B,), 1 if static / none
     dist, theta = pairwise_pose_distances(w2c)  # already invariant to the world frame: no re-referencing
     dist = dist / scale[..., None, None]
-    table = torch.sqrt(theta * theta + (lam * dist) ** 2)
+    table = combined_pose_distance(theta, dist, lam)  # finite gradients on the diagonal (D = 0)
     table = 0.5 * (table + table.transpose(-1, -2))
     eye = torch.eye(table.shape[-1], dtype=torch.bool, device=table.device)
     return table.masked_fill(eye, 0.0)
@@ -117,3 +137,89 @@ def pose_distance_score_mod(
         return score + bias.to(score.dtype)
 
     return score_mod
+
+
+# ------------------------------------------------------------------------- factored form (the fast path)
+def bias_dims_width(num_cameras: int) -> int:
+    """E: the number of extra head dims for ``num_cameras`` cameras (a multiple of 8, at least 8)."""
+    return max(1, -(-int(num_cameras) // BIAS_DIMS_MULTIPLE)) * BIAS_DIMS_MULTIPLE
+
+
+def pose_bias_query_dims(camera_index_q: Tensor, slopes: Tensor, width: int, *, dtype: torch.dtype | None = None
+                         ) -> Tensor:
+    """(B, H, Lq, E) extra query dims: ``slope_h`` at dim ``c(i)``, 0 elsewhere and for text tokens (-1).
+
+    Args:
+        camera_index_q: (B, Lq) int64 camera of each query token, -1 = text; values < E.
+        slopes: (H,) per-head slopes (autograd flows to them). width: E (:func:`bias_dims_width`).
+        dtype: output dtype (default: the slopes' dtype).
+    """
+    dtype = slopes.dtype if dtype is None else dtype
+    hot = F.one_hot(camera_index_q.clamp(min=0), width).to(dtype)  # (B, Lq, E)
+    hot = hot * (camera_index_q >= 0)[..., None].to(dtype)
+    return hot[:, None] * slopes.to(dtype)[None, :, None, None]
+
+
+def pose_bias_key_dims(table: Tensor, camera_index_k: Tensor, width: int, *, scale: float,
+                       dtype: torch.dtype | None = None) -> Tensor:
+    """(B, 1, Lk, E) extra key dims: ``-table[b, :, c(j)] / scale`` (zero-padded to E), 0 for text tokens.
+
+    Args:
+        table: (B, C, C) from :func:`pose_distance_table` (C <= E). camera_index_k: (B, Lk) int64, -1 = text.
+        scale: the attention's logit scale (SDPA ``scale``; the kernel multiplies it back).
+        dtype: output dtype (default: the table's dtype).
+    """
+    dtype = table.dtype if dtype is None else dtype
+    b, c = table.shape[0], table.shape[-1]
+    cols = torch.gather(table, 2, camera_index_k.clamp(min=0)[:, None, :].expand(b, c, -1))  # (B, C, Lk)
+    cols = cols.transpose(1, 2) * (camera_index_k >= 0)[..., None].to(table.dtype)  # (B, Lk, C)
+    cols = F.pad(cols * (-1.0 / scale), (0, width - c))
+    return cols.to(dtype)[:, None]
+
+
+def append_bias_dims(q: Tensor, k: Tensor, v: Tensor, q_dims: Tensor, k_dims: Tensor
+                     ) -> tuple[Tensor, Tensor, Tensor]:
+    """Concatenate the extra dims: q (B, H, Lq, D) -> (B, H, Lq, D + E); k (B, Hkv, Lk, D) -> (..., D + E) with
+    ``k_dims`` (B, 1, Lk, E) broadcast over the KV heads; v zero-padded to D + E (kernels want equal head dims;
+    the output's last E dims are then 0: slice ``[..., :D]``)."""
+    k_dims = k_dims.to(k.dtype).expand(k.shape[0], k.shape[1], k.shape[2], k_dims.shape[-1])
+    return (torch.cat([q, q_dims.to(q.dtype)], -1), torch.cat([k, k_dims], -1),
+            F.pad(v, (0, q_dims.shape[-1])))
+
+
+def biased_sdpa(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    table: Tensor,
+    camera_index_q: Tensor,
+    camera_index_k: Tensor,
+    slopes: Tensor,
+    *,
+    attn_mask: Tensor | None = None,
+    is_causal: bool = False,
+    scale: float | None = None,
+    enable_gqa: bool = False,
+) -> Tensor:
+    """``F.scaled_dot_product_attention`` plus the pose-distance bias in factored form (no (Lq, Lk) bias).
+
+    Equals ``F.scaled_dot_product_attention(q, k, v, attn_mask=pose_distance_bias(...) (+ mask))`` to rounding,
+    forward and backward (q, k, v, slopes, table).
+
+    Args:
+        q: (B, H, Lq, D); k, v: (B, Hkv, Lk, D). table: (B, C, C). camera_index_q: (B, Lq), camera_index_k:
+            (B, Lk) int64, -1 = text. slopes: (H,).
+        attn_mask, is_causal, enable_gqa: passed to SDPA unchanged (the causal fast path stays available).
+        scale: logit scale, default 1/sqrt(D) (of the original head dim).
+    Returns:
+        (B, H, Lq, D).
+    """
+    _check(table, camera_index_q, camera_index_k, slopes)
+    d = q.shape[-1]
+    scale = d**-0.5 if scale is None else scale
+    width = bias_dims_width(table.shape[-1])
+    q2, k2, v2 = append_bias_dims(q, k, v, pose_bias_query_dims(camera_index_q, slopes, width, dtype=q.dtype),
+                                  pose_bias_key_dims(table, camera_index_k, width, scale=scale, dtype=k.dtype))
+    out = F.scaled_dot_product_attention(q2, k2, v2, attn_mask=attn_mask, is_causal=is_causal, scale=scale,
+                                         enable_gqa=enable_gqa)
+    return out[..., :d]

@@ -159,10 +159,14 @@ def _apply(x: Tensor, mat: Tensor, dims: CameraDims, dim_index: Tensor, inplace:
     m = mat if mat.dtype == x.dtype else mat.to(x.dtype)
     small = x.shape[1] * x.shape[2] <= _SMALL_ROWS
     out = x if inplace else x.clone()
+    # in place with differentiable matrices (cameras that need gradients): their gradient needs the input dims,
+    # which the write would overwrite; multiply a copy of the camera dims instead
+    saved = inplace and torch.is_grad_enabled() and m.requires_grad
     runs = dims.runs
     if runs is not None and (len(runs) == 1 or not small):
         for start, stop in runs:
-            out[..., start:stop] = _group_matmul(x[..., start:stop], m, small)
+            cam = x[..., start:stop]
+            out[..., start:stop] = _group_matmul(cam.clone() if saved else cam, m, small)
     else:
         out.index_copy_(-1, dim_index, _group_matmul(x.index_select(-1, dim_index), m, small))
     return out

@@ -24,14 +24,42 @@ __all__ = [
 def project_to_so3(matrix: Tensor) -> Tensor:
     """Nearest rotation (Frobenius) to each (..., 3, 3) matrix: SVD U diag(1, 1, det(UV^T)) V^T.
 
-    The determinant fix turns a reflection into the nearest proper rotation.
+    The determinant fix turns a reflection into the nearest proper rotation. Differentiable with finite
+    gradients at rotations too (where the SVD's own backward divides by ``s_i^2 - s_j^2 = 0``): the backward is
+    the polar factor's derivative ``dR = U' [(W - W^T)_ij / (s'_i + s'_j)] V^T``, ``W = U'^T dA V``, with U' and the
+    signed singular values s' including the determinant fix (0 where ``s'_i + s'_j = 0``: the projection of a
+    matrix with two opposite signed singular values is not unique).
     """
     m = check_trailing(as_float_tensor(matrix, "matrix"), "matrix", (3, 3))
-    u, _, vh = torch.linalg.svd(m)
+    return _SpecialPolar.apply(m)
+
+
+def _special_polar(m: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """(rotation, U' = U D, signed singular values D s, V) with D = diag(1, 1, det(U V^T))."""
+    u, s, vh = torch.linalg.svd(m)
     det = torch.det(u @ vh)
     d = torch.ones(*m.shape[:-2], 3, dtype=m.dtype, device=m.device)
     d[..., 2] = torch.sign(det) + (det == 0).to(m.dtype)  # det is +-1 for full-rank input
-    return u @ torch.diag_embed(d) @ vh
+    return u @ torch.diag_embed(d) @ vh, u * d[..., None, :], s * d, vh.transpose(-1, -2)
+
+
+class _SpecialPolar(torch.autograd.Function):
+    """Forward: :func:`_special_polar`'s rotation (the SVD formula, unchanged values). Backward: its derivative."""
+
+    @staticmethod
+    def forward(ctx, m: Tensor) -> Tensor:
+        rotation, u, s, v = _special_polar(m)
+        ctx.save_for_backward(u, s, v)
+        return rotation
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:
+        u, s, v = ctx.saved_tensors
+        w = u.transpose(-1, -2) @ grad @ v  # <G, U' X V^T> = <W, X>
+        denom = s[..., :, None] + s[..., None, :]
+        ok = denom != 0
+        k = torch.where(ok, (w - w.transpose(-1, -2)) / torch.where(ok, denom, torch.ones_like(denom)), 0.0)
+        return u @ k @ v.transpose(-1, -2)
 
 
 def _skew_vector(m: Tensor) -> Tensor:
@@ -81,16 +109,21 @@ def pairwise_geodesic_angle(rotations: Tensor) -> Tensor:
     right = [torch.cat([col[b], col[a]], dim=-1).transpose(-1, -2) for a, b in pairs]
     flat = r.flatten(-2)
     flat_t = flat.transpose(-1, -2)
+    track = torch.is_grad_enabled() and r.requires_grad  # autograd: the same arithmetic, out of place
     out = torch.empty(*r.shape[:-3], s, s, dtype=r.dtype, device=r.device)
     for start in range(0, s, PAIRWISE_ROW_BLOCK):  # upper triangle by row blocks, mirrored
         rows = slice(start, start + PAIRWISE_ROW_BLOCK)
-        sin2 = left[0][..., rows, :] @ right[0][..., start:]
-        sin2.mul_(sin2)
+        v = left[0][..., rows, :] @ right[0][..., start:]
+        sin2 = v * v if track else v.mul_(v)
         for k in (1, 2):
             v = left[k][..., rows, :] @ right[k][..., start:]
-            sin2.addcmul_(v, v)
+            sin2 = torch.addcmul(sin2, v, v) if track else sin2.addcmul_(v, v)
         cos2 = flat[..., rows, :] @ flat_t[..., start:]  # tr(R_i^T R_j) = 1 + 2 cos(theta)
-        block = torch.atan2(sin2.sqrt_(), cos2.sub_(1))
+        if track:  # sqrt'(0) = inf: equal rotations (the diagonal) get a zero gradient instead of NaN
+            sin = torch.where(sin2 > 0, torch.where(sin2 > 0, sin2, 1.0).sqrt(), 0.0)
+            block = torch.atan2(sin, cos2 - 1)
+        else:
+            block = torch.atan2(sin2.sqrt_(), cos2.sub_(1))
         out[..., rows, start:] = block
         out[..., start:, rows] = block.transpose(-1, -2)
     out.diagonal(dim1=-2, dim2=-1).zero_()  # exact: the fused products need not cancel bit for bit

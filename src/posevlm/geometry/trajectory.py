@@ -27,6 +27,7 @@ __all__ = [
     "normalize_translation_scale",
     "lie_scalar_pose_index",
     "merge_temporal_pairs",
+    "combined_pose_distance",
 ]
 
 #: ``"first"``, ``"medoid"`` or an explicit frame index.
@@ -63,6 +64,18 @@ def _pairwise_center_distance(c: Tensor) -> Tensor:
     return torch.cdist(c, c, compute_mode="donot_use_mm_for_euclid_dist")
 
 
+def combined_pose_distance(theta: Tensor, dist: Tensor, lam: float = 1.0) -> Tensor:
+    """``sqrt(theta^2 + (lam * dist)^2)`` elementwise, differentiable everywhere.
+
+    The value is ``torch.sqrt`` of the same expression, bit for bit. Where theta and dist are both 0 (a frame and
+    itself, the reference frame) the norm has a kink and ``sqrt'(0) = inf`` would turn every gradient through it
+    into NaN; there the gradient is 0 (a subgradient, and the central finite difference).
+    """
+    sq = theta * theta + (lam * dist) ** 2
+    pos = sq > 0
+    return torch.where(pos, torch.sqrt(torch.where(pos, sq, torch.ones_like(sq))), torch.zeros_like(sq))
+
+
 def pose_distance_matrix(
     w2c_opencv: Tensor, *, lam: float = 1.0, metric: MedoidMetric = "normalized"
 ) -> Tensor:
@@ -78,7 +91,7 @@ def pose_distance_matrix(
     if metric == "normalized":
         diameter = d.amax(dim=(-1, -2), keepdim=True)
         d = d / torch.where(diameter > 0, diameter, torch.ones_like(diameter))
-    return torch.sqrt(theta * theta + (lam * d) ** 2)
+    return combined_pose_distance(theta, d, lam)
 
 
 def reference_index(
@@ -182,6 +195,10 @@ def lie_scalar_pose_index(
     Invariant to any global rigid transform and any global scale of the scene; not invariant when
     camera-to-world poses are passed as world-to-camera (use this as a convention check).
 
+    Differentiable w.r.t. ``w2c_opencv`` with finite gradients everywhere, the reference frame included (the
+    kink of the norm at P = 0 and of the angle at the identity get the zero subgradient; ``reorth`` has an
+    analytic backward, see :func:`project_to_so3`). The reference index and the maxima are piecewise constant.
+
     Args:
         w2c_opencv: (..., S, 4, 4) world-to-camera, OpenCV axes.
     Returns:
@@ -200,7 +217,7 @@ def lie_scalar_pose_index(
     if traj_scale_norm:
         d_max = d.amax(-1, keepdim=True)
         d = d / torch.where(d_max > 0, d_max, torch.ones_like(d_max))
-    p = torch.sqrt(theta * theta + (lam * d) ** 2)
+    p = combined_pose_distance(theta, d, lam)  # finite gradients at the reference (P = 0)
     if global_normalize:
         p_max = p.amax(-1, keepdim=True)
         p = p / torch.where(p_max > 0, p_max, torch.ones_like(p_max))

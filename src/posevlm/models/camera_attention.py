@@ -18,9 +18,14 @@ How it is wired (transformers 5.23, instance-level patches only; :func:`install`
   after re-referencing, so decode steps (text) need no transform and prefill + cached decode equals one
   full forward; global SE(3) invariance then holds for every pair of tokens;
 * the bias ``-m_h * D(camera_i, camera_j)`` (``posevlm.attention.pose_distance_table``; 0 for pairs with
-  text and across videos) is added to the attention mask at prefill; decode queries are text, so their
-  bias row is 0. ``m_h``: ``learned`` (a parameter per layer and head, initialised at 0 so a pretrained
-  model is unchanged; saved with the checkpoint) or ``alibi`` (fixed geometric slopes).
+  text and across videos) is added to the logits at prefill in factored form: per batch row, a (C, C)
+  table of its cameras; after the cache update every query gets ``m_h * onehot(camera_i)`` and every key
+  ``-D(:, camera_j) / scaling`` as E = C (rounded up to 8) extra head dims (v: zeros), so the stock attention
+  function (sdpa with its causal fast path, or eager) computes the biased logits with the stock mask, and the
+  output's extra dims are dropped (``bias_impl="dense"`` keeps the (B, H, L, L) float mask as the reference).
+  The cache holds the plain K/V. Decode queries are text, so their bias row is 0 and they run unchanged.
+  ``m_h``: ``learned`` (a parameter per layer and head, initialised at 0 so a pretrained model is unchanged;
+  saved with the checkpoint) or ``alibi`` (fixed geometric slopes).
 
 Camera dims: by default the head dims of the rotary slots of the ``T`` axis (Qwen2.5 THW: slots 0-15 ->
 dims 0-15 and 64-79, 8 groups of 4; PTHW: T's 8 slots; Qwen3: T's 24 interleaved slots). With
@@ -53,6 +58,7 @@ _CHOICES = {
     "translation_norm": ("max", "median", "mean", "none"),
     "camera_merge": ("mean", "first"),
     "bias": ("none", "learned", "alibi"),
+    "bias_impl": ("factored", "dense"),
 }
 
 
@@ -72,6 +78,9 @@ class CameraAttentionSpec:
         camera_merge: tubelet camera from its two frames: ``mean`` (SLERP midpoint, mean centre) or ``first``.
         bias: pose-distance bias ``none``, ``learned`` (slopes initialised at 0) or ``alibi`` (fixed).
         bias_lam: lambda weighting normalised translation against the geodesic angle in D.
+        bias_impl: how the bias reaches the logits: ``factored`` (extra q/k head dims, one per camera of a
+            batch row, rounded up to 8; no L x L tensor, SDPA keeps its causal fast path) or ``dense`` (the
+            reference: a (B, H, L, L) float mask per layer, ≈ 2x a causal prefill). Same outputs to rounding.
     """
 
     mode: str = "gta"
@@ -82,6 +91,7 @@ class CameraAttentionSpec:
     camera_merge: str = "mean"
     bias: str = "none"
     bias_lam: float = 1.0
+    bias_impl: str = "factored"
     schema_version: int = 1
 
     def __post_init__(self):
@@ -165,15 +175,25 @@ def camera_slots(spec: CameraAttentionSpec, slot_axis: Sequence[int], axes: Sequ
 
 @dataclass
 class CameraContext:
-    """What every patched layer needs for one prefill: the per-token transform and the token distances.
+    """What every patched layer needs for one prefill: the per-token transform and the pose distances.
 
     transform: ``posevlm.attention.CameraTransform`` over the B x L tokens of the call, or None.
-    neg_distance: (B, 1, L, L) float32 ``-D(camera_i, camera_j)`` (0 for text and cross-video pairs), or None.
+    table: (B, C, C) float32 pose distances between the cameras of each batch row (0 across videos; C the
+        largest number of tubelet cameras in a row), or None without the bias.
+    camera_index: (B, L) int64 camera of each token in its row's ``table`` (-1: text, image, padding), or None.
+    bias_impl: ``factored`` (the bias as extra q/k head dims; no L x L tensor) or ``dense`` (the reference:
+        a (B, H, L, L) float mask per layer).
     """
 
     transform: Any
-    neg_distance: Tensor | None
-    masks: dict = field(default_factory=dict, repr=False)  # fixed-slope biased masks, shared by all layers
+    table: Tensor | None = None
+    camera_index: Tensor | None = None
+    bias_impl: str = "factored"
+    dense: dict = field(default_factory=dict, repr=False)  # bias_impl="dense": the (B, 1, L, L) -D, built once
+
+    @property
+    def has_bias(self) -> bool:
+        return self.table is not None
 
     def repeat_interleave(self, n: int) -> "CameraContext":
         """The context for a batch whose rows were each repeated ``n`` times (beam search,
@@ -181,11 +201,10 @@ class CameraContext:
         if n == 1:
             return self
         t = self.transform
+        rep = lambda m: None if m is None else m.repeat_interleave(n, 0)  # noqa: E731
         if t is not None:
-            rep = lambda m: None if m is None else m.repeat_interleave(n, 0)  # noqa: E731
             t = replace(t, mat_q=rep(t.mat_q), mat_kv=rep(t.mat_kv), mat_o=rep(t.mat_o))
-        neg = None if self.neg_distance is None else self.neg_distance.repeat_interleave(n, 0)
-        return CameraContext(t, neg)
+        return CameraContext(t, rep(self.table), rep(self.camera_index), self.bias_impl)
 
     def extend(self, n: int) -> "CameraContext":
         """The context with ``n`` more tokens at the end, all without a camera (text: identity transform, no
@@ -197,9 +216,18 @@ class CameraContext:
             eye = torch.eye(4, dtype=t.mat_q.dtype, device=t.mat_q.device).expand(t.mat_q.shape[0], n, 4, 4)
             grow = lambda m: None if m is None else torch.cat([m, eye], 1)  # noqa: E731
             t = replace(t, mat_q=grow(t.mat_q), mat_kv=grow(t.mat_kv), mat_o=grow(t.mat_o))
-        neg = None if self.neg_distance is None else \
-            torch.nn.functional.pad(self.neg_distance, (0, n, 0, n))
-        return CameraContext(t, neg)
+        ci = None if self.camera_index is None else torch.nn.functional.pad(self.camera_index, (0, n), value=-1)
+        return CameraContext(t, self.table, ci, self.bias_impl)
+
+    def neg_distance(self) -> Tensor:
+        """(B, 1, L, L) float32 ``-D(camera_i, camera_j)`` (0 for text and cross-video pairs): the dense
+        reference's input, built once per forward on first use."""
+        if "neg" not in self.dense:
+            from posevlm.attention import pose_distance_bias
+
+            ones = torch.ones(1, dtype=self.table.dtype, device=self.table.device)
+            self.dense["neg"] = pose_distance_bias(self.table, self.camera_index, self.camera_index, ones)
+        return self.dense["neg"]
 
 
 def build_camera_context(spec: CameraAttentionSpec, dims, token_map, *, w2c_opencv, K_pixels=None,
@@ -261,20 +289,33 @@ def build_camera_context(spec: CameraAttentionSpec, dims, token_map, *, w2c_open
     cam_index = token_map.camera_index
     transform = None if spec.mode == "none" else \
         build_camera_transform(torch.cat(per_video_p, 0)[None].expand(b, -1, -1, -1), cam_index, dims, spec.mode)
-    neg = None
-    if spec.bias != "none":
-        table = torch.block_diag(*per_video_d)  # cross-video pairs: 0
-        safe = cam_index.clamp(min=0)
-        d = table[safe[:, :, None], safe[:, None, :]]
-        vis = cam_index >= 0
-        neg = -(d * (vis[:, :, None] & vis[:, None, :])).to(torch.float32)[:, None]
-    return CameraContext(transform, neg)
+    if spec.bias == "none":
+        return CameraContext(transform)
+    table, local = _row_tables(torch.block_diag(*per_video_d), cam_index)
+    return CameraContext(transform, table, local, spec.bias_impl)
+
+
+def _row_tables(table: Tensor, camera_index: Tensor) -> tuple[Tensor, Tensor]:
+    """Per-row pose-distance tables from the (N, N) table of all the batch's cameras (block diagonal: 0 across
+    videos) and the (B, L) global camera index: ((B, C, C), (B, L) index into its row's table, -1 kept), C the
+    widest camera range of a row (one host sync per forward)."""
+    n = table.shape[0]
+    vis = camera_index >= 0
+    lo = torch.where(vis, camera_index, n).amin(1)  # (B,); n for a row without video tokens
+    hi = torch.where(vis, camera_index + 1, 0).amax(1)
+    c = max(int((hi - lo).max()), 1)
+    idx = lo[:, None] + torch.arange(c, device=table.device)  # (B, C) global cameras of each row
+    inside = idx < hi[:, None]
+    safe = idx.clamp(max=n - 1)
+    rows = table[safe[:, :, None], safe[:, None, :]] * (inside[:, :, None] & inside[:, None, :])
+    return rows.to(torch.float32), torch.where(vis, camera_index - lo[:, None], -1)
 
 
 # --------------------------------------------------------------------------------------- the layer patch
 def _biased_mask(mask: Tensor | None, neg_distance: Tensor, slopes: Tensor, q_len: int, kv_len: int,
                  dtype: torch.dtype) -> Tensor:
-    """Additive float mask (B, H, q_len, kv_len): ``slopes_h * -D`` where attention is allowed, min elsewhere."""
+    """The dense reference (``bias_impl="dense"``): additive float mask (B, H, q_len, kv_len), ``slopes_h * -D``
+    where attention is allowed, min elsewhere. The queries are the last ``q_len`` of the ``kv_len`` tokens."""
     device = neg_distance.device
     if mask is None:
         allowed = torch.ones(q_len, kv_len, dtype=torch.bool, device=device).tril(kv_len - q_len)[None, None]
@@ -282,7 +323,7 @@ def _biased_mask(mask: Tensor | None, neg_distance: Tensor, slopes: Tensor, q_le
         allowed = mask[..., :kv_len]
     else:
         allowed = mask[..., :kv_len] == 0
-    neg = neg_distance[..., :q_len, :kv_len]
+    neg = neg_distance[..., kv_len - q_len : kv_len, :kv_len]
     slopes = slopes.to(device=device, dtype=neg.dtype).view(1, -1, 1, 1)
     if slopes.requires_grad and torch.is_grad_enabled():  # training the slopes: the differentiable form
         return (slopes * neg).masked_fill(~allowed, torch.finfo(dtype).min).to(dtype)
@@ -290,6 +331,20 @@ def _biased_mask(mask: Tensor | None, neg_distance: Tensor, slopes: Tensor, q_le
     out = torch.empty((neg.shape[0], slopes.numel(), q_len, kv_len), dtype=dtype, device=device)
     torch.mul(slopes, neg, out=out)
     return out.masked_fill_(~allowed, torch.finfo(dtype).min)
+
+
+def _with_bias_dims(context: CameraContext, slopes: Tensor, q: Tensor, k: Tensor, v: Tensor, scaling: float):
+    """q, k, v with the factored pose-distance bias appended as E extra head dims (v zero-padded): the unchanged
+    attention function then adds ``-slope_h * D(c(i), c(j))`` to every logit (0 for text) with its own mask,
+    so SDPA keeps its causal fast path and nothing L x L is built."""
+    from posevlm.attention import append_bias_dims, bias_dims_width, pose_bias_key_dims, pose_bias_query_dims
+
+    q_len, kv_len = q.shape[2], k.shape[2]
+    width = bias_dims_width(context.table.shape[-1])
+    ci = context.camera_index.to(q.device)
+    q_dims = pose_bias_query_dims(ci[:, kv_len - q_len : kv_len], slopes.to(q.device), width, dtype=q.dtype)
+    k_dims = pose_bias_key_dims(context.table.to(k.device), ci[:, :kv_len], width, scale=scaling, dtype=k.dtype)
+    return append_bias_dims(q, k, v, q_dims, k_dims)
 
 
 def _attention_forward(self, hidden_states: Tensor, attention_mask: Tensor | None = None,
@@ -315,23 +370,20 @@ def _attention_forward(self, hidden_states: Tensor, attention_mask: Tensor | Non
     if past_key_values is not None:
         k, v = past_key_values.update(k, v, self.layer_idx)
     slopes = getattr(self, SLOPES_NAME, None)
-    if posevlm_camera is not None and posevlm_camera.neg_distance is not None and slopes is not None:
-        if isinstance(slopes, nn.Parameter):  # learned: per layer
-            attention_mask = _biased_mask(attention_mask, posevlm_camera.neg_distance, slopes, q.shape[2],
+    head_dim = q.shape[-1]
+    if posevlm_camera is not None and posevlm_camera.has_bias and slopes is not None:
+        if posevlm_camera.bias_impl == "dense":
+            attention_mask = _biased_mask(attention_mask, posevlm_camera.neg_distance(), slopes, q.shape[2],
                                           k.shape[2], q.dtype)
-        else:  # fixed (ALiBi) slopes are the same in every layer: build the (B, H, L, L) mask once per forward
-            key = (id(attention_mask), q.shape[2], k.shape[2], q.dtype)
-            if key not in posevlm_camera.masks:
-                posevlm_camera.masks.clear()
-                posevlm_camera.masks[key] = _biased_mask(attention_mask, posevlm_camera.neg_distance, slopes,
-                                                         q.shape[2], k.shape[2], q.dtype)
-            attention_mask = posevlm_camera.masks[key]
+        else:
+            q, k, v = _with_bias_dims(posevlm_camera, slopes, q, k, v, self.scaling)
     attention = ALL_ATTENTION_FUNCTIONS.get_interface(self.config._attn_implementation,
                                                       self._posevlm_eager)
     extra = {"sliding_window": self.sliding_window} if hasattr(self, "sliding_window") else {}
     out, weights = attention(self, q, k, v, attention_mask, dropout=0.0 if not self.training else
                              self.attention_dropout, scaling=self.scaling, position_ids=position_ids,
                              **extra, **kwargs)
+    out = out[..., :head_dim]  # (B, L, H, D): drops the factored bias's extra dims (all 0)
     if transform is not None and transform.mat_o is not None:
         out = transform.apply_o(out.transpose(1, 2), inplace=not torch.is_grad_enabled()).transpose(1, 2)
     out = out.reshape(*input_shape, -1).contiguous()
@@ -347,7 +399,8 @@ def _family_module(model):
 def install(model, spec: CameraAttentionSpec) -> None:
     """Patch every text decoder layer's attention of ``model`` (idempotent; :func:`uninstall` reverts)."""
     if spec.bias != "none" and model.config._attn_implementation not in ("eager", "sdpa"):
-        raise ConfigError(f"the pose-distance bias needs attn_implementation 'eager' or 'sdpa' (a float mask); "
+        raise ConfigError(f"the pose-distance bias runs inside attn_implementation 'eager' or 'sdpa' (extra q/k "
+                          f"head dims, or a float mask with bias_impl='dense'); "
                           f"got {model.config._attn_implementation!r}", field="bias", value=spec.bias)
     family = _family_module(model)
     heads = model.config.text_config.num_attention_heads
