@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import importlib
 import sys
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from benchmarks._common import environment  # noqa: E402
 from posevlm.attention import CameraDims, build_camera_transform  # noqa: E402
 from posevlm.attention import pose_distance_table  # noqa: E402
 from posevlm.models.camera_attention import SLOPES_NAME, CameraContext, patch_attention_layer  # noqa: E402
+from posevlm.models.families import model_families  # noqa: E402
 from posevlm.positions import MultiAxisRotary  # noqa: E402
 
 HIDDEN, HEADS, KV_HEADS, HEAD_DIM = 2048, 16, 2, 128
@@ -43,7 +43,7 @@ def make_layer():
     torch.manual_seed(0)
     stock = Qwen2_5_VLAttention(cfg, layer_idx=0).eval()
     patched, biased = copy.deepcopy(stock), copy.deepcopy(stock)
-    family = importlib.import_module(type(stock).__module__)
+    family = model_families.get("qwen2_5_vl")
     patch_attention_layer(patched, family)
     patch_attention_layer(biased, family, bias="learned")  # per-layer slopes
     with torch.no_grad():

@@ -6,6 +6,7 @@ import sys
 import posevlm.attention
 
 ATTENTION = {
+    "CameraModeSpec", "camera_modes",
     "attention_cameras", "affine_inverse", "CameraDims", "CameraTransform", "build_camera_transform", "camera_sdpa",
     "naive_camera_sdpa", "rope2d", "pose_distance_table", "pose_distance_bias", "alibi_slopes",
     "pose_distance_score_mod", "bias_dims_width", "pose_bias_query_dims", "pose_bias_key_dims", "append_bias_dims",

@@ -261,13 +261,16 @@ def test_row_tables_keep_each_rows_cameras_and_zero_across_videos():
 
 def _tiny_layer(bias="learned"):
     from transformers import Qwen2_5_VLTextConfig
-    from transformers.models.qwen2_5_vl import modeling_qwen2_5_vl as family
+    from transformers.models.qwen2_5_vl import modeling_qwen2_5_vl as modeling
 
+    from posevlm.models.families import model_families
+
+    family = model_families.get("qwen2_5_vl")
     cfg = Qwen2_5_VLTextConfig(hidden_size=64, num_attention_heads=4, num_key_value_heads=2, num_hidden_layers=1,
                                rope_parameters={"rope_type": "default", "rope_theta": 1e4, "mrope_section": [2, 3, 3]})
     cfg._attn_implementation = "sdpa"
     torch.manual_seed(0)
-    layer = family.Qwen2_5_VLAttention(cfg, layer_idx=0).eval()
+    layer = modeling.Qwen2_5_VLAttention(cfg, layer_idx=0).eval()
     patch_attention_layer(layer, family, bias=bias, num_heads=4)
     if bias == "learned":
         with torch.no_grad():

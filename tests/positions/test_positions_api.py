@@ -8,7 +8,8 @@ import posevlm.positions
 POSITIONS = {
     "TokenMap", "build_token_map", "TEXT", "IMAGE", "VIDEO", "PAD", "PositionSpec", "PositionPlan",
     "build_position_plan", "merge_tubelet_scalars", "pose_rows_per_tubelet", "MultiAxisRotary",
-    "chunked_slot_axis", "interleaved_qwen3_slot_axis", "POSITION_MODES", "position_spec", "parse_spec_overrides",
+    "chunked_slot_axis", "interleaved_qwen3_slot_axis", "POSITION_MODES", "PositionPreset", "position_presets",
+    "position_spec", "parse_spec_overrides",
     "resolve_position_spec", "spec_needs",
 }
 

@@ -26,7 +26,7 @@ def test_stock_mode_is_the_default_spec_and_qwen3_keeps_three_rows():
     for mode in ("pthw", "thw_index", "thw_without_t", "thw_readapt_t"):
         with pytest.raises(ConfigError, match="not defined for layout 'qwen3'"):
             position_spec(mode, "qwen3")
-    with pytest.raises(ConfigError, match="available: thw"):
+    with pytest.raises(ConfigError, match="Did you mean: pthw.*Available: .*thw"):
         position_spec("ptwh")
     with pytest.raises(ConfigError, match="family / layout"):
         position_spec("thw", "llava")

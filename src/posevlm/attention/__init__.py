@@ -24,7 +24,7 @@ from posevlm.attention.bias import (
     pose_distance_score_mod,
     pose_distance_table,
 )
-from posevlm.attention.cameras import affine_inverse, attention_cameras
+from posevlm.attention.cameras import CameraModeSpec, affine_inverse, attention_cameras, camera_modes
 from posevlm.attention.transform import (
     CameraDims,
     CameraTransform,
@@ -35,7 +35,7 @@ from posevlm.attention.transform import (
 )
 
 __all__ = [
-    "attention_cameras", "affine_inverse",
+    "attention_cameras", "affine_inverse", "CameraModeSpec", "camera_modes",
     "CameraDims", "CameraTransform", "build_camera_transform", "camera_sdpa", "naive_camera_sdpa", "rope2d",
     "pose_distance_table", "pose_distance_bias", "alibi_slopes", "pose_distance_score_mod",
     "bias_dims_width", "pose_bias_query_dims", "pose_bias_key_dims", "append_bias_dims", "biased_sdpa",

@@ -19,6 +19,7 @@ Every P̃ is affine (bottom row [0, 0, 0, 1]); :func:`affine_inverse` inverts it
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -32,18 +33,52 @@ from posevlm.geometry import (
     rereference,
 )
 from posevlm.geometry.trajectory import Reference
+from posevlm.registry import Registry
 
-__all__ = ["CameraMode", "MODES", "TRANSLATION_NORMS", "attention_cameras", "affine_inverse", "lift_intrinsics"]
+__all__ = ["CameraMode", "CameraModeSpec", "camera_modes", "MODES", "TRANSLATION_NORMS", "attention_cameras",
+           "affine_inverse", "lift_intrinsics"]
 
 CameraMode = Literal["prope", "gta", "cape"]
-MODES = ("prope", "gta", "cape")
 TRANSLATION_NORMS = ("max", "median", "mean", "none")
 
 
-def check_mode(mode: str) -> str:
-    if mode not in MODES:
-        raise ConfigError(f"mode must be one of {', '.join(MODES)}; got {mode!r}", field="mode", value=mode)
-    return mode
+@dataclass(frozen=True)
+class CameraModeSpec:
+    """A camera attention mode, by what it does with the per-token 4x4 camera matrix.
+
+    Attributes:
+        intrinsics: the matrix is ``lift(K̂) · w2c`` (normalised intrinsics; needs ``K_pixels`` + ``image_hw``),
+            else the SE(3) ``w2c`` alone.
+        values_and_outputs: values get ``P̃⁻¹`` and outputs ``P̃`` as keys do (PRoPE / GTA), else only queries
+            and keys are transformed (CaPE).
+    """
+
+    name: str
+    intrinsics: bool
+    values_and_outputs: bool
+    description: str = ""
+
+
+#: Camera attention modes (``CameraModeSpec``); plug-ins add modes through the entry-point group
+#: ``posevlm.camera_attention``.
+camera_modes: Registry[CameraModeSpec] = Registry("camera attention mode", "camera_attention")
+_BUILTIN = (
+    CameraModeSpec("prope", True, True, "PRoPE: lift(K̂)·w2c on q (Mᵀ), k and v (M⁻¹), o (M); needs intrinsics"),
+    CameraModeSpec("gta", False, True, "GTA: the SE(3) w2c on q, k, v and o"),
+    CameraModeSpec("cape", False, False, "CaPE: the SE(3) w2c on queries and keys only"),
+)
+for _mode in _BUILTIN:
+    camera_modes.register(_mode.name, _mode)
+#: the built-in mode names (``camera_modes.names()`` also lists plug-ins)
+MODES = tuple(m.name for m in _BUILTIN)
+
+
+def check_mode(mode: str) -> CameraModeSpec:
+    """The registered mode ``mode`` (ConfigError on field ``mode``, with suggestions, if unknown)."""
+    try:
+        return camera_modes.get(mode)
+    except ConfigError as exc:
+        raise ConfigError(str(exc), field="mode", value=mode) from None
 
 
 def compute_dtype(x: Tensor) -> torch.dtype:
@@ -119,7 +154,7 @@ def attention_cameras(
         ShapeError: wrong shapes. ConfigError: unknown mode/reference/translation_norm, K without image_hw,
             K with a mode other than ``prope``.
     """
-    check_mode(mode)
+    spec = check_mode(mode)
     if translation_norm not in TRANSLATION_NORMS:
         raise ConfigError(
             f"translation_norm must be one of {', '.join(TRANSLATION_NORMS)}; got {translation_norm!r}",
@@ -136,9 +171,10 @@ def attention_cameras(
     v, _ = normalize_translation_scale(v, translation_norm, reference=ref)
     if K_pixels is None:
         return _exact_identity_at(v, ref)
-    if mode != "prope":
-        raise ConfigError(f"K_pixels is only used by mode='prope'; got mode={mode!r}. Drop K_pixels or use prope.",
-                          field="K_pixels")
+    if not spec.intrinsics:
+        users = [n for n in camera_modes.names() if camera_modes.get(n).intrinsics]
+        raise ConfigError(f"K_pixels is only used by modes with intrinsics ({', '.join(users)}); got mode={mode!r}. "
+                          "Drop K_pixels or use prope.", field="K_pixels")
     if image_hw is None:
         raise ConfigError("K_pixels needs image_hw, the (H, W) of the image K refers to", field="image_hw")
     k = torch.as_tensor(K_pixels, device=v.device).to(dtype)

@@ -49,7 +49,7 @@ def _transform(x: Tensor, mats: Tensor) -> Tensor:
 
 
 def _prepare(q, k, v, cameras, camera_index, dims, mode, camera_index_k):
-    check_mode(mode)
+    mode_spec = check_mode(mode)
     q, k, v = (t.to(torch.float64) for t in (q, k, v))
     d = q.shape[-1]
     if k.shape[1] != q.shape[1]:
@@ -61,7 +61,7 @@ def _prepare(q, k, v, cameras, camera_index, dims, mode, camera_index_k):
     dk_inv = torch.linalg.inv(dk)
     q = _transform(q, dq.transpose(-1, -2))
     k = _transform(k, dk_inv)
-    if mode != "cape":
+    if mode_spec.values_and_outputs:
         v = _transform(v, dk_inv)
     return q, k, v, dq
 
@@ -110,6 +110,6 @@ def reference_camera_attention(
     weights = torch.exp(logits - logits.amax(-1, keepdim=True))
     weights = weights / weights.sum(-1, keepdim=True)
     o = weights @ v
-    if mode != "cape":
+    if check_mode(mode).values_and_outputs:
         o = _transform(o, dq)
     return o

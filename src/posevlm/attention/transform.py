@@ -207,7 +207,8 @@ class CameraTransform:
         dims: the head dims carrying the camera block.
         mat_q: (B, L, 4, 4) P̃ᵀ applied to queries.
         mat_kv: (B, L, 4, 4) P̃⁻¹ applied to keys (and values, except for cape).
-        mat_o: (B, L, 4, 4) P̃ applied to attention outputs; None for cape.
+        mat_o: (B, L, 4, 4) P̃ applied to attention outputs; None for modes that leave values and outputs
+            alone (cape).
         dim_index: (N,) int64 index of ``dims`` on the matrices' device (made from ``dims`` if None).
     """
 
@@ -230,7 +231,7 @@ class CameraTransform:
 
     @property
     def transforms_values(self) -> bool:
-        return self.mode != "cape"
+        return self.mat_o is not None
 
     def tokens(self, token_index: slice | Tensor) -> CameraTransform:
         """The rows of tokens ``token_index`` (slice or (L',) int64), e.g. a decode step's new tokens."""
@@ -297,7 +298,7 @@ def build_camera_transform(
     Returns:
         CameraTransform with float32 matrices (float64 if ``cameras`` is float64).
     """
-    check_mode(mode)
+    mode_spec = check_mode(mode)
     if not isinstance(dims, CameraDims):
         raise ConfigError(f"dims must be a CameraDims; got {type(dims).__name__}", field="dims")
     if cameras.dim() != 4 or tuple(cameras.shape[-2:]) != (4, 4):
@@ -333,7 +334,7 @@ def build_camera_transform(
     mat_q = mat_o.transpose(-1, -2).contiguous()
     dim_index = torch.tensor(dims.index, dtype=torch.long, device=p.device)
     return CameraTransform(mode=mode, dims=dims, mat_q=mat_q, mat_kv=mat_kv,
-                           mat_o=None if mode == "cape" else mat_o, dim_index=dim_index)
+                           mat_o=mat_o if mode_spec.values_and_outputs else None, dim_index=dim_index)
 
 
 def camera_sdpa(

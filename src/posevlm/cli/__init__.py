@@ -36,6 +36,7 @@ from posevlm.cli import demo as _demo  # noqa: E402
 from posevlm.cli import eval as _eval  # noqa: E402
 from posevlm.cli import info as _info  # noqa: E402
 from posevlm.cli import inspect as _inspect  # noqa: E402,F401  (registers `posevlm inspect`)
+from posevlm.cli import list as _list  # noqa: E402
 from posevlm.cli import report as _report  # noqa: E402
 from posevlm.cli import sample as _sample  # noqa: E402
 from posevlm.cli import synth as _synth  # noqa: E402
@@ -49,6 +50,7 @@ app.command("eval")(_eval.eval_cmd)
 app.command("report")(_report.report)
 app.command("compare")(_compare.compare)
 app.command("demo")(_demo.demo)
+app.command("list")(_list.list_cmd)
 
 __all__ = ["app", "main", "fail", "os_error_message"]
 

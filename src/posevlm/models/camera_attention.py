@@ -5,7 +5,7 @@ N tubelet cameras of the whole batch (all videos concatenated, ``TokenMap.camera
 
 How it is wired (transformers 5.23, instance-level patches only; :func:`install` / :func:`uninstall`):
 
-* every decoder layer's ``self_attn.forward`` is replaced by :func:`_attention_forward`, the stock forward
+* every decoder layer's ``self_attn.forward`` is replaced by :func:`qwen_attention_forward`, the stock forward
   (projections, Qwen3's q/k norms, RoPE, cache update, ``ALL_ATTENTION_FUNCTIONS`` dispatch, ``o_proj``) with
   ``q <- M^T q``, ``k <- M^-1 k``, ``v <- M^-1 v`` between RoPE and the cache update and ``o <- M o`` before
   ``o_proj`` (CaPE: q and k only). Cached keys and values are stored transformed, so a decode step
@@ -47,12 +47,11 @@ from torch import Tensor, nn
 from posevlm.errors import ConfigError, ShapeError
 from posevlm.overrides import parse_overrides
 
-__all__ = ["CameraAttentionSpec", "CameraContext", "parse_camera_overrides", "camera_slots", "build_camera_context", "install",
-           "uninstall", "patch_attention_layer", "SLOPES_NAME"]
+__all__ = ["CameraAttentionSpec", "CameraContext", "parse_camera_overrides", "camera_slots", "build_camera_context",
+           "qwen_attention_forward", "install", "uninstall", "patch_attention_layer", "SLOPES_NAME"]
 
 SLOPES_NAME = "posevlm_pose_slopes"
 _CHOICES = {
-    "mode": ("prope", "gta", "cape", "none"),
     "rotary_on_camera_dims": ("off", "keep"),
     "reference": ("first", "medoid"),
     "translation_norm": ("max", "median", "mean", "none"),
@@ -95,8 +94,12 @@ class CameraAttentionSpec:
     schema_version: int = 1
 
     def __post_init__(self):
+        from posevlm.attention import camera_modes
+
         problems = [f"{k}={getattr(self, k)!r} (allowed: {', '.join(v)})" for k, v in _CHOICES.items()
                     if getattr(self, k) not in v]
+        if self.mode != "none" and self.mode not in camera_modes:
+            problems.append(f"mode={self.mode!r} (allowed: {', '.join(camera_modes.names())}, none)")
         if isinstance(self.dims, str):
             if self.dims != "t_slots":
                 problems.append(f"dims={self.dims!r} (use 't_slots' or a list of head dims)")
@@ -236,7 +239,7 @@ def build_camera_context(spec: CameraAttentionSpec, dims, token_map, *, w2c_open
 
     w2c_opencv: per video (S, 4, 4) world-to-camera, OpenCV axes; K_pixels: per video (S, 3, 3) in pixels of
     image_hw: per video (S, 2) or (2,) (H, W) (required by ``prope``). Videos with equal T are batched."""
-    from posevlm.attention import attention_cameras, build_camera_transform, pose_distance_table
+    from posevlm.attention import attention_cameras, build_camera_transform, camera_modes, pose_distance_table
     from posevlm.geometry import merge_temporal_pairs
     from posevlm.positions.plan import pad_to_tubelets, per_video
 
@@ -250,8 +253,9 @@ def build_camera_context(spec: CameraAttentionSpec, dims, token_map, *, w2c_open
                          "video, e.g. posevlm.models.pose_inputs.model_kwargs(...)", name="w2c_opencv")
     if spec.mode == "none" and spec.bias == "none":
         return CameraContext(None, None)
-    if spec.mode == "prope" and (K_pixels is None or image_hw is None):
-        raise ShapeError("camera attention 'prope' needs K_pixels (per video (S, 3, 3)) and image_hw (the (H, W) "
+    intrinsics = spec.mode != "none" and camera_modes.get(spec.mode).intrinsics
+    if intrinsics and (K_pixels is None or image_hw is None):
+        raise ShapeError(f"camera attention {spec.mode!r} needs K_pixels (per video (S, 3, 3)) and image_hw (the (H, W) "
                          "they refer to); use mode 'gta' for SE(3) cameras without intrinsics", name="K_pixels")
     t_list = grid[:, 0].tolist()
     cams = per_video(w2c_opencv, n_vid, "w2c_opencv")
@@ -261,7 +265,7 @@ def build_camera_context(spec: CameraAttentionSpec, dims, token_map, *, w2c_open
     for i, t in enumerate(t_list):
         c = pad_to_tubelets(torch.as_tensor(cams[i]).to(device=device, dtype=torch.float32), t, f"w2c_opencv[{i}]")
         merged.append(merge_temporal_pairs(c, spec.camera_merge))
-        if ks[i] is not None and spec.mode == "prope":
+        if ks[i] is not None and intrinsics:
             k = pad_to_tubelets(torch.as_tensor(ks[i]).to(device=device, dtype=torch.float32), t, f"K_pixels[{i}]")
             k_first.append(k[0::2])
             hw = torch.as_tensor(hws[i], device=device)
@@ -347,7 +351,7 @@ def _with_bias_dims(context: CameraContext, slopes: Tensor, q: Tensor, k: Tensor
     return append_bias_dims(q, k, v, q_dims, k_dims)
 
 
-def _attention_forward(self, hidden_states: Tensor, attention_mask: Tensor | None = None,
+def qwen_attention_forward(self, hidden_states: Tensor, attention_mask: Tensor | None = None,
                        position_ids: Tensor | None = None, past_key_values=None,
                        position_embeddings: tuple[Tensor, Tensor] | None = None, posevlm_camera=None, **kwargs):
     """Stock Qwen2.5-VL / Qwen3-VL text attention with the camera transform around the cache update."""
@@ -390,34 +394,32 @@ def _attention_forward(self, hidden_states: Tensor, attention_mask: Tensor | Non
     return self.o_proj(out), weights
 
 
-def _family_module(model):
-    import importlib
-
-    return importlib.import_module(type(model).__module__)
-
-
 def install(model, spec: CameraAttentionSpec) -> None:
     """Patch every text decoder layer's attention of ``model`` (idempotent; :func:`uninstall` reverts)."""
+    from posevlm.models.families import family_of
+
     if spec.bias != "none" and model.config._attn_implementation not in ("eager", "sdpa"):
         raise ConfigError(f"the pose-distance bias runs inside attn_implementation 'eager' or 'sdpa' (extra q/k "
                           f"head dims, or a float mask with bias_impl='dense'); "
                           f"got {model.config._attn_implementation!r}", field="bias", value=spec.bias)
-    family = _family_module(model)
-    heads = model.config.text_config.num_attention_heads
-    for layer in model.model.language_model.layers:
+    family = family_of(model)
+    heads = family.text_config(model.config).num_attention_heads
+    for layer in family.decoder_layers(model):
         patch_attention_layer(layer.self_attn, family, bias=spec.bias, num_heads=heads)
 
 
 def patch_attention_layer(attn: nn.Module, family, *, bias: str = "none", num_heads: int | None = None) -> None:
-    """Give one Qwen text attention module the camera-aware forward (``family``: its transformers modeling
-    module, which provides ``apply_rotary_pos_emb`` and ``eager_attention_forward``); ``bias`` adds the
-    slopes: ``learned`` (parameter, zeros) or ``alibi`` (fixed buffer)."""
+    """Give one text attention module its family's camera-aware forward (``family``: a
+    ``posevlm.models.families.ModelFamily``: its ``attention_forward``, and its transformers modeling module's
+    ``apply_rotary_pos_emb`` and ``eager_attention_forward``); ``bias`` adds the slopes: ``learned``
+    (parameter, zeros) or ``alibi`` (fixed buffer)."""
     from posevlm.attention import alibi_slopes
 
+    modeling = family.modeling()
     # plain functions (not the module) so that copy.deepcopy(model) works
-    object.__setattr__(attn, "_posevlm_rope", family.apply_rotary_pos_emb)
-    object.__setattr__(attn, "_posevlm_eager", family.eager_attention_forward)
-    attn.forward = types.MethodType(_attention_forward, attn)
+    object.__setattr__(attn, "_posevlm_rope", modeling.apply_rotary_pos_emb)
+    object.__setattr__(attn, "_posevlm_eager", modeling.eager_attention_forward)
+    attn.forward = types.MethodType(family.attention_forward_fn(), attn)
     if hasattr(attn, SLOPES_NAME):
         delattr(attn, SLOPES_NAME)
     heads = num_heads or attn.config.num_attention_heads
@@ -430,7 +432,9 @@ def patch_attention_layer(attn: nn.Module, family, *, bias: str = "none", num_he
 
 def uninstall(model) -> None:
     """Restore the stock attention forward of every text decoder layer (drops the slopes)."""
-    for layer in model.model.language_model.layers:
+    from posevlm.models.families import family_of
+
+    for layer in family_of(model).decoder_layers(model):
         attn = layer.self_attn
         attn.__dict__.pop("forward", None)
         if hasattr(attn, SLOPES_NAME):

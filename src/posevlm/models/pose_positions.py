@@ -77,20 +77,10 @@ class PoseRotaryEmbedding(nn.Module):
         return self.rotary(position_ids, dtype=x.dtype)
 
 
-def _family(model) -> str:
-    name = type(model).__name__
-    if name.startswith("Qwen2_5_VL"):
-        return "qwen2_5"
-    if name.startswith("Qwen3VL"):
-        return "qwen3"
-    raise ConfigError(f"enable_pose_positions supports Qwen2_5_VLForConditionalGeneration and "
-                      f"Qwen3VLForConditionalGeneration; got {name}", field="model", value=name)
-
-
-def _default_slot_axis(family: str, spec: PositionSpec, sections: Sequence[int]) -> list[int]:
+def _default_slot_axis(layout: str, spec: PositionSpec, sections: Sequence[int]) -> list[int]:
     """Stock maps for 3 axes; PTHW takes P's slots from T's (first half of T's chunk, H/W untouched)."""
     sections = [int(s) for s in sections]
-    if family == "qwen3":
+    if layout == "qwen3":
         return interleaved_qwen3_slot_axis(sections).tolist()
     if len(spec.axes) == 4:
         t = sections[0]
@@ -110,7 +100,7 @@ def pose_positions_config(model) -> dict | None:
 class _Controller:
     """Builds the ``[text; axes]`` rows for one model (prefill, decode, generate)."""
 
-    def __init__(self, model, spec: PositionSpec, family: str, camera=None, camera_dims=None):
+    def __init__(self, model, spec: PositionSpec, family, camera=None, camera_dims=None):
         self.model = model
         self.spec = spec
         self.camera, self.camera_dims = camera, camera_dims
@@ -118,10 +108,8 @@ class _Controller:
         self.generating = 0  # > 0 inside generate(): position rows come from generation_positions
         self.family = family
         self.axes = spec.axes
-        cfg = model.config
-        self.merge = int(cfg.vision_config.spatial_merge_size)
-        self.image_token_id = cfg.image_token_id
-        self.video_token_id = cfg.video_token_id
+        self.merge = family.spatial_merge_size(model.config)
+        self.image_token_id, self.video_token_id = family.visual_token_ids(model.config)
 
     # -- helpers -------------------------------------------------------------------------------------
     def _stack(self, text: Tensor, rows: Tensor) -> Tensor:
@@ -365,7 +353,9 @@ def enable_pose_positions(model, spec: PositionSpec | dict | None = None, *,
     Raises:
         ConfigError: unsupported model, layout of the wrong family, non-static rope type, bad slot map.
     """
-    family = _family(model)
+    from posevlm.models.families import family_of
+
+    family = family_of(model)
     stored = pose_positions_config(model)
     if spec is None:
         if stored is None:
@@ -374,28 +364,28 @@ def enable_pose_positions(model, spec: PositionSpec | dict | None = None, *,
         camera_attention = stored.get("camera_attention") if camera_attention is None else camera_attention
     if isinstance(spec, dict):
         spec = PositionSpec.from_dict(spec)
-    if spec.layout != family:
+    if spec.layout != family.layout:
         raise ConfigError(f"PositionSpec layout {spec.layout!r} does not fit a {type(model).__name__} "
-                          f"(use layout={family!r})", field="layout", value=spec.layout)
+                          f"(use layout={family.layout!r})", field="layout", value=spec.layout)
     inner = model.model
+    text_model = family.text_model(model)
     originals = getattr(model, "_posevlm_originals", None)
     if originals is None:
-        originals = {"rotary": inner.language_model.rotary_emb}
+        originals = {"rotary": text_model.rotary_emb}
         object.__setattr__(model, "_posevlm_originals", originals)
     base = originals["rotary"]
-    text_cfg = model.config.text_config
+    text_cfg = family.text_config(model.config)
     rope = dict(text_cfg.rope_parameters or {})
     if rope.get("rope_type", "default") not in _STATIC_ROPE_TYPES:
         raise ConfigError(f"rope_type {rope.get('rope_type')!r} changes inv_freq at run time; supported: "
                           f"{_STATIC_ROPE_TYPES}", field="rope_type", value=rope.get("rope_type"))
-    if family == "qwen2_5":
-        tps = getattr(model.config.vision_config, "tokens_per_second", None)
-        if spec.temporal == "hf_time" and tps is not None and float(tps) != float(spec.tokens_per_second):
-            warnings.warn(f"PositionSpec.tokens_per_second={spec.tokens_per_second} differs from the "
-                          f"checkpoint's vision_config.tokens_per_second={tps}", stacklevel=2)
+    tps = family.tokens_per_second(model.config)
+    if tps is not None and spec.temporal == "hf_time" and tps != float(spec.tokens_per_second):
+        warnings.warn(f"PositionSpec.tokens_per_second={spec.tokens_per_second} differs from the "
+                      f"checkpoint's vision_config.tokens_per_second={tps}", stacklevel=2)
     sections = rope.get("mrope_section") or base.mrope_section
     if slot_axis is None:
-        slot_axis = _default_slot_axis(family, spec, sections)
+        slot_axis = _default_slot_axis(family.layout, spec, sections)
     slot_axis = [int(s) for s in slot_axis]
     n_axes = len(spec.axes)
     used = set(slot_axis) - {-1}
@@ -420,7 +410,7 @@ def enable_pose_positions(model, spec: PositionSpec | dict | None = None, *,
         cam.uninstall(model)
     rotary = MultiAxisRotary(base.inv_freq.detach().clone(), rotary_slots, base.attention_scaling,
                              num_axes=len(spec.axes))
-    inner.language_model.rotary_emb = PoseRotaryEmbedding(rotary, spec.axes).to(base.inv_freq.device)
+    text_model.rotary_emb = PoseRotaryEmbedding(rotary, spec.axes).to(base.inv_freq.device)
 
     controller = _Controller(model, spec, family, camera_attention, camera_dims)
     # bound methods (not closures) so that copy.deepcopy(model) rebinds them to the copy

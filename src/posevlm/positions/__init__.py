@@ -10,7 +10,9 @@ from posevlm.positions.plan import (
 )
 from posevlm.positions.presets import (
     POSITION_MODES,
+    PositionPreset,
     parse_spec_overrides,
+    position_presets,
     position_spec,
     resolve_position_spec,
     spec_needs,
@@ -22,6 +24,6 @@ from posevlm.positions.token_map import IMAGE, PAD, TEXT, VIDEO, TokenMap, build
 __all__ = [
     "TokenMap", "build_token_map", "TEXT", "IMAGE", "VIDEO", "PAD",
     "PositionSpec", "PositionPlan", "build_position_plan", "merge_tubelet_scalars", "pose_rows_per_tubelet",
-    "POSITION_MODES", "position_spec", "parse_spec_overrides", "resolve_position_spec", "spec_needs",
+    "POSITION_MODES", "PositionPreset", "position_presets", "position_spec", "parse_spec_overrides", "resolve_position_spec", "spec_needs",
     "MultiAxisRotary", "chunked_slot_axis", "interleaved_qwen3_slot_axis",
 ]

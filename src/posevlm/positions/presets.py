@@ -17,24 +17,47 @@ they are here. Any field can be overridden by keyword (``pose_reference="medoid"
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from posevlm.errors import ConfigError
 from posevlm.overrides import parse_overrides
 from posevlm.positions.spec import PositionSpec
+from posevlm.registry import Registry
 
-__all__ = ["POSITION_MODES", "position_spec", "parse_spec_overrides", "resolve_position_spec", "spec_needs"]
+__all__ = ["POSITION_MODES", "PositionPreset", "position_presets", "position_spec", "parse_spec_overrides",
+           "resolve_position_spec", "spec_needs"]
 
-_MODES: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
-    "thw": (("qwen2_5", "qwen3"), {}),
-    "thw_index": (("qwen2_5",), {"temporal": "index"}),
-    "thw_without_t": (("qwen2_5",), {"temporal": "zero"}),
-    "thw_readapt_t": (("qwen2_5",), {"temporal": "frame_ids"}),
-    "pthw": (("qwen2_5",), {"pose": "scalar", "pose_axis": "extra"}),
-    "phw": (("qwen2_5", "qwen3"), {"pose": "scalar", "pose_axis": "replace_t"}),
-}
+
+@dataclass(frozen=True)
+class PositionPreset:
+    """A named position mode: the PositionSpec fields it sets, and the layouts it is defined for."""
+
+    name: str
+    layouts: tuple[str, ...]
+    fields: Mapping[str, Any] = field(default_factory=dict)
+    description: str = ""
+
+
+#: Named position modes (``PositionPreset``); plug-ins add more through the entry-point group ``posevlm.positions``.
+position_presets: Registry[PositionPreset] = Registry("position mode", "positions")
+_BUILTIN = (
+    PositionPreset("thw", ("qwen2_5", "qwen3"), {}, "stock mRoPE (T, H, W): transformers' get_rope_index exactly"),
+    PositionPreset("thw_index", ("qwen2_5",), {"temporal": "index"}, "T = one step per tubelet (Qwen2-VL style)"),
+    PositionPreset("thw_without_t", ("qwen2_5",), {"temporal": "zero"},
+                   "T = the segment start for every tubelet (the fork's mRoPE_woT)"),
+    PositionPreset("thw_readapt_t", ("qwen2_5",), {"temporal": "frame_ids"},
+                   "T from the real source frame ids (the fork's mRoPE_readaptT)"),
+    PositionPreset("pthw", ("qwen2_5",), {"pose": "scalar", "pose_axis": "extra"},
+                   "extra pose row P (distance from the reference view) on the high half of T's slots"),
+    PositionPreset("phw", ("qwen2_5", "qwen3"), {"pose": "scalar", "pose_axis": "replace_t"},
+                   "P replaces T (Qwen3: on T's interleaved slots)"),
+)
+for _preset in _BUILTIN:
+    position_presets.register(_preset.name, _preset)
 _ALIASES = {"stock": "thw", "mrope": "thw", "without_t": "thw_without_t", "readapt_t": "thw_readapt_t"}
-POSITION_MODES: tuple[str, ...] = tuple(_MODES)
+#: the built-in mode names (``position_presets.names()`` also lists plug-ins)
+POSITION_MODES: tuple[str, ...] = tuple(p.name for p in _BUILTIN)
 
 
 def _layout_for(family_or_layout: str) -> str:
@@ -51,16 +74,21 @@ def position_spec(mode: str, layout: str = "qwen2_5", *, legacy: bool = False, *
     Raises ConfigError for an unknown mode (with the list), a mode the layout does not have (e.g. ``pthw``
     on Qwen3, which keeps three rows: use ``phw``) or a bad override."""
     name = _ALIASES.get(mode, mode)
-    if name not in _MODES:
-        raise ConfigError(f"unknown position mode {mode!r}; available: {', '.join(POSITION_MODES)} "
+    if name not in position_presets:
+        import difflib
+
+        close = difflib.get_close_matches(str(mode), [*position_presets.names(), *_ALIASES], n=1)
+        hint = f" Did you mean: {close[0]}?" if close else ""
+        raise ConfigError(f"unknown position mode {mode!r}.{hint} Available: {', '.join(position_presets.names())} "
                           f"(aliases: {', '.join(sorted(_ALIASES))})", field="positions", value=mode)
+    preset = position_presets.get(name)
     layout = _layout_for(layout)
-    layouts, fields = _MODES[name]
-    if layout not in layouts:
+    if layout not in preset.layouts:
+        others = [n for n in position_presets.names() if layout in position_presets.get(n).layouts]
         raise ConfigError(f"position mode {name!r} is not defined for layout {layout!r} (it has: "
-                          f"{', '.join(layouts)}); for Qwen3-VL use 'thw' or 'phw'", field="positions",
-                          value=name)
-    values: dict[str, Any] = {"layout": layout, **fields}
+                          f"{', '.join(preset.layouts)}); for {layout} use one of {', '.join(others)}",
+                          field="positions", value=name)
+    values: dict[str, Any] = {"layout": layout, **preset.fields}
     if legacy:
         values["next_segment"] = "max_plus_one"
     values.update(overrides)

@@ -43,10 +43,8 @@ from posevlm.hub import hub_offline, hub_status
 __all__ = ["HFBackendConfig", "HFBackend", "GenerationResult", "video_resize_hw", "resize_frames",
            "QWEN_VL_UTILS_BUDGET"]
 
-Family = Literal["qwen2_5_vl", "qwen3_vl"]
+Family = str  # a name of posevlm.models.families.model_families (qwen2_5_vl, qwen3_vl, ...)
 Item = tuple[str, FrameSpec]
-_FAMILY_CLASSES = {"qwen2_5_vl": ("Qwen2_5_VLForConditionalGeneration", "Qwen2_5_VLProcessor"),
-                   "qwen3_vl": ("Qwen3VLForConditionalGeneration", "Qwen3VLProcessor")}
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 _HUB_ID = re.compile(r"^[\w.\-]+(/[\w.\-]+)?$")
 
@@ -72,7 +70,7 @@ class HFBackendConfig:
     """
 
     model: str
-    family: Literal["auto", "qwen2_5_vl", "qwen3_vl"] = "auto"
+    family: str = "auto"
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     attn_implementation: Literal["sdpa", "eager", "flash_attention_2"] = "sdpa"
     device: str | None = None
@@ -91,7 +89,9 @@ class HFBackendConfig:
     schema_version: int = 1
 
     def __post_init__(self) -> None:
-        choices = {"family": ("auto", *_FAMILY_CLASSES), "dtype": ("auto", *_DTYPES),
+        from posevlm.models.families import model_families
+
+        choices = {"family": ("auto", *model_families.names()), "dtype": ("auto", *_DTYPES),
                    "attn_implementation": ("sdpa", "eager", "flash_attention_2"),
                    "frame_metadata": ("source", "qwen_vl_utils_list")}
         problems = [f"{k}={getattr(self, k)!r} (allowed: {', '.join(v)})" for k, v in choices.items()
@@ -112,7 +112,7 @@ class HFBackendConfig:
             from posevlm.positions import resolve_position_spec
 
             try:
-                resolve_position_spec(self.positions, "qwen2_5" if self.family == "auto" else self.family)
+                resolve_position_spec(self.positions, _layout(self.family))
             except ConfigError as exc:
                 problems.append(f"positions={self.positions!r} ({exc})")
         if problems:
@@ -210,21 +210,31 @@ def _resolve_source(cfg: HFBackendConfig) -> tuple[str, dict, bool]:
     return cfg.model, json.loads(Path(config_path).read_text()), offline
 
 
-def _resolve_family(cfg: HFBackendConfig, model_config: dict) -> Family:
+def _layout(family: str) -> str:
+    """The position layout of a family name (``auto``: Qwen2.5-VL's, for checks before the checkpoint is read)."""
+    from posevlm.models.families import model_families
+
+    return model_families.get("qwen2_5_vl" if family == "auto" else family).layout
+
+
+def _resolve_family(cfg: HFBackendConfig, model_config: dict):
+    """The ``ModelFamily`` of the checkpoint (``config.json``'s ``model_type``), or the forced one."""
+    from posevlm.models.families import family_for_model_type, model_families
+
     model_type = model_config.get("model_type")
-    if cfg.family == "auto":
-        if model_type not in _FAMILY_CLASSES:
-            raise ModelLoadError(f"{cfg.model}: model_type {model_type!r} is not supported by the HF backend "
-                                 f"(supported: {', '.join(_FAMILY_CLASSES)}); pass family= to force one",
-                                 model=cfg.model)
-        return model_type
-    if model_type in _FAMILY_CLASSES and model_type != cfg.family:
+    try:
+        found = family_for_model_type(model_type)
+    except ConfigError as exc:
+        if cfg.family == "auto":
+            raise ModelLoadError(f"{cfg.model}: {exc}; pass family= to force one", model=cfg.model) from None
+        return model_families.get(cfg.family)
+    if cfg.family not in ("auto", found.name):
         raise ModelLoadError(f"{cfg.model} is a {model_type} checkpoint but family={cfg.family!r}; "
                              "use family='auto'", model=cfg.model)
-    return cfg.family
+    return found
 
 
-def _load_processor(source: str, family: Family, hub_kwargs: dict) -> tuple[Any, str]:
+def _load_processor(source: str, family, hub_kwargs: dict) -> tuple[Any, str]:
     """(processor, video processor implementation): transformers' own when torchvision works."""
     import transformers
 
@@ -233,7 +243,7 @@ def _load_processor(source: str, family: Family, hub_kwargs: dict) -> tuple[Any,
     except Exception:  # missing, or built for another torch
         from posevlm.eval.backends._qwen_video import build_processor_without_torchvision
 
-        processor_cls = getattr(transformers, _FAMILY_CLASSES[family][1])
+        processor_cls = family.transformers_class("processor")
         processor = build_processor_without_torchvision(source, processor_cls, hub_kwargs)
         return processor, "posevlm_torch_fallback"
     return transformers.AutoProcessor.from_pretrained(source, **hub_kwargs), "transformers"
@@ -247,13 +257,14 @@ class HFBackend:
 
         self.config = config
         source, model_config, offline = _resolve_source(config)
-        self.family: Family = _resolve_family(config, model_config)
+        self.model_family = _resolve_family(config, model_config)
+        self.family: Family = self.model_family.name
         self.device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
         dtype = _DTYPES.get(config.dtype) or (torch.bfloat16 if self.device.type == "cuda" else torch.float32)
         hub_kwargs = {"local_files_only": offline, "revision": config.revision}
-        model_cls = getattr(transformers, _FAMILY_CLASSES[self.family][0])
+        model_cls = self.model_family.transformers_class("model")
         try:
-            self.processor, video_impl = _load_processor(source, self.family, hub_kwargs)
+            self.processor, video_impl = _load_processor(source, self.model_family, hub_kwargs)
             model = model_cls.from_pretrained(source, dtype=dtype, device_map=str(self.device),
                                               attn_implementation=config.attn_implementation, **hub_kwargs)
         except (OSError, ImportError, ValueError) as exc:
@@ -297,14 +308,15 @@ class HFBackend:
         self.position_spec, self.camera_spec = None, config.camera_spec()
         origin = None
         if config.positions is not None or self.camera_spec is not None:
-            tps = getattr(model.config.vision_config, "tokens_per_second", None)
-            defaults = {"tokens_per_second": float(tps)} if self.family == "qwen2_5_vl" and tps is not None else {}
+            tps = self.model_family.tokens_per_second(model.config)
+            defaults = {"tokens_per_second": tps} if tps is not None else {}
             slot_axis = config.position_slot_axis
             if config.positions is None and stored is not None:  # camera flags only: keep the checkpoint's positions
                 self.position_spec = PositionSpec.from_dict(stored["spec"])
                 slot_axis = slot_axis or stored.get("slot_axis")
             else:
-                self.position_spec = resolve_position_spec(config.positions or "thw", self.family, **defaults)
+                self.position_spec = resolve_position_spec(config.positions or "thw", self.model_family.layout,
+                                                           **defaults)
             if stored is not None:
                 warnings.warn(f"{config.model} carries its own posevlm spec; the backend config replaces "
                               f"{'its camera attention' if config.positions is None else 'it'} (run info records "
@@ -568,9 +580,8 @@ def _check(model: Mapping[str, Any], frames: Mapping[str, Any]) -> list[str]:
         return []
     from posevlm.positions import resolve_position_spec, spec_needs
 
-    family = model.get("family", "auto")
     try:
-        spec = resolve_position_spec(model.get("positions") or "thw", "qwen2_5" if family == "auto" else family)
+        spec = resolve_position_spec(model.get("positions") or "thw", _layout(model.get("family", "auto")))
     except ConfigError as exc:
         return [f"model.positions: {exc}"]
     if (spec_needs(spec)["w2c_opencv"] or cams) and frames.get("source") != "folder_manifest":
