@@ -1,6 +1,7 @@
 """Aggregation: the worked example of spec eval.md §2.4 (every number), the published-number
-checks of §2.5/§2.6, the §1.2 counts, invariance to record order and sharding, micro identities,
-missing splits/tasks without crashes, and an lmms-eval-style transcription as oracle."""
+checks of §2.5/§2.6, the §1.2 counts, invariance to record order and sharding given ids, micro identities,
+missing splits/tasks without crashes, and bit-for-bit parity with a live pandas transcription of
+lmms-eval's ``vsibench_aggregate_results`` (and with a transcription of numpy's pairwise sum)."""
 
 import math
 import random
@@ -168,16 +169,17 @@ samples = st.lists(st.tuples(st.sampled_from(MCA_QUESTION_TYPES + NA_QUESTION_TY
 
 
 @given(samples, st.randoms(use_true_random=False))
-def test_invariant_to_record_order_and_sharding(rows, rnd):
+def test_invariant_to_record_order_and_sharding_given_ids(rows, rnd):
     qs, ds, hits = zip(*rows)
     scores = [h / 10 if q in NA_QUESTION_TYPES else float(h > 5) for q, h in zip(qs, hits)]
-    base = aggregate_vsibench(qs, scores, datasets=ds).to_dict()
+    ids = list(range(len(rows)))
+    base = aggregate_vsibench(qs, scores, datasets=ds, ids=ids).to_dict()
     order = list(range(len(rows)))
     rnd.shuffle(order)
     k = rnd.randint(1, 4)  # strided shards, merged in reverse shard order
     merged = [i for shard in reversed(range(k)) for i in order[shard::k]]
     shuffled = aggregate_vsibench([qs[i] for i in merged], [scores[i] for i in merged],
-                                  datasets=[ds[i] for i in merged]).to_dict()
+                                  datasets=[ds[i] for i in merged], ids=[ids[i] for i in merged]).to_dict()
     assert shuffled == base  # exactly, not approximately
 
 
@@ -186,9 +188,9 @@ def test_micro_is_the_mean_of_per_sample_scores(rows):
     qs, _, hits = zip(*rows)
     scores = [h / 10 for h in hits]
     c = aggregate_vsibench(qs, scores).columns
-    assert c["micro_all"] == math.fsum(scores) / len(scores)
+    assert c["micro_all"] == numpy_pairwise_sum(scores) / len(scores)
     na = [s for q, s in zip(qs, scores) if q in NA_QUESTION_TYPES]
-    assert c["micro_mra"] == (math.fsum(na) / len(na) if na else None)
+    assert c["micro_mra"] == (numpy_pairwise_sum(na) / len(na) if na else None)
     for average in ("micro", "macro_official", "macro_legacy10"):
         for group in ("acc", "mra", "all"):
             value = vsibench_average(qs, scores, average=average, group=group)
@@ -258,3 +260,123 @@ def test_aggregate_scored_uses_one_mode():
     assert aggregate_scored(scored).to_dict() == official.to_dict()
     with pytest.raises(ConfigError, match="was not scored"):
         aggregate_scored(score_records(records, outputs, modes=["official"]), mode="lenient")
+
+
+# --- exact parity with the official aggregation (issue 10 item 8a) ---------------------------------
+
+
+def numpy_pairwise_sum(values, lo=0, n=None):
+    """Transcription of numpy's float64 ``add.reduce`` (``pairwise_sum`` in numpy/_core/src/umath/
+    loops_utils.h.src), which pandas' ``Series.mean`` calls (nanops.nanmean; bottleneck is never
+    used for means): < 8 values left to right from 0; <= 128 values in 8 running partial sums
+    combined as ((r0+r1)+(r2+r3))+((r4+r5)+(r6+r7)), then the remainder left to right; longer
+    runs split at n/2 rounded down to a multiple of 8 and the two halves added."""
+    n = len(values) if n is None else n
+    if n < 8:
+        res = 0.0
+        for i in range(n):
+            res += values[lo + i]
+        return res
+    if n <= 128:
+        r = [values[lo + j] for j in range(8)]
+        i = 8
+        while i < n - n % 8:
+            for j in range(8):
+                r[j] += values[lo + i + j]
+            i += 8
+        res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]))
+        for k in range(i, n):
+            res += values[lo + k]
+        return res
+    half = n // 2
+    half -= half % 8
+    return numpy_pairwise_sum(values, lo, half) + numpy_pairwise_sum(values, lo + half, n - half)
+
+
+def official_vsibench_aggregate(question_types, scores):
+    """Live transcription of lmms-eval ``vsibench_aggregate_results`` (spec eval.md §2.3): a pandas
+    DataFrame of per-doc dicts, ``groupby("question_type").groups``, ``.iloc[...][metric].mean()``,
+    RelDir = sum of the three popped splits / 3.0, overall = sum(values) / len(values)."""
+    import pandas as pd
+
+    docs = [{"question_type": q, ("accuracy" if q in MCA_QUESTION_TYPES else "MRA:.5:.95:.05"): s}
+            for q, s in zip(question_types, scores)]
+    results = pd.DataFrame(docs)
+    output = {}
+    for question_type, indexes in results.groupby("question_type").groups.items():
+        metric = "accuracy" if question_type in MCA_QUESTION_TYPES else "MRA:.5:.95:.05"
+        output[f"{question_type}_{metric}"] = results.iloc[indexes][metric].mean()
+    output["object_rel_direction_accuracy"] = sum([output.pop(f"{q}_accuracy") for q in MCA_QUESTION_TYPES[:3]]) / 3.0
+    output["overall"] = sum([v for v in output.values()]) / len(output)
+    return output
+
+
+def _official_key(q):
+    return f"{q}_accuracy" if q in MCA_QUESTION_TYPES else f"{q}_MRA:.5:.95:.05"
+
+
+def test_per_type_mean_is_the_official_pandas_mean_not_fsum():
+    agg = aggregate_vsibench(["room_size_estimation"] * 3, [0.1, 0.2, 0.3])
+    assert agg.per_question_type["room_size_estimation"].score == 0.20000000000000004  # official (pandas)
+    assert math.fsum([0.1, 0.2, 0.3]) / 3 == 0.19999999999999998  # what a correctly rounded sum gives
+    assert agg.columns["RoomSz"] == agg.columns["macro_official_mra"] == 0.20000000000000004
+
+
+@given(st.integers(0, 2**31), st.sampled_from([1, 7, 8, 9, 127, 128, 129, 300, 1000, 5000]))
+def test_reduction_is_numpys_pairwise_sum_in_input_order(seed, n):
+    rng = np.random.default_rng(seed)
+    scores = rng.integers(0, 11, n) / 10
+    got = aggregate_vsibench(["object_counting"] * n, scores).per_question_type["object_counting"].score
+    assert got == numpy_pairwise_sum(scores.tolist()) / n
+
+
+@given(st.integers(0, 2**31))
+def test_every_official_number_equals_live_lmms_eval_bit_for_bit(seed):
+    qs, _, scores = full_run(seed)
+    rng = np.random.default_rng(seed)
+    scores = np.where(np.isin(qs, NA_QUESTION_TYPES), rng.integers(0, 11, len(qs)) / 10, scores)
+    official = official_vsibench_aggregate(qs, scores.tolist())
+    agg = aggregate_vsibench(qs, scores)
+    for q, s in agg.per_question_type.items():
+        if q not in MCA_QUESTION_TYPES[:3]:
+            assert s.score == official[_official_key(q)], q
+    assert agg.columns["RelDir"] == official["object_rel_direction_accuracy"]
+    assert agg.columns["macro_official_all"] == official["overall"]
+
+
+def test_live_parity_on_score_sets_where_fsum_and_official_differ():
+    rng = np.random.default_rng(0)
+    differing = 0
+    for _ in range(40):
+        n = int(rng.integers(3, 400))
+        scores = rng.integers(0, 11, n) / 10
+        qs = ["object_abs_distance"] * n + list(MCA_QUESTION_TYPES[:3])
+        official = official_vsibench_aggregate(qs, scores.tolist() + [1.0, 0.0, 1.0])
+        differing += math.fsum(scores) / n != official["object_abs_distance_MRA:.5:.95:.05"]
+        agg = aggregate_vsibench(qs, np.r_[scores, 1.0, 0.0, 1.0])
+        assert agg.columns["AbsDist"] == official["object_abs_distance_MRA:.5:.95:.05"]
+        assert agg.columns["macro_official_all"] == official["overall"]
+    assert differing >= 5  # the sets exercise the last-ulp difference the issue describes
+
+
+@given(samples, st.randoms(use_true_random=False))
+def test_ids_put_samples_in_official_doc_order(rows, rnd):
+    qs, ds, hits = zip(*rows)
+    scores = [h / 10 if q in NA_QUESTION_TYPES else float(h > 5) for q, h in zip(qs, hits)]
+    ids = list(range(100, 100 + len(rows)))
+    in_order = aggregate_vsibench(qs, scores, datasets=ds).to_dict()
+    order = list(range(len(rows)))
+    rnd.shuffle(order)
+    shuffled = aggregate_vsibench([qs[i] for i in order], [scores[i] for i in order],
+                                  datasets=[ds[i] for i in order], ids=[ids[i] for i in order]).to_dict()
+    assert shuffled == in_order
+
+
+def test_ids_must_be_unique_integers_one_per_sample():
+    with pytest.raises(ConfigError, match="ids"):
+        aggregate_vsibench(["route_planning"] * 2, [1.0, 0.0], ids=[3, 3])
+    with pytest.raises(ShapeError, match="ids"):
+        aggregate_vsibench(["route_planning"] * 2, [1.0, 0.0], ids=[3])
+    scored = [{"question_type": "route_planning", "dataset": "scannet", "modes": {"official": {"score": 1.0}}}] * 2
+    with pytest.raises(ConfigError, match="no 'id'"):
+        aggregate_scored([{**scored[0], "id": 4}, scored[1]])

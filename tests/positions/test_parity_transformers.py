@@ -156,3 +156,50 @@ def test_random_batches_match_get_rope_index(qwen2_5, qwen3, layout):
         plan = build_position_plan(tm, spec, second_per_grid_ts=spg)
         assert torch.equal(plan.rows.long(), ref_pos), (trial, parts)
         assert torch.equal(plan.rope_deltas, ref_delta.long()), (trial, parts)
+
+
+# second_per_grid_ts = 31/7 puts tubelet 7 one position apart in float32 and float64; 2.3 does so at tubelet 25
+ODD_SPG = [31 / 7, 2.3, 1.05]
+ODD_VIDEOS = [[("text", 3), ("video", (8, 2, 2)), ("text", 2), ("video", (27, 2, 4)), ("text", 1),
+               ("video", (31, 2, 2)), ("text", 2)]]
+
+
+@pytest.mark.parametrize("form", ["float64", "float32", "bfloat16", "float16", "int64", "list"])
+def test_qwen2_5_temporal_positions_in_the_dtype_of_second_per_grid_ts(qwen2_5, form):
+    """transformers multiplies ``tokens_per_second * second_per_grid_t`` and ``arange(t)`` in the dtype of
+    the second_per_grid_ts it is given (a Python float list: default float32 after a double product)."""
+    ids, types, mask, images, videos = batch([sample(p, seed=3) for p in ODD_VIDEOS])
+    values = [3, 1, 2] if form == "int64" else ODD_SPG
+    spg = values if form == "list" else torch.tensor(values, dtype=getattr(torch, form))
+    ref_pos, ref_delta = qwen2_5.get_rope_index(ids, types, images, videos, second_per_grid_ts=spg,
+                                                attention_mask=mask)
+    tm = build_token_map(ids, attention_mask=mask, mm_token_type_ids=types, image_grid_thw=images,
+                         video_grid_thw=videos, spatial_merge_size=2)
+    plan = build_position_plan(tm, PositionSpec(tokens_per_second=TPS), second_per_grid_ts=spg)
+    assert torch.equal(plan.rows.long(), ref_pos)
+    assert torch.equal(plan.rope_deltas, ref_delta.long())
+
+
+def test_float64_and_float32_second_per_grid_ts_really_differ_here(qwen2_5):
+    ids, types, mask, images, videos = batch([sample(p, seed=3) for p in ODD_VIDEOS])
+    spg = torch.tensor(ODD_SPG, dtype=torch.float64)
+    pos64, _ = qwen2_5.get_rope_index(ids, types, images, videos, second_per_grid_ts=spg, attention_mask=mask)
+    pos32, _ = qwen2_5.get_rope_index(ids, types, images, videos, second_per_grid_ts=spg.float(),
+                                      attention_mask=mask)
+    assert not torch.equal(pos64, pos32)  # the test above would pass trivially otherwise
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_random_float_second_per_grid_ts_match_get_rope_index(qwen2_5, dtype):
+    g = torch.Generator().manual_seed(5)
+    for trial in range(25):
+        grids = [(int(torch.randint(1, 40, (1,), generator=g)), 2, 2) for _ in range(3)]
+        parts = [[("text", 2)] + [x for grid in grids for x in (("video", grid), ("text", 1))]]
+        ids, types, mask, images, videos = batch([sample(p, seed=trial) for p in parts])
+        spg = (torch.rand(3, generator=g, dtype=torch.float64) * 5).to(dtype)
+        ref_pos, _ = qwen2_5.get_rope_index(ids, types, images, videos, second_per_grid_ts=spg,
+                                            attention_mask=mask)
+        tm = build_token_map(ids, attention_mask=mask, mm_token_type_ids=types, image_grid_thw=images,
+                             video_grid_thw=videos, spatial_merge_size=2)
+        plan = build_position_plan(tm, PositionSpec(tokens_per_second=TPS), second_per_grid_ts=spg)
+        assert torch.equal(plan.rows.long(), ref_pos), (trial, grids, spg.tolist())

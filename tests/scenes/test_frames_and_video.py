@@ -60,3 +60,32 @@ def test_array_store_sorts_and_reads_by_id():
     store = ArrayStore(np.arange(4)[:, None] * np.ones((4, 2)), [30, 10, 20, 0])
     assert store.frame_ids.tolist() == [0, 10, 20, 30]
     assert store.read_many([30, 0])[:, 0].tolist() == [0.0, 3.0]
+
+
+_ENCODE_IN_CHILD = "import sys, numpy as np; from posevlm.scenes.video import write_video; " \
+                   "write_video(sys.argv[1], np.load(sys.argv[2]), fps=30)"
+
+
+def test_video_bytes_do_not_depend_on_heap_garbage(tmp_path):
+    """Issue 10 item 7: x264's macroblock tree reads uninitialised memory, so the same frames gave other
+    bytes (decoded pixels up to ~40 levels apart) as heap contents changed. Two children encode the same
+    frames with glibc filling fresh heap memory differently (MALLOC_PERTURB_)."""
+    import os
+    import subprocess
+    import sys
+
+    from posevlm.scenes.synthetic import SynthConfig, generate_layout, generate_trajectory, render, scene_rng
+    from posevlm.scenes.synthetic import synthetic_intrinsics
+
+    cfg = SynthConfig(seed=3, num_frames=24, image_hw=(120, 160))  # a scan whose bitstream did vary
+    rng = scene_rng(cfg.seed, 0)
+    layout = generate_layout(rng)
+    w2c = generate_trajectory(layout, rng, num_frames=cfg.num_frames, fps=cfg.fps)
+    np.save(tmp_path / "frames.npy", render(layout, w2c, synthetic_intrinsics(cfg), cfg.image_hw).rgb)
+    outputs = []
+    for perturb in ("1", "165"):
+        out = tmp_path / f"perturb_{perturb}.mp4"
+        subprocess.run([sys.executable, "-c", _ENCODE_IN_CHILD, str(out), str(tmp_path / "frames.npy")],
+                       env={**os.environ, "MALLOC_PERTURB_": perturb}, check=True, timeout=120)
+        outputs.append(out.read_bytes())
+    assert outputs[0] == outputs[1]

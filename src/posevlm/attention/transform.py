@@ -429,6 +429,10 @@ def rope2d(
     The first half of ``dims`` rotates with the patch column (x), the second half with the patch row (y).
     Inside each half of size 2m, dim j pairs with dim j + m ("split" pairing), frequencies
     ``base^(-k/m)``, k < m. Use ``inverse=False`` for q, k and v and ``inverse=True`` for o.
+    Direction as published (liruilong940607/prope ``_rope_apply_coeffs``; positions.md §3.1: q <- D^T q,
+    k, v <- D^-1 k, v, o <- D o): with angle a = position * frequency, q, k and v map a pair (x, y) to
+    (x cos a + y sin a, -x sin a + y cos a), o to (x cos a - y sin a, x sin a + y cos a). With
+    ``dims = range(d/2, d)`` and the camera transform on ``range(0, d/2)`` this is PRoPE's head layout.
 
     Args:
         x: (B, H, L, D). patch_rc: (B, L, 2) integer or float (row, col) of each token's patch
@@ -448,10 +452,10 @@ def rope2d(
     inv_freq = base ** (-torch.arange(m, dtype=dtype, device=x.device) / m)  # (m,)
     pos = patch_rc.flip(-1).to(dtype)  # (B, L, 2) as (col, row)
     angle = pos[..., :, None] * inv_freq  # (B, L, 2, m)
-    if inverse:
-        angle = -angle
     cos = angle.cos().flatten(-2)[:, None].to(x.dtype)  # (B, 1, L, 2m): [col freqs, row freqs]
     sin = angle.sin().flatten(-2)[:, None].to(x.dtype)
+    if not inverse:  # q, k, v: the transpose of the rotation (PRoPE's direction); o: the rotation
+        sin = -sin
     idx = torch.tensor(index, dtype=torch.long, device=x.device).view(2, 2, m)  # (axis, half, m)
     first, second = idx[:, 0].reshape(-1), idx[:, 1].reshape(-1)
     a, b = x.index_select(-1, first), x.index_select(-1, second)

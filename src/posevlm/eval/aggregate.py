@@ -23,15 +23,20 @@ and still divide by 3. We never crash: RelDir is the unweighted mean of the *pre
 upstream post-fix rule), absent when none is present, and a warning names the missing splits —
 with all three present this is exactly the official value.
 
-Numerics: per-type means use a correctly rounded sum (``math.fsum``), so every number is
-independent of record order and shard merge order; lmms-eval's pandas mean sums in file order and
-can differ in the last ulp (≈1e-16). RelDir and the overall combine task scores in lmms-eval's
-order (question types sorted by name, RelDir last; left-to-right Python sum).
+Numerics, bit for bit the official ones. lmms-eval takes each per-type mean with pandas'
+``Series.mean`` over the samples in document order; for float64 that is ``nanops.nanmean``, i.e.
+numpy's ``add.reduce`` (pairwise summation: 8 running partial sums per block of <= 128 values,
+blocks combined by halving) divided by the count; pandas never uses bottleneck for means. Every
+mean over samples here is that same numpy reduction, over the samples in *id order* when ``ids``
+are given (the order of the HF split, i.e. lmms-eval's document order for one process; run records
+are sorted by id), else in the order given. A correctly rounded sum (``math.fsum``) would differ
+from the official numbers in the last ulp (0.1, 0.2, 0.3 average to 0.19999999999999998 instead of
+the official 0.20000000000000004). RelDir and the overall combine task scores in lmms-eval's order
+(question types sorted by name, RelDir last; left-to-right Python sum).
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any, Literal, Mapping, Sequence
 
@@ -72,6 +77,10 @@ TASKS: dict[str, tuple[str, ...]] = {
 }
 _NA_TASKS = ("ObjCnt", "AbsDist", "ObjSz", "RoomSz")
 _MCA_TASKS = ("RelDist", "RelDir", "RoutePl", "ApprOrd")
+#: Integer code of each question type: its rank in name order (lmms-eval's groupby order).
+_TYPE_CODE: dict[str, int] = {q: i for i, q in enumerate(sorted(MCA_QUESTION_TYPES + NA_QUESTION_TYPES))}
+_TYPE_NAMES: tuple[str, ...] = tuple(_TYPE_CODE)
+_IS_MCA_CODE = np.array([q in MCA_QUESTION_TYPES for q in _TYPE_NAMES])
 
 #: (question_type, dataset) -> count in the 5,130-item ``full`` test split (spec §1.2).
 VSIBENCH_FULL_COUNTS: dict[tuple[str, str], int] = {
@@ -181,8 +190,9 @@ def _without(d: dict[str, Any], keys: Sequence[str]) -> dict[str, Any]:
     return {k: v for k, v in d.items() if k not in keys}
 
 
-def _mean(values: Sequence[float]) -> float | None:
-    return math.fsum(values) / len(values) if len(values) else None
+def _mean(values: np.ndarray) -> float | None:
+    """pandas' ``Series.mean`` of (n,) float64 values: numpy's pairwise ``add.reduce``, then / n."""
+    return float(np.add.reduce(values) / np.float64(values.size)) if values.size else None
 
 
 def _official_mean(values: Sequence[float]) -> float | None:
@@ -190,25 +200,26 @@ def _official_mean(values: Sequence[float]) -> float | None:
     return sum(values) / len(values) if values else None
 
 
-def _by_type(question_types: Sequence[str], scores: np.ndarray) -> dict[str, list[float]]:
-    groups: dict[str, list[float]] = {}
-    for q, s in zip(question_types, scores.tolist()):
-        groups.setdefault(q, []).append(s)
-    return groups
+def _groups(codes: np.ndarray, scores: np.ndarray) -> dict[str, np.ndarray]:
+    """question_type -> its scores in the given order, types in name order (present types only)."""
+    present = np.flatnonzero(np.bincount(codes, minlength=len(_TYPE_NAMES)))
+    return {_TYPE_NAMES[k]: scores[codes == k] for k in present}
 
 
-def _columns(groups: Mapping[str, list[float]]) -> tuple[dict[str, float | None], list[str]]:
+def _columns(codes: np.ndarray, scores: np.ndarray) -> tuple[dict[str, float | None], list[str]]:
+    """Every column from (N,) question-type codes and (N,) scores, samples in the official order."""
+    groups = _groups(codes, scores)
     s_q = {q: _mean(v) for q, v in groups.items()}
     warnings: list[str] = []
     cols: dict[str, float | None] = {}
-    mca = [s for q in MCA_QUESTION_TYPES for s in groups.get(q, ())]
-    na = [s for q in NA_QUESTION_TYPES for s in groups.get(q, ())]
-    cols["micro_all"], cols["micro_acc"], cols["micro_mra"] = _mean(mca + na), _mean(mca), _mean(na)
+    is_mca = _IS_MCA_CODE[codes]
+    cols["micro_all"], cols["micro_acc"], cols["micro_mra"] = _mean(scores), _mean(scores[is_mca]), \
+        _mean(scores[~is_mca])
     present_splits = [q for q in REL_DIRECTION_TYPES if q in groups]
     for task, types in TASKS.items():
         if task == "RelDir":
             cols[task] = _official_mean([s_q[q] for q in present_splits])  # type: ignore[misc]
-            cols["RelDir_weighted"] = _mean([s for q in present_splits for s in groups[q]])
+            cols["RelDir_weighted"] = _mean(scores[np.isin(codes, [_TYPE_CODE[q] for q in present_splits])])
             missing = [q for q in REL_DIRECTION_TYPES if q not in groups]
             if present_splits and missing:
                 warnings.append(f"RelDir averaged over {len(present_splits)} of 3 splits (missing: "
@@ -228,15 +239,16 @@ def _columns(groups: Mapping[str, list[float]]) -> tuple[dict[str, float | None]
     cols["macro_official_acc"] = _official_mean([v for t, v in task_scores.items() if t in _MCA_TASKS])
     cols["macro_official_mra"] = _official_mean([v for t, v in task_scores.items() if t in _NA_TASKS])
     type_scores: dict[str, float] = {q: s_q[q] for q in sorted(groups)}  # type: ignore[misc]
-    cols["macro_legacy10_all"] = _mean(list(type_scores.values()))
-    cols["macro_legacy10_acc"] = _mean([v for q, v in type_scores.items() if q in MCA_QUESTION_TYPES])
-    cols["macro_legacy10_mra"] = _mean([v for q, v in type_scores.items() if q in NA_QUESTION_TYPES])
+    for group, types in (("all", _TYPE_NAMES), ("acc", MCA_QUESTION_TYPES), ("mra", NA_QUESTION_TYPES)):
+        cols[f"macro_legacy10_{group}"] = _mean(np.array([v for q, v in type_scores.items() if q in types]))
     order = [*(f"macro_official_{g}" for g in _GROUPS), *(f"micro_{g}" for g in _GROUPS),
              *(f"macro_legacy10_{g}" for g in _GROUPS), *TASKS, "RelDir_weighted"]
     return {k: cols[k] for k in order}, warnings
 
 
-def _validate(question_types: Sequence[str], scores: ArrayLike, datasets: Sequence[str] | None) -> np.ndarray:
+def _validate(question_types: Sequence[str], scores: ArrayLike,
+              datasets: Sequence[str] | None) -> tuple[np.ndarray, np.ndarray]:
+    """(N,) float64 scores and (N,) int question-type codes (``_TYPE_CODE``)."""
     s = np.asarray(scores, dtype=np.float64)
     if s.ndim != 1 or len(s) != len(question_types) or (datasets is not None and len(datasets) != len(s)):
         raise ShapeError(
@@ -249,47 +261,89 @@ def _validate(question_types: Sequence[str], scores: ArrayLike, datasets: Sequen
     if not np.all(np.isfinite(s)):
         raise ConfigError("scores must be finite (score unparseable answers as 0, not NaN)", field="scores",
                           value=s[~np.isfinite(s)][:5].tolist())
-    return s
+    return s, np.fromiter((_TYPE_CODE[q] for q in question_types), dtype=np.int64, count=len(s))
+
+
+def _id_order(ids: ArrayLike | None, n: int) -> np.ndarray | None:
+    """Stable permutation putting samples in ascending id order; None keeps the given order."""
+    if ids is None:
+        return None
+    arr = np.asarray(ids)
+    if arr.shape != (n,):
+        raise ShapeError(f"ids must be (N,) with N == len(scores) == {n}; got {arr.shape}", name="ids",
+                         shape=arr.shape)
+    if n and arr.dtype.kind not in "iu":
+        raise ConfigError(f"ids must be integers (the VSI-Bench 'id' field); got dtype {arr.dtype}",
+                          field="ids", value=arr[:5].tolist())
+    order = np.argsort(arr, kind="stable")
+    repeated = arr[order][1:][np.diff(arr[order]) == 0]
+    if repeated.size:
+        raise ConfigError(f"ids must be unique; repeated: {np.unique(repeated)[:5].tolist()}", field="ids",
+                          value=np.unique(repeated)[:5].tolist())
+    return order
 
 
 def vsibench_average(question_types: Sequence[str], scores: ArrayLike, *, average: Average,
-                     group: Group = "all") -> float | None:
+                     group: Group = "all", ids: ArrayLike | None = None) -> float | None:
     """One named average of per-sample scores (see module docstring); None when the group is empty."""
     _check_choice("average", average, AVERAGES)
     _check_choice("group", group, _GROUPS)
-    s = _validate(question_types, scores, None)
-    return _columns(_by_type(question_types, s))[0][f"{average}_{group}"]
+    s, codes = _validate(question_types, scores, None)
+    order = _id_order(ids, len(s))
+    if order is not None:
+        codes, s = codes[order], s[order]
+    return _columns(codes, s)[0][f"{average}_{group}"]
 
 
-def aggregate_vsibench(question_types: Sequence[str], scores: ArrayLike, *,
-                       datasets: Sequence[str] | None = None) -> VsiBenchAggregate:
-    """Aggregate per-sample scores into every labelled VSI-Bench column.
+def aggregate_vsibench(question_types: Sequence[str], scores: ArrayLike, *, datasets: Sequence[str] | None = None,
+                       ids: ArrayLike | None = None) -> VsiBenchAggregate:
+    """Aggregate per-sample scores into every labelled VSI-Bench column, bit for bit as lmms-eval.
 
     Args:
         question_types: (N,) question_type per sample.
         scores: (N,) per-sample score (accuracy or MRA of one parsing mode), finite, in [0, 1].
         datasets: optional (N,) dataset per sample; adds ``per_dataset``.
+        ids: optional (N,) unique int sample ids (the VSI-Bench ``id``); samples are then reduced in
+            id order, lmms-eval's document order, so the result does not depend on the order given.
+            Without ids the given order is the document order.
     Returns:
         ``VsiBenchAggregate``; absent tasks are None, never a crash.
     Raises:
-        ShapeError: lengths differ. ConfigError: unknown question type or non-finite score.
+        ShapeError: lengths differ. ConfigError: unknown question type, non-finite score, ids not
+        unique integers.
     """
-    s = _validate(question_types, scores, datasets)
-    groups = _by_type(question_types, s)
-    columns, warnings = _columns(groups)
-    per_type = {q: QuestionTypeScore(math.fsum(v) / len(v), len(v)) for q, v in sorted(groups.items())}
+    s, codes = _validate(question_types, scores, datasets)
+    ds = None if datasets is None else list(datasets)
+    order = _id_order(ids, len(s))
+    if order is not None:
+        codes, s = codes[order], s[order]
+        ds = None if ds is None else [ds[i] for i in order.tolist()]
+    return _aggregate(codes, s, ds)
+
+
+def _aggregate(codes: np.ndarray, s: np.ndarray, datasets: Sequence[str] | None) -> VsiBenchAggregate:
+    """``aggregate_vsibench`` on validated (N,) type codes and scores, already in the official order."""
+    columns, warnings = _columns(codes, s)
+    per_type = {q: QuestionTypeScore(_mean(v), len(v))  # type: ignore[arg-type]
+                for q, v in _groups(codes, s).items()}
     per_dataset: dict[str, VsiBenchAggregate] = {}
     if datasets is not None:
-        for d in sorted(set(datasets)):
-            mask = [x == d for x in datasets]
-            qs = [q for q, m in zip(question_types, mask) if m]
-            per_dataset[d] = aggregate_vsibench(qs, s[np.asarray(mask)])
+        names = sorted(set(datasets))
+        index = {d: i for i, d in enumerate(names)}
+        ds = np.fromiter((index[d] for d in datasets), dtype=np.int64, count=len(s))
+        for i, d in enumerate(names):
+            mask = ds == i
+            per_dataset[d] = _aggregate(codes[mask], s[mask], None)
     return VsiBenchAggregate(columns, per_type, len(s), tuple(warnings), per_dataset)
 
 
 def aggregate_scored(scored_records: Sequence[Mapping[str, Any]], *, mode: str = "official",
                      by_dataset: bool = True) -> VsiBenchAggregate:
-    """Aggregate ``score_record`` outputs under one parsing mode (never mix modes in one number)."""
+    """Aggregate ``score_record`` outputs under one parsing mode (never mix modes in one number).
+
+    Records carrying an ``id`` are reduced in id order (lmms-eval's document order; see
+    ``aggregate_vsibench``), so any record order gives the same bits; without ids, the given order.
+    """
     try:
         scores = [r["modes"][mode]["score"] for r in scored_records]
     except KeyError:
@@ -301,4 +355,9 @@ def aggregate_scored(scored_records: Sequence[Mapping[str, Any]], *, mode: str =
         raise ConfigError("every scored record needs a 'dataset' string for by_dataset=True; pass "
                           "by_dataset=False to aggregate without per-dataset columns",
                           field="dataset", value=None)
-    return aggregate_vsibench(question_types, scores, datasets=datasets)
+    has_id = ["id" in r for r in scored_records]
+    if any(has_id) and not all(has_id):
+        raise ConfigError(f"{has_id.count(False)} of {len(has_id)} scored records have no 'id'; give every "
+                          "record its VSI-Bench id (the official reduction order) or none", field="id", value=None)
+    ids = [r["id"] for r in scored_records] if all(has_id) and has_id else None
+    return aggregate_vsibench(question_types, scores, datasets=datasets, ids=ids)

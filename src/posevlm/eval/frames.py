@@ -8,7 +8,9 @@ without decoding pixels. ``mp4_uniform``, ``mp4_fps`` and ``folder_manifest`` ar
 Uniform rules, with the 1,000-frame / N = 8 vector of eval.md §5.3:
 
 - ``round_full`` = ``uniform_round_full``: ``round(linspace(0, T-1, N))``, half to even, after
-  rounding N to even (qwen-vl-utils on an mp4) -> [0, 143, 285, 428, 571, 714, 856, 999].
+  rounding N to even (qwen-vl-utils on an mp4) -> [0, 143, 285, 428, 571, 714, 856, 999]. The
+  linspace is torch's in float32, as qwen-vl-utils' readers compute it: a float64 linspace rounds
+  differently at some frames of long videos (46,367 frames, N = 236: frame 36,896, not 36,895).
 - ``floor_full`` = ``uniform_floor_full``: ``floor(linspace(0, T-1, N))`` (lmms-eval multi-image)
   -> [0, 142, 285, 428, 570, 713, 856, 999].
 - ``floor_pool128`` = ``uniform_floor_pool128``: pool ``floor(linspace(0, T-1, 128))``, then
@@ -59,6 +61,14 @@ def qwen_nframes(n: int) -> int:
     return round(n / FRAME_FACTOR) * FRAME_FACTOR
 
 
+def _qwen_reader_indices(total_frames: int, n: int) -> np.ndarray:
+    """qwen-vl-utils' reader indices ``torch.linspace(0, T - 1, n).round().long()``: torch's float32
+    linspace (its default dtype), rounded half to even. (n,) int64."""
+    import torch  # lazily: ``import posevlm.eval`` stays numpy-only
+
+    return torch.linspace(0, total_frames - 1, n, dtype=torch.float32).round().long().numpy()
+
+
 def uniform_frame_ids(total_frames: int, n: int, rule: UniformRule) -> np.ndarray:
     """(n,) ascending int64 frame ids of a ``total_frames``-frame video under ``rule`` (module docstring).
 
@@ -76,7 +86,9 @@ def uniform_frame_ids(total_frames: int, n: int, rule: UniformRule) -> np.ndarra
     if rule == "floor_pool128":
         pool = candidate_pool(np.arange(total_frames, dtype=np.int64), PoolConfig(size=128))
         return pool[select_uniform(pool.size, n, rounding="floor").pool_indices]
-    return select_uniform(total_frames, n, rounding="round" if rule == "round_full" else "floor").pool_indices
+    if rule == "round_full":
+        return _qwen_reader_indices(total_frames, n)
+    return select_uniform(total_frames, n, rounding="floor").pool_indices
 
 
 def fps_nframes(total_frames: int, video_fps: float, fps: float, min_frames: int = 4,
@@ -224,7 +236,7 @@ class Mp4Uniform(_Mp4Source):
 
 @dataclass(frozen=True)
 class Mp4Fps(_Mp4Source):
-    """Frames at ``fps`` per second, as qwen-vl-utils' ``fps`` mode (ids ``round(linspace)``)."""
+    """Frames at ``fps`` per second, as qwen-vl-utils' ``fps`` mode (ids as ``round_full``)."""
 
     path: str
     fps: float = 2.0
@@ -244,7 +256,7 @@ class Mp4Fps(_Mp4Source):
             raise FrameCountMismatchError(
                 f"video {self.path} ({total} frames at {store.fps:.3g} fps) gives {n} frames at "
                 f"{self.fps} fps; need 2..{total}", expected=FRAME_FACTOR, found=n, input=self.path)
-        return np.round(np.linspace(0, total - 1, n)).astype(np.int64)
+        return _qwen_reader_indices(total, n)
 
 
 # -------------------------------------------------------------------------------- folder source

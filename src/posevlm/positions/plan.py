@@ -164,22 +164,34 @@ def pose_rows_per_tubelet(
     return out
 
 
+def _hf_time_offsets(tau: Tensor, n: int, tokens_per_second: float, second_per_grid_ts) -> Tensor:
+    """(N_vid, T_max) float32 ``(arange(t) * (tokens_per_second * second_per_grid_t)).long()``, in
+    transformers' arithmetic: a tensor ``second_per_grid_ts`` keeps its dtype (float64 products in
+    float64, bfloat16 in bfloat16, ints exact); a list of Python floats gives a double product that
+    multiplies ``arange`` in the default dtype (float32); None means 1 (integer positions)."""
+    tps = int(tokens_per_second) if float(tokens_per_second).is_integer() else tokens_per_second
+    if second_per_grid_ts is None:
+        interval = torch.full((n,), tps, device=tau.device)
+    elif isinstance(second_per_grid_ts, Tensor):
+        interval = tps * second_per_grid_ts.to(tau.device).reshape(-1)
+    else:  # Python numbers
+        interval = tps * torch.as_tensor(second_per_grid_ts, device=tau.device).reshape(-1)
+        if interval.is_floating_point():
+            seconds = torch.as_tensor(second_per_grid_ts, dtype=torch.float64, device=tau.device).reshape(-1)
+            interval = (tps * seconds).to(torch.get_default_dtype())
+    if interval.numel() != n:
+        raise ShapeError(f"second_per_grid_ts has {interval.numel()} entries but there are {n} videos",
+                         name="second_per_grid_ts", shape=tuple(interval.shape))
+    return (tau[None, :] * interval[:, None]).long().to(torch.float32)
+
+
 def _temporal_offsets(spec: PositionSpec, grid: Tensor, second_per_grid_ts, frame_ids) -> Tensor:
     """(N_vid, T_max) float32 local T offset of each tubelet of each video (qwen2_5 layout)."""
     n = grid.shape[0]
     t_max = int(grid[:, 0].max()) if n else 0
     tau = torch.arange(t_max, device=grid.device)
     if spec.temporal == "hf_time":
-        spg = (torch.ones(n, device=grid.device) if second_per_grid_ts is None
-               else torch.as_tensor(second_per_grid_ts, device=grid.device).reshape(-1))
-        if spg.numel() != n:
-            raise ShapeError(f"second_per_grid_ts has {spg.numel()} entries but there are {n} videos",
-                             name="second_per_grid_ts", shape=tuple(spg.shape))
-        tps = spec.tokens_per_second
-        tps = int(tps) if float(tps).is_integer() else tps
-        # transformers: (arange(t) * (tokens_per_second * second_per_grid_t)).long(), the product in float32
-        interval = (tps * spg.to(torch.float32)).to(torch.float32)
-        return (tau[None, :] * interval[:, None]).long().to(torch.float32)
+        return _hf_time_offsets(tau, n, spec.tokens_per_second, second_per_grid_ts)
     if spec.temporal == "index":
         return tau[None, :].expand(n, -1).to(torch.float32)
     if spec.temporal == "zero":

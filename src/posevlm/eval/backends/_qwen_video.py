@@ -10,6 +10,9 @@ video processor only rescales, normalises and patchifies. ``make_torch_video_pro
 with torch code; ``_preprocess`` and ``patchify`` stay transformers' own, identical for Qwen2-VL and
 Qwen3-VL once resizing is off. Patch, merge and temporal sizes, mean and std come from the
 checkpoint's (video) preprocessor config.
+
+``video_resize_hw`` and ``video_metadata`` are tested live against the pinned qwen-vl-utils
+(tests/eval/test_qwen_vl_utils_parity.py, dev extra).
 """
 
 from __future__ import annotations

@@ -2,6 +2,8 @@
 
 Scene ``i`` of a dataset with global seed ``s`` is fully determined by ``(s, i)`` and the config:
 ``numpy.random.SeedSequence([s, i])`` seeds layout and trajectory, and the renderer is deterministic.
+Reruns write byte-identical files (``rgb.mp4`` included: the video encoder runs on one thread), so the
+provenance of a synthetic scene records no wall-clock date (``"date": null``).
 """
 
 from __future__ import annotations
@@ -115,7 +117,7 @@ def generate_scene(
         fps=config.fps,
         frames=_frames(layout, w2c, K, config.image_hw, on_frame),
         metadata=metadata,
-        provenance={"seed": config.seed, "scene_index": index},
+        provenance={"seed": config.seed, "scene_index": index, "date": None},  # byte-identical reruns
         world={"up": "+z", "units": "m", "floor_z": 0.0},
     )
 
