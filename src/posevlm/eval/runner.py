@@ -126,38 +126,11 @@ def frame_request(config: EvalConfig, dataset: str, scene: str):
 
 
 # -- backends --------------------------------------------------------------------------------------
-class _OracleAdapter:
-    """Answers from the scene's depth and instance masks restricted to the sample's frames."""
+def _oracle_backend(model: Mapping[str, Any]):
+    """``posevlm.eval.backends.oracle.OracleBackend`` (imported on first use: it loads torch)."""
+    from posevlm.eval.backends.oracle import OracleBackend
 
-    def __init__(self, model: Mapping[str, Any]):
-        from posevlm.eval.backends.oracle import OracleConfig
-
-        self.root = Path(model.get("scenes_root", ""))
-        self.config = OracleConfig(**{k: model[k] for k in ("min_pixels", "pixel_stride") if k in model})
-        self.info = {"backend": "oracle", "config": dict(model)}
-        self._scenes: dict[tuple[str, str], Any] = {}
-
-    def _scene(self, dataset: str, name: str):
-        from posevlm.scenes import load_scene
-
-        key = (dataset, name)
-        if key not in self._scenes:
-            for cand in (self.root / dataset / name, self.root / name):
-                if cand.exists():
-                    self._scenes = {key: load_scene(cand)}  # keep one scene: samples arrive grouped by scene
-                    break
-            else:
-                raise MissingInputError(f"oracle: scene {dataset}/{name} not found under {self.root}",
-                                        input=str(self.root / dataset / name))
-        return self._scenes[key]
-
-    def generate(self, batch: Sequence[tuple[dict, str, Any]], generation=None) -> list[dict[str, Any]]:
-        from posevlm.eval.backends.oracle import answer_oracle_many
-
-        record, _, spec = batch[0]
-        scene = self._scene(record["dataset"], record["scene_name"])
-        answers = answer_oracle_many([r for r, _, _ in batch], scene, spec.frame_ids.tolist(), self.config)
-        return [{"text": a, "video_grid_thw": None, "n_visual_tokens": None} for a in answers]
+    return OracleBackend(model)
 
 
 class _HFAdapter:
@@ -191,7 +164,7 @@ class _DummyAdapter:
 
 
 def make_backend(model: Mapping[str, Any]):
-    return {"oracle": _OracleAdapter, "hf": _HFAdapter, "dummy": _DummyAdapter}[model["backend"]](model)
+    return {"oracle": _oracle_backend, "hf": _HFAdapter, "dummy": _DummyAdapter}[model["backend"]](model)
 
 
 # -- the run ---------------------------------------------------------------------------------------

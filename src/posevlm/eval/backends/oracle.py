@@ -24,28 +24,38 @@ The choices of MC questions are read from ``record["meta"]`` (the categories beh
 texts), as a model reads the options; ground-truth fields in ``meta`` are never used.
 
 Answers are strings as a model would write them: "3", "62.5", "1.73", "28.1", "B".
+
+:class:`OracleBackend` is the ``oracle`` backend of the eval runner: it loads each scene once and
+perceives each (scene, selected frames) once, caching the :class:`Observation` in a small LRU shared by
+every question asked about those frames (a question's answer depends on the frames only, never on
+which other questions are in its batch).
 """
 
 from __future__ import annotations
 
 import itertools
+from collections import OrderedDict
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Sequence
+from pathlib import Path
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from posevlm.errors import ConfigError
 from posevlm.eval.benchmarks.synthetic_vsi import direction_label, format_number, relative_direction_deg
-from posevlm.eval.perception import Observation, observe, perception_config_problems
+from posevlm.eval.errors import MissingInputError
+from posevlm.eval.perception import Observation, PerceptionConfig, observe, perception_config_problems
 from posevlm.scenes import Scene
 
 __all__ = [
-    "OracleConfig", "FALLBACK_NUMBER", "FALLBACK_LETTER", "answer_oracle", "answer_oracle_many",
-    "points_extent_cm", "closest_distance", "floor_area_from_points",
+    "OracleConfig", "FALLBACK_NUMBER", "FALLBACK_LETTER", "OBSERVATION_CACHE_SIZE", "OracleBackend",
+    "answer_oracle", "answer_oracle_many", "points_extent_cm", "closest_distance", "floor_area_from_points",
 ]  # fmt: skip
 
 FALLBACK_NUMBER = "0"
 FALLBACK_LETTER = "A"
+#: observations an ``OracleBackend`` keeps (LRU); the runner groups samples by scene, so few are needed
+OBSERVATION_CACHE_SIZE = 8
 _LETTERS = "ABCD"
 
 
@@ -320,3 +330,74 @@ def answer_oracle(record: dict, scene: Scene, frame_ids: Sequence[int],
     Pass ``observation=observe(scene, frame_ids, config)`` to reuse one observation across records.
     """
     return answer_oracle_many([record], scene, frame_ids, config, observation=observation)[0]
+
+
+# ----------------------------------------------------------------------------- eval backend
+
+
+class OracleBackend:
+    """The eval runner's ``oracle`` backend: the oracle answers, one observation per (scene, frames).
+
+    Args:
+        model: the run's ``model`` config: ``scenes_root`` (folder holding ``<dataset>/<scene>`` or
+            ``<scene>`` scene folders), optional ``min_pixels`` and ``pixel_stride`` (``OracleConfig``).
+        cache_size: observations kept, least recently used dropped first; 0 perceives anew for every
+            ``generate`` call (the behaviour before the cache; answers are the same either way).
+
+    ``generate(batch)`` takes ``(record, prompt, FrameSpec)`` triples of one scene and frame set (the
+    runner's batches) and returns one ``{"text", "video_grid_thw", "n_visual_tokens"}`` dict per record.
+    Observations are keyed by (dataset, scene, distinct ascending frame ids, perception config): the
+    observation of a frame set does not depend on the order or repeats of its ids. ``n_observed`` and
+    ``n_reused`` count perceptions made and observations served from the cache.
+    """
+
+    def __init__(self, model: Mapping[str, Any], *, cache_size: int = OBSERVATION_CACHE_SIZE):
+        if isinstance(cache_size, bool) or not isinstance(cache_size, int) or cache_size < 0:
+            raise ConfigError(f"cache_size must be an int >= 0; got {cache_size!r}", field="cache_size",
+                              value=cache_size)
+        self.root = Path(model.get("scenes_root", ""))
+        self.config = OracleConfig(**{k: model[k] for k in ("min_pixels", "pixel_stride") if k in model})
+        self.info = {"backend": "oracle", "config": dict(model)}
+        self.cache_size = cache_size
+        self.n_observed = self.n_reused = 0
+        self._perception = PerceptionConfig(self.config.min_pixels, self.config.pixel_stride, self.config.voxel_m,
+                                            self.config.batch_frames)
+        self._scenes: dict[tuple[str, str], Scene] = {}
+        self._observations: OrderedDict[tuple, Observation] = OrderedDict()
+
+    def _scene(self, dataset: str, name: str) -> Scene:
+        from posevlm.scenes import load_scene
+
+        key = (dataset, name)
+        if key not in self._scenes:
+            for cand in (self.root / dataset / name, self.root / name):
+                if cand.exists():
+                    self._scenes = {key: load_scene(cand)}  # keep one scene: samples arrive grouped by scene
+                    break
+            else:
+                raise MissingInputError(f"oracle: scene {dataset}/{name} not found under {self.root}",
+                                        input=str(self.root / dataset / name))
+        return self._scenes[key]
+
+    def observation(self, dataset: str, scene: Scene, frame_ids: Sequence[int]) -> Observation:
+        """The observation of ``frame_ids`` of ``scene``, perceived once and then served from the LRU."""
+        ids = np.unique(np.asarray(frame_ids, dtype=np.int64).reshape(-1))
+        key = (dataset, scene.name, tuple(ids.tolist()), self._perception)
+        if key in self._observations:
+            self.n_reused += 1
+            self._observations.move_to_end(key)
+            return self._observations[key]
+        obs = observe(scene, ids, self._perception)
+        self.n_observed += 1
+        if self.cache_size:
+            self._observations[key] = obs
+            while len(self._observations) > self.cache_size:
+                self._observations.popitem(last=False)
+        return obs
+
+    def generate(self, batch: Sequence[tuple[dict, str, Any]], generation=None) -> list[dict[str, Any]]:
+        record, _, spec = batch[0]
+        scene = self._scene(record["dataset"], record["scene_name"])
+        obs = self.observation(record["dataset"], scene, spec.frame_ids)
+        answers = answer_oracle_many([r for r, _, _ in batch], scene, obs.frame_ids, self.config, observation=obs)
+        return [{"text": a, "video_grid_thw": None, "n_visual_tokens": None} for a in answers]
