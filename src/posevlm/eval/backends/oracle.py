@@ -343,6 +343,7 @@ class OracleBackend:
             ``<scene>`` scene folders), optional ``min_pixels`` and ``pixel_stride`` (``OracleConfig``).
         cache_size: observations kept, least recently used dropped first; 0 perceives anew for every
             ``generate`` call (the behaviour before the cache; answers are the same either way).
+            None: ``OBSERVATION_CACHE_SIZE``, read when the backend is made.
 
     ``generate(batch)`` takes ``(record, prompt, FrameSpec)`` triples of one scene and frame set (the
     runner's batches) and returns one ``{"text", "video_grid_thw", "n_visual_tokens"}`` dict per record.
@@ -351,7 +352,8 @@ class OracleBackend:
     ``n_reused`` count perceptions made and observations served from the cache.
     """
 
-    def __init__(self, model: Mapping[str, Any], *, cache_size: int = OBSERVATION_CACHE_SIZE):
+    def __init__(self, model: Mapping[str, Any], *, cache_size: int | None = None):
+        cache_size = OBSERVATION_CACHE_SIZE if cache_size is None else cache_size
         if isinstance(cache_size, bool) or not isinstance(cache_size, int) or cache_size < 0:
             raise ConfigError(f"cache_size must be an int >= 0; got {cache_size!r}", field="cache_size",
                               value=cache_size)
