@@ -230,6 +230,23 @@ def test_closest_distance_matches_brute_force(seed, n, m, touching):
     assert closest_distance(a, b) == pytest.approx(ref, rel=1e-9, abs=1e-6)
 
 
+@settings(max_examples=25)
+@given(st.integers(0, 2**32 - 1), st.integers(1, 500))
+def test_column_reductions_are_bit_identical_to_numpys_axis_forms(seed, m):
+    from posevlm.eval.backends.oracle import _bounds, _distance_to_box, points_extent_cm
+
+    g = np.random.default_rng(seed)
+    pts = g.normal(size=(m, 3)) * g.uniform(0.01, 10) + g.normal(size=3) * 100
+    lo, hi = _bounds(pts)
+    assert np.array_equal(lo, pts.min(0)) and np.array_equal(hi, pts.max(0)) and lo.dtype == pts.dtype
+    ij = np.floor(pts[:, :2] / 0.1).astype(np.int64)
+    assert all(np.array_equal(a, b) for a, b in zip(_bounds(ij), (ij.min(0), ij.max(0))))
+    box = np.sort(g.normal(size=(2, 3)) * 50, axis=0)
+    ref = np.linalg.norm(np.maximum(0.0, np.maximum(box[0] - pts, pts - box[1])), axis=1)
+    assert np.array_equal(_distance_to_box(pts, box[0], box[1]), ref)
+    assert points_extent_cm(pts) == float(np.ptp(pts, axis=0).max() * 100.0)
+
+
 def test_floor_area_of_sampled_floors():
     g = np.random.default_rng(0)
     # L-shaped room: 6 x 4 minus a 2.5 x 1.5 corner = 20.25 m2; sparse floor samples (100 per m2,
