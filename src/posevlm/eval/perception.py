@@ -255,8 +255,10 @@ def observe(scene: Scene, frame_ids: Sequence[int],
         pts = backproject_depth(scene.depth.read_many(chunk), cams["K_pixels"], cams["w2c_opencv"],
                                 pixel_stride=s)
         inst_s = inst[:, ::s, ::s].astype(np.int64)
-        frame_of = np.broadcast_to(np.arange(len(chunk))[:, None, None], inst_s.shape)
-        keep = np.isfinite(pts[..., 2]) & ((inst_s == 0) | (counts[frame_of, inst_s] >= config.min_pixels))
+        kept_ids = counts >= config.min_pixels  # (n, I): objects seen in each frame, and structure (id 0)
+        kept_ids[:, 0] = True
+        row_of = np.arange(len(chunk), dtype=np.int64)[:, None, None] * kept_ids.shape[1]
+        keep = np.isfinite(pts[..., 2]) & kept_ids.ravel()[row_of + inst_s]
         if keep.all():  # the common case: no copy through a boolean mask
             kept, kept_labels = pts.reshape(-1, 3), inst_s.reshape(-1)
         else:
