@@ -101,7 +101,9 @@ def main() -> None:
             for name, src in variants.items():
                 out = tmp / f"{name}_{i}"
                 times[name].append(run_demo(src, out, args.scenes, args.seed))
-                print(f"  {name} run {i + 1}: {times[name][-1]['total']:.1f} s", flush=True)
+                load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+                print(f"  {name} run {i + 1}: {times[name][-1]['total']:.1f} s (load average after: {load})",
+                      flush=True)
                 reports[name] = normalised_report(out)
     finally:
         if not args.keep:
