@@ -42,7 +42,8 @@ TARGET = 5.0
 def extract_baseline(commit: str, dest: Path) -> Path:
     """``src/`` of ``commit`` under ``dest`` (no worktree, nothing written to the repository)."""
     dest.mkdir(parents=True)
-    archive = subprocess.run(["git", "-C", str(REPO), "archive", commit, "src"], check=True, capture_output=True)
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", commit, "src"], check=True,
+                             capture_output=True)
     subprocess.run(["tar", "-x", "-C", str(dest)], input=archive.stdout, check=True)
     return dest / "src"
 
@@ -50,7 +51,8 @@ def extract_baseline(commit: str, dest: Path) -> Path:
 def run_demo(src: Path, out: Path, scenes: int, seed: int) -> dict[str, float]:
     """Run ``posevlm demo`` with ``PYTHONPATH=src``; seconds per stage and ``total`` (wall clock)."""
     env = {**os.environ, "PYTHONPATH": str(src), "PYTHONUNBUFFERED": "1", "COLUMNS": "250"}
-    cmd = [sys.executable, "-m", "posevlm", "demo", "--out", str(out), "--scenes", str(scenes), "--seed", str(seed)]
+    cmd = [sys.executable, "-m", "posevlm", "demo", "--out", str(out), "--scenes", str(scenes),
+           "--seed", str(seed)]
     t0 = time.perf_counter()
     marks, lines = [t0], []
     with subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -61,7 +63,8 @@ def run_demo(src: Path, out: Path, scenes: int, seed: int) -> dict[str, float]:
                 marks.append(time.perf_counter())
     end = time.perf_counter()
     if proc.returncode or len(marks) != 6:
-        raise RuntimeError(f"demo with PYTHONPATH={src} failed (exit {proc.returncode}):\n{''.join(lines[-30:])}")
+        tail = "".join(lines[-30:])
+        raise RuntimeError(f"demo with PYTHONPATH={src} failed (exit {proc.returncode}):\n{tail}")
     marks.append(end)
     return {**{s: b - a for s, a, b in zip(STAGES, marks, marks[1:])}, "total": end - t0}
 
@@ -121,9 +124,9 @@ def main() -> None:
     print(f"total speed-up {ratio:.1f}x (target >= {TARGET:.0f}x: {'met' if ratio >= TARGET else 'NOT met'})")
     print("report identical: " + ", ".join(f"{f} {'yes' if ok else 'NO'}" for f, ok in identical.items()))
     if args.json:
-        Path(args.json).write_text(json.dumps({"baseline": args.baseline, "scenes": args.scenes, "seed": args.seed,
-                                               "times": times, "speedup_total": ratio, "identical": identical},
-                                              indent=1))
+        doc = {"baseline": args.baseline, "scenes": args.scenes, "seed": args.seed, "times": times,
+               "speedup_total": ratio, "identical": identical}
+        Path(args.json).write_text(json.dumps(doc, indent=1))
     if not all(identical.values()):
         sys.exit(1)
 

@@ -35,8 +35,8 @@ TIMED = [(oracle, "observe", "observe (perception)"), (oracle, "answer_oracle_ma
          (scenes, "load_scene", "load_scene"), (FrameCache, "get", "FrameCache.get (RGB decode)"),
          (run_store.RunStore, "append", "RunStore.append (fsync)"), (runner, "score_record", "score_record"),
          (runner, "preflight", "preflight"), (report, "plot_score_vs_frames", "plot")]
-EVAL_ROWS = {"observe (perception)", "answer", "load_scene", "FrameCache.get (RGB decode)", "RunStore.append (fsync)",
-             "score_record", "preflight"}
+EVAL_ROWS = {"observe (perception)", "answer", "load_scene", "FrameCache.get (RGB decode)",
+             "RunStore.append (fsync)", "score_record", "preflight"}
 
 
 def timed(seconds: dict, calls: dict) -> None:

@@ -169,7 +169,8 @@ def _first_point_per_voxel(scene, frame_ids, min_pixels=20, voxel_m=0.01, stride
             for j in range(pts.shape[1]):
                 label, p = int(inst[i * stride, j * stride]), pts[i, j]
                 if np.isfinite(p[2]) and (label == 0 or label in seen):
-                    first.setdefault((label, *np.floor(p / voxel_m).astype(np.int64).tolist()), tuple(p.tolist()))
+                    cell = (label, *np.floor(p / voxel_m).astype(np.int64).tolist())
+                    first.setdefault(cell, tuple(p.tolist()))
     out: dict[int, set] = {}
     for (label, *_), p in first.items():
         out.setdefault(label, set()).add(p)

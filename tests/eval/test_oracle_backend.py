@@ -29,8 +29,8 @@ SAMPLERS = (SamplingConfig("uniform", N), SamplingConfig("pose_fps", N))
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     root = tmp_path_factory.mktemp("oracleworld")
-    scenes = generate_dataset(root / "data" / "synthetic", 3, SynthConfig(seed=5, num_frames=45, image_hw=(48, 64),
-                                                                         fps=3.0))
+    synth = SynthConfig(seed=5, num_frames=45, image_hw=(48, 64), fps=3.0)
+    scenes = generate_dataset(root / "data" / "synthetic", 3, synth)
     assert run_sampling(root / "data", list(SAMPLERS), root / "sampled").ok
     write_benchmark_jsonl(generate_benchmark(scenes, seed=0, dataset="synthetic", max_per_type=2),
                           root / "bench.jsonl")
@@ -79,7 +79,8 @@ def test_report_is_identical_to_perceiving_for_every_question(world, tmp_path, o
     uncached = run_eval(config(world), tmp_path / "uncached")
     assert len(observe_calls) - n_cached == uncached.n_ok > n_cached  # really one perception per question
     assert cached.run_id == uncached.run_id
-    a, b = (write_report([tmp_path / name], tmp_path / f"report_{name}", plot=False) for name in ("cached", "uncached"))
+    a, b = (write_report([tmp_path / name], tmp_path / f"report_{name}", plot=False)
+            for name in ("cached", "uncached"))
     assert a["csv"].read_bytes() == b["csv"].read_bytes()
     assert a["markdown"].read_bytes() == b["markdown"].read_bytes()
     metrics = []
@@ -109,10 +110,11 @@ def test_observation_cache_is_a_bounded_lru_keyed_by_the_distinct_frames(world):
     backend = OracleBackend({"backend": "oracle", "scenes_root": str(world / "data")}, cache_size=2)
     scene = load_scene(world / "data" / "synthetic" / "synth_0000")
     first = backend.observation("synthetic", scene, [9, 3, 3])
-    assert backend.observation("synthetic", scene, np.array([3, 9])) is first  # order and repeats do not matter
+    assert backend.observation("synthetic", scene, np.array([3, 9])) is first  # order, repeats: same key
     assert (backend.n_observed, backend.n_reused) == (1, 1)
     fresh = observe(scene, [3, 9], OracleConfig())
-    assert np.array_equal(first.frame_ids, fresh.frame_ids) and np.array_equal(first.pixel_counts, fresh.pixel_counts)
+    assert np.array_equal(first.frame_ids, fresh.frame_ids)
+    assert np.array_equal(first.pixel_counts, fresh.pixel_counts)
     assert first.points.keys() == fresh.points.keys()
     assert all(np.array_equal(first.points[k], fresh.points[k]) for k in fresh.points)
     backend.observation("synthetic", scene, [4])

@@ -374,8 +374,8 @@ class OracleBackend:
         self.info = {"backend": "oracle", "config": dict(model)}
         self.cache_size = cache_size
         self.n_observed = self.n_reused = 0
-        self._perception = PerceptionConfig(self.config.min_pixels, self.config.pixel_stride, self.config.voxel_m,
-                                            self.config.batch_frames)
+        cfg = self.config
+        self._perception = PerceptionConfig(cfg.min_pixels, cfg.pixel_stride, cfg.voxel_m, cfg.batch_frames)
         self._scenes: dict[tuple[str, str], Scene] = {}
         self._observations: OrderedDict[tuple, Observation] = OrderedDict()
 
@@ -410,8 +410,15 @@ class OracleBackend:
         return obs
 
     def generate(self, batch: Sequence[tuple[dict, str, Any]], generation=None) -> list[dict[str, Any]]:
+        """Answers for a runner batch (one scene, one ``FrameSpec``); ``generation`` is ignored.
+
+        Raises:
+            MissingInputError: the scene folder is not under ``scenes_root``.
+            ConfigError: see :func:`answer_oracle_many`.
+        """
         record, _, spec = batch[0]
         scene = self._scene(record["dataset"], record["scene_name"])
         obs = self.observation(record["dataset"], scene, spec.frame_ids)
-        answers = answer_oracle_many([r for r, _, _ in batch], scene, obs.frame_ids, self.config, observation=obs)
+        records = [r for r, _, _ in batch]
+        answers = answer_oracle_many(records, scene, obs.frame_ids, self.config, observation=obs)
         return [{"text": a, "video_grid_thw": None, "n_visual_tokens": None} for a in answers]
