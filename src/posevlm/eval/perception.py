@@ -133,7 +133,7 @@ def frame_pixel_counts(instances: np.ndarray, num_ids: int | None = None) -> np.
 def _voxel_cells(points: np.ndarray, labels: np.ndarray, voxel_m: float) -> tuple[np.ndarray, int]:
     """(M,) int64 cell keys ordered like (label, voxel x, y, z) lexicographically, and one more than the
     largest key (a Python int, so the caller can check what fits in int64). Works in place on its own
-    temporaries: each fresh (M, 3) array costs page faults that rival the arithmetic."""
+    temporaries (two (M, 3) arrays and one (M,) array in all)."""
     q = points / voxel_m
     keys = np.floor(q, out=q).astype(np.int64)
     lo = np.array([keys[:, a].min() for a in range(3)])  # one 1-D pass per axis: ~6x faster than min(0)
