@@ -19,7 +19,14 @@ from posevlm.eval.backends import (
     floor_area_from_points,
 )
 from posevlm.eval.benchmarks import generate_questions
-from posevlm.eval.perception import backproject_depth, observe, observed_points, scene_pixel_counts
+from posevlm.eval.perception import (
+    _group_by_voxel,
+    _group_by_voxel_reference,
+    backproject_depth,
+    observe,
+    observed_points,
+    scene_pixel_counts,
+)
 from posevlm.geometry import transform_points
 from posevlm.scenes import load_scene
 from posevlm.scenes.synthetic import SynthConfig, generate_dataset
@@ -146,6 +153,56 @@ def test_single_frame_sees_exactly_the_instances_with_enough_pixels(scenes):
     assert observe(s, [fid], OracleConfig(pixel_stride=4)).seen_ids() == observe(s, [fid]).seen_ids()
 
 
+def _first_point_per_voxel(scene, frame_ids, min_pixels=20, voxel_m=0.01, stride=1):
+    """Per-pixel reference of ``observe``'s points: visit frames in time order and pixels in row-major
+    order; keep a pixel of structure, or of an object seen (>= min_pixels) in that frame, if it is the
+    first of its (instance, voxel). Returns instance id -> set of point tuples."""
+    first: dict[tuple, tuple] = {}
+    for fid in sorted(set(int(f) for f in frame_ids)):
+        inst = scene.instances.read(fid)
+        cams = scene.cameras_for([fid])
+        pts = backproject_depth(scene.depth.read_many([fid]), cams.K_pixels.numpy(), cams.w2c_opencv.numpy(),
+                                pixel_stride=stride)[0]
+        ids, counts = np.unique(inst, return_counts=True)
+        seen = {int(i) for i, c in zip(ids, counts) if c >= min_pixels}
+        for i in range(pts.shape[0]):
+            for j in range(pts.shape[1]):
+                label, p = int(inst[i * stride, j * stride]), pts[i, j]
+                if np.isfinite(p[2]) and (label == 0 or label in seen):
+                    cell = (label, *np.floor(p / voxel_m).astype(np.int64).tolist())
+                    first.setdefault(cell, tuple(p.tolist()))
+    out: dict[int, set] = {}
+    for (label, *_), p in first.items():
+        out.setdefault(label, set()).add(p)
+    return out
+
+
+@pytest.mark.parametrize("batch_frames", [32, 2])
+def test_observed_points_are_the_first_point_of_each_voxel_in_time_order(scenes, batch_frames):
+    s = scenes[1]
+    fids = s.frame_ids[[40, 3, 17, 3, 55]]
+    cfg = OracleConfig(batch_frames=batch_frames, pixel_stride=2)
+    got = observe(s, fids, cfg).points
+    ref = _first_point_per_voxel(s, fids, stride=2)
+    assert sorted(got) == sorted(ref)
+    for label, pts in got.items():
+        assert len(pts) == len(ref[label]) and {tuple(p) for p in pts.tolist()} == ref[label]
+
+
+@settings(max_examples=30)
+@given(st.integers(0, 2**32 - 1), st.integers(0, 400), st.sampled_from([0.0, 0.01, 0.05, 0.3]), st.booleans())
+def test_voxel_grouping_equals_the_unique_reference(seed, m, voxel_m, huge):
+    g = np.random.default_rng(seed)
+    points = g.normal(size=(m, 3)) * g.uniform(0.05, 3) - 1.0  # negative coordinates, many shared voxels
+    points[g.random(m) < 0.2] = points[0] if m else 0.0  # exact repeats
+    labels = g.integers(0, 5, size=m)
+    if huge and m:  # a span too large to pack the point index into int64: the fallback path
+        points[0] = [1e6, -1e6, 1e6]
+    got, ref = _group_by_voxel(points, labels, voxel_m), _group_by_voxel_reference(points, labels, voxel_m)
+    assert np.array_equal(got[0], ref[0]) and np.array_equal(got[1], ref[1])
+    assert got[0].dtype.kind == "i" and np.all(np.diff(got[1]) >= 0)
+
+
 def test_backprojection_matches_a_per_pixel_reference(scenes):
     s = scenes[0]
     fids = s.frame_ids[[3, 40]]
@@ -172,6 +229,23 @@ def test_closest_distance_matches_brute_force(seed, n, m, touching):
         b[g.integers(m)] = a[g.integers(n)] + 1e-6
     ref = np.sqrt(((a[:, None] - b[None]) ** 2).sum(-1)).min()
     assert closest_distance(a, b) == pytest.approx(ref, rel=1e-9, abs=1e-6)
+
+
+@settings(max_examples=25)
+@given(st.integers(0, 2**32 - 1), st.integers(1, 500))
+def test_column_reductions_are_bit_identical_to_numpys_axis_forms(seed, m):
+    from posevlm.eval.backends.oracle import _bounds, _distance_to_box, points_extent_cm
+
+    g = np.random.default_rng(seed)
+    pts = g.normal(size=(m, 3)) * g.uniform(0.01, 10) + g.normal(size=3) * 100
+    lo, hi = _bounds(pts)
+    assert np.array_equal(lo, pts.min(0)) and np.array_equal(hi, pts.max(0)) and lo.dtype == pts.dtype
+    ij = np.floor(pts[:, :2] / 0.1).astype(np.int64)
+    assert all(np.array_equal(a, b) for a, b in zip(_bounds(ij), (ij.min(0), ij.max(0))))
+    box = np.sort(g.normal(size=(2, 3)) * 50, axis=0)
+    ref = np.linalg.norm(np.maximum(0.0, np.maximum(box[0] - pts, pts - box[1])), axis=1)
+    assert np.array_equal(_distance_to_box(pts, box[0], box[1]), ref)
+    assert points_extent_cm(pts) == float(np.ptp(pts, axis=0).max() * 100.0)
 
 
 def test_floor_area_of_sampled_floors():

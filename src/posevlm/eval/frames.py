@@ -44,7 +44,7 @@ from posevlm.sampling.uniform import select_uniform
 __all__ = [
     "UNIFORM_RULES", "COUNT_POLICIES", "FrameSpec", "Mp4Uniform", "Mp4Fps", "FolderManifest", "FrameRequest",
     "uniform_frame_ids", "qwen_nframes", "fps_nframes", "mp4_uniform", "mp4_fps", "folder_manifest",
-    "PreflightResult", "preflight", "FrameCache",
+    "PreflightResult", "preflight", "check_record_names", "FrameCache",
 ]  # fmt: skip
 
 UniformRule = Literal["round_full", "floor_full", "floor_pool128"]
@@ -433,6 +433,19 @@ def preflight(request: FrameRequest, *, sample_id: Any = None) -> PreflightResul
     except SampleError as exc:
         return PreflightResult(sample_id, False, request.to_dict(), error_type=exc.kind, message=exc.message)
     return PreflightResult(sample_id, True, request.to_dict(), n_frames=n)
+
+
+def check_record_names(dataset: str, scene: str, root: Path, flag: str) -> None:
+    """Refuse benchmark ``dataset`` / ``scene_name`` values that are not single path components (``..``,
+    separators, absolute paths): they would read inputs outside ``root``."""
+    from posevlm.eval.errors import InvalidInputError
+    from posevlm.paths import name_problem
+
+    for field_name, value in (("dataset", dataset), ("scene_name", scene)):
+        if (problem := name_problem(value)) is not None:
+            raise InvalidInputError(f"benchmark {field_name} {problem}: it would resolve outside {flag} {root}; "
+                                    f"fix the benchmark record (names must be plain folder names)",
+                                    input=str(value))
 
 
 # -------------------------------------------------------------------------------------- caching

@@ -130,17 +130,57 @@ def frame_pixel_counts(instances: np.ndarray, num_ids: int | None = None) -> np.
     return np.bincount(flat, minlength=n * width).reshape(n, width)
 
 
+def _voxel_cells(points: np.ndarray, labels: np.ndarray, voxel_m: float) -> tuple[np.ndarray, int]:
+    """(M,) int64 cell keys ordered like (label, voxel x, y, z) lexicographically, and one more than the
+    largest key (a Python int, so the caller can check what fits in int64). Works in place on its own
+    temporaries (two (M, 3) arrays and one (M,) array in all)."""
+    q = points / voxel_m
+    keys = np.floor(q, out=q).astype(np.int64)
+    lo = np.array([keys[:, a].min() for a in range(3)])  # one 1-D pass per axis: ~6x faster than min(0)
+    keys -= lo
+    span = [int(keys[:, a].max()) + 1 for a in range(3)]
+    flat = labels.astype(np.int64)
+    for a in range(3):  # ((label * sx + x) * sy + y) * sz + z
+        flat *= span[a]
+        flat += keys[:, a]
+    return flat, (int(labels.max()) + 1) * span[0] * span[1] * span[2]
+
+
 def _group_by_voxel(points: np.ndarray, labels: np.ndarray, voxel_m: float) -> tuple[np.ndarray, np.ndarray]:
     """Indices of the first point of each occupied (label, voxel) cell, sorted by label, and the
-    sorted labels. ``voxel_m <= 0``: every point, stably sorted by label."""
+    sorted labels. ``voxel_m <= 0``: every point, stably sorted by label.
+
+    Equal to :func:`_group_by_voxel_reference` (a lexicographic sort), faster: the cell key and then
+    the point index are packed into one int64 (key * M + index), so one value sort (no argsort)
+    orders the cells and puts each cell's first point first. Spans too large to pack fall back to
+    the reference.
+    """
+    if voxel_m <= 0 or len(points) == 0:
+        return _group_by_voxel_reference(points, labels, voxel_m)
+    flat, n_keys = _voxel_cells(points, labels, voxel_m)
+    m = len(flat)
+    if n_keys * m >= 2**63:  # packed keys would overflow int64
+        return _group_by_voxel_reference(points, labels, voxel_m)
+    packed = flat  # our own temporary: pack and sort in place
+    packed *= m
+    packed += np.arange(m, dtype=np.int64)
+    packed.sort()
+    cell, index = np.divmod(packed, m)
+    first = index[np.r_[True, cell[1:] != cell[:-1]]]
+    return first, labels[first]
+
+
+def _group_by_voxel_reference(points: np.ndarray, labels: np.ndarray,
+                              voxel_m: float) -> tuple[np.ndarray, np.ndarray]:
+    """Reference of :func:`_group_by_voxel`: a stable lexicographic sort of the (label, voxel x, y, z)
+    rows, keeping the first row of each run (no packed keys, so any coordinate range works)."""
     if voxel_m <= 0 or len(points) == 0:
         order = np.argsort(labels, kind="stable")
         return order, labels[order]
-    keys = np.floor(points / voxel_m).astype(np.int64)
-    keys -= keys.min(0)
-    span = keys.max(0) + 1
-    flat = ((labels.astype(np.int64) * span[0] + keys[:, 0]) * span[1] + keys[:, 1]) * span[2] + keys[:, 2]
-    _, first = np.unique(flat, return_index=True)  # first occurrence, ordered by (label, voxel)
+    rows = np.column_stack([labels.astype(np.int64), np.floor(points / voxel_m).astype(np.int64)])
+    order = np.lexsort(rows.T[::-1])  # last key is primary: label, then x, y, z; ties keep input order
+    ordered = rows[order]
+    first = order[np.r_[True, np.any(ordered[1:] != ordered[:-1], axis=1)]]
     return first, labels[first]
 
 
@@ -223,10 +263,15 @@ def observe(scene: Scene, frame_ids: Sequence[int],
         pts = backproject_depth(scene.depth.read_many(chunk), cams["K_pixels"], cams["w2c_opencv"],
                                 pixel_stride=s)
         inst_s = inst[:, ::s, ::s].astype(np.int64)
-        frame_of = np.broadcast_to(np.arange(len(chunk))[:, None, None], inst_s.shape)
-        keep = np.isfinite(pts[..., 2]) & ((inst_s == 0) | (counts[frame_of, inst_s] >= config.min_pixels))
-        kept = pts[keep]
-        index, labels = _group_by_voxel(kept, inst_s[keep], config.voxel_m)
+        kept_ids = counts >= config.min_pixels  # (n, I): objects seen in each frame, and structure (id 0)
+        kept_ids[:, 0] = True
+        row_of = np.arange(len(chunk), dtype=np.int64)[:, None, None] * kept_ids.shape[1]
+        keep = np.isfinite(pts[..., 2]) & kept_ids.ravel()[row_of + inst_s]
+        if keep.all():  # the common case: no copy through a boolean mask
+            kept, kept_labels = pts.reshape(-1, 3), inst_s.reshape(-1)
+        else:
+            kept, kept_labels = pts[keep], inst_s[keep]
+        index, labels = _group_by_voxel(kept, kept_labels, config.voxel_m)
         starts = np.flatnonzero(np.diff(labels)) + 1
         for label, part in zip(labels[np.r_[0, starts]].tolist() if len(labels) else [],
                                np.split(kept[index], starts)):

@@ -18,7 +18,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from posevlm.errors import ConfigError, InputFileError, PosevlmError
 from posevlm.eval.errors import MissingInputError, SampleError
-from posevlm.eval.frames import FolderManifest, FrameCache, Mp4Fps, Mp4Uniform, preflight
+from posevlm.eval.frames import FolderManifest, FrameCache, Mp4Fps, Mp4Uniform, check_record_names, preflight
 from posevlm.eval.parsing import DEFAULT_MODES, score_record
 from posevlm.eval.run_store import RunStore, shard_file_name
 
@@ -124,19 +124,6 @@ def resolve_records(config: EvalConfig) -> list[dict[str, Any]]:
     return sorted(kept, key=lambda r: (r["dataset"], r["scene_name"], r["id"]))
 
 
-def check_record_names(dataset: str, scene: str, root: Path, flag: str) -> None:
-    """Refuse benchmark ``dataset`` / ``scene_name`` values that are not single path components (``..``,
-    separators, absolute paths): they would read inputs outside ``root``."""
-    from posevlm.eval.errors import InvalidInputError
-    from posevlm.paths import name_problem
-
-    for field_name, value in (("dataset", dataset), ("scene_name", scene)):
-        if (problem := name_problem(value)) is not None:
-            raise InvalidInputError(f"benchmark {field_name} {problem}: it would resolve outside {flag} {root}; "
-                                    f"fix the benchmark record (names must be plain folder names)",
-                                    input=str(value))
-
-
 def frame_request(config: EvalConfig, dataset: str, scene: str):
     """The frame request of one scene (hashable: the cache key)."""
     fr = config.frames
@@ -153,41 +140,6 @@ def frame_request(config: EvalConfig, dataset: str, scene: str):
 
 
 # -- backends --------------------------------------------------------------------------------------
-class _OracleAdapter:
-    """Answers from the scene's depth and instance masks restricted to the sample's frames."""
-
-    def __init__(self, model: Mapping[str, Any]):
-        from posevlm.eval.backends.oracle import OracleConfig
-
-        self.root = Path(model.get("scenes_root", ""))
-        self.config = OracleConfig(**{k: model[k] for k in ("min_pixels", "pixel_stride") if k in model})
-        self.info = {"backend": "oracle", "config": dict(model)}
-        self._scenes: dict[tuple[str, str], Any] = {}
-
-    def _scene(self, dataset: str, name: str):
-        from posevlm.scenes import load_scene
-
-        key = (dataset, name)
-        if key not in self._scenes:
-            check_record_names(dataset, name, self.root, "--scenes")
-            for cand in (self.root / dataset / name, self.root / name):
-                if cand.exists():
-                    self._scenes = {key: load_scene(cand)}  # keep one scene: samples arrive grouped by scene
-                    break
-            else:
-                raise MissingInputError(f"oracle: scene {dataset}/{name} not found under {self.root}",
-                                        input=str(self.root / dataset / name))
-        return self._scenes[key]
-
-    def generate(self, batch: Sequence[tuple[dict, str, Any]], generation=None) -> list[dict[str, Any]]:
-        from posevlm.eval.backends.oracle import answer_oracle_many
-
-        record, _, spec = batch[0]
-        scene = self._scene(record["dataset"], record["scene_name"])
-        answers = answer_oracle_many([r for r, _, _ in batch], scene, spec.frame_ids.tolist(), self.config)
-        return [{"text": a, "video_grid_thw": None, "n_visual_tokens": None} for a in answers]
-
-
 def make_backend(model: Mapping[str, Any]):
     """The registered backend ``model["backend"]`` built from the run's model config."""
     from posevlm.eval.backends import backends

@@ -24,29 +24,39 @@ The choices of MC questions are read from ``record["meta"]`` (the categories beh
 texts), as a model reads the options; ground-truth fields in ``meta`` are never used.
 
 Answers are strings as a model would write them: "3", "62.5", "1.73", "28.1", "B".
+
+:class:`OracleBackend` is the ``oracle`` backend of the eval runner: it loads each scene once and
+perceives each (scene, selected frames) once, caching the :class:`Observation` in a small LRU shared by
+every question asked about those frames (a question's answer depends on the frames only, never on
+which other questions are in its batch).
 """
 
 from __future__ import annotations
 
 import itertools
+from collections import OrderedDict
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Sequence
+from pathlib import Path
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from posevlm.errors import ConfigError
 from posevlm.eval.backends.base import BackendSpec
 from posevlm.eval.benchmarks.synthetic_vsi import direction_label, format_number, relative_direction_deg
-from posevlm.eval.perception import Observation, observe, perception_config_problems
+from posevlm.eval.errors import MissingInputError
+from posevlm.eval.perception import Observation, PerceptionConfig, observe, perception_config_problems
 from posevlm.scenes import Scene
 
 __all__ = [
-    "OracleConfig", "FALLBACK_NUMBER", "FALLBACK_LETTER", "answer_oracle", "answer_oracle_many",
-    "points_extent_cm", "closest_distance", "floor_area_from_points",
+    "OracleConfig", "FALLBACK_NUMBER", "FALLBACK_LETTER", "OBSERVATION_CACHE_SIZE", "OracleBackend",
+    "answer_oracle", "answer_oracle_many", "points_extent_cm", "closest_distance", "floor_area_from_points",
 ]  # fmt: skip
 
 FALLBACK_NUMBER = "0"
 FALLBACK_LETTER = "A"
+#: observations an ``OracleBackend`` keeps (LRU); the runner groups samples by scene, so few are needed
+OBSERVATION_CACHE_SIZE = 8
 _LETTERS = "ABCD"
 
 
@@ -97,9 +107,16 @@ class OracleConfig:
 # ----------------------------------------------------------------------------- measurements
 
 
+def _bounds(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-column min and max of (M, D) points: one 1-D pass per column, ~6x faster than ``min(0)``
+    (which walks (M, 3) row by row); exact, like any min/max."""
+    return np.array([c.min() for c in points.T]), np.array([c.max() for c in points.T])
+
+
 def points_extent_cm(points: np.ndarray) -> float:
     """Longest side (cm) of the axis-aligned box of (M, 3) points (world axes)."""
-    return float(np.ptp(points, axis=0).max() * 100.0)
+    lo, hi = _bounds(points)
+    return float((hi - lo).max() * 100.0)
 
 
 def _min_pairwise(a: np.ndarray, b: np.ndarray, block: int = 1 << 22) -> float:
@@ -115,7 +132,11 @@ def _min_pairwise(a: np.ndarray, b: np.ndarray, block: int = 1 << 22) -> float:
 
 
 def _distance_to_box(points: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    return np.linalg.norm(np.maximum(0.0, np.maximum(lo - points, points - hi)), axis=1)
+    """(M,) Euclidean distance of (M, 3) points to the box [lo, hi]; the squares are summed in
+    ``np.linalg.norm``'s order ((x² + y²) + z²), column by column."""
+    d = np.maximum(0.0, np.maximum(lo - points, points - hi))
+    x, y, z = d.T
+    return np.sqrt(x * x + y * y + z * z)
 
 
 def closest_distance(a: np.ndarray, b: np.ndarray) -> float:
@@ -131,8 +152,8 @@ def closest_distance(a: np.ndarray, b: np.ndarray) -> float:
     while True:
         ub = min(ub, _min_pairwise(a[:: max(1, len(a) // 256)], b[:: max(1, len(b) // 256)]))
         slack = ub + 1e-6
-        a_near = a[_distance_to_box(a, b.min(0), b.max(0)) <= slack]
-        b_near = b[_distance_to_box(b, a.min(0), a.max(0)) <= slack]
+        a_near = a[_distance_to_box(a, *_bounds(b)) <= slack]
+        b_near = b[_distance_to_box(b, *_bounds(a)) <= slack]
         if len(a_near) * len(b_near) <= 1 << 16 or len(a_near) + len(b_near) == len(a) + len(b):
             return _min_pairwise(a_near, b_near)
         a, b = a_near, b_near
@@ -187,8 +208,9 @@ def floor_area_from_points(points_xy: np.ndarray, *, cell_m: float = 0.1, closin
         return 0.0
     pad = closing_cells + 2
     ij = np.floor(pts / cell_m).astype(np.int64)
-    ij -= ij.min(0) - pad
-    occupied = np.zeros(tuple(ij.max(0) + pad + 1), dtype=bool)
+    lo, hi = _bounds(ij)
+    ij -= lo - pad
+    occupied = np.zeros(tuple(hi - lo + 2 * pad + 1), dtype=bool)
     occupied[ij[:, 0], ij[:, 1]] = True
     closed = ~_dilate(~_fill_holes(_dilate(occupied, closing_cells)), closing_cells) | occupied
     interior = closed.copy()
@@ -323,10 +345,87 @@ def answer_oracle(record: dict, scene: Scene, frame_ids: Sequence[int],
     return answer_oracle_many([record], scene, frame_ids, config, observation=observation)[0]
 
 
-def _make_oracle(model):
-    from posevlm.eval.runner import _OracleAdapter
+# ----------------------------------------------------------------------------- eval backend
 
-    return _OracleAdapter(model)
+
+class OracleBackend:
+    """The eval runner's ``oracle`` backend: the oracle answers, one observation per (scene, frames).
+
+    Args:
+        model: the run's ``model`` config: ``scenes_root`` (folder holding ``<dataset>/<scene>`` or
+            ``<scene>`` scene folders), optional ``min_pixels`` and ``pixel_stride`` (``OracleConfig``).
+        cache_size: observations kept, least recently used dropped first; 0 perceives anew for every
+            ``generate`` call (the behaviour before the cache; answers are the same either way).
+            None: ``OBSERVATION_CACHE_SIZE``, read when the backend is made.
+
+    ``generate(batch)`` takes ``(record, prompt, FrameSpec)`` triples of one scene and frame set (the
+    runner's batches) and returns one ``{"text", "video_grid_thw", "n_visual_tokens"}`` dict per record.
+    Observations are keyed by (dataset, scene, distinct ascending frame ids, perception config): the
+    observation of a frame set does not depend on the order or repeats of its ids. ``n_observed`` and
+    ``n_reused`` count perceptions made and observations served from the cache.
+    """
+
+    def __init__(self, model: Mapping[str, Any], *, cache_size: int | None = None):
+        cache_size = OBSERVATION_CACHE_SIZE if cache_size is None else cache_size
+        if isinstance(cache_size, bool) or not isinstance(cache_size, int) or cache_size < 0:
+            raise ConfigError(f"cache_size must be an int >= 0; got {cache_size!r}", field="cache_size",
+                              value=cache_size)
+        self.root = Path(model.get("scenes_root", ""))
+        self.config = OracleConfig(**{k: model[k] for k in ("min_pixels", "pixel_stride") if k in model})
+        self.info = {"backend": "oracle", "config": dict(model)}
+        self.cache_size = cache_size
+        self.n_observed = self.n_reused = 0
+        cfg = self.config
+        self._perception = PerceptionConfig(cfg.min_pixels, cfg.pixel_stride, cfg.voxel_m, cfg.batch_frames)
+        self._scenes: dict[tuple[str, str], Scene] = {}
+        self._observations: OrderedDict[tuple, Observation] = OrderedDict()
+
+    def _scene(self, dataset: str, name: str) -> Scene:
+        from posevlm.scenes import load_scene
+
+        key = (dataset, name)
+        if key not in self._scenes:
+            from posevlm.eval.frames import check_record_names
+
+            check_record_names(dataset, name, self.root, "--scenes")
+            for cand in (self.root / dataset / name, self.root / name):
+                if cand.exists():
+                    self._scenes = {key: load_scene(cand)}  # keep one scene: samples arrive grouped by scene
+                    break
+            else:
+                raise MissingInputError(f"oracle: scene {dataset}/{name} not found under {self.root}",
+                                        input=str(self.root / dataset / name))
+        return self._scenes[key]
+
+    def observation(self, dataset: str, scene: Scene, frame_ids: Sequence[int]) -> Observation:
+        """The observation of ``frame_ids`` of ``scene``, perceived once and then served from the LRU."""
+        ids = np.unique(np.asarray(frame_ids, dtype=np.int64).reshape(-1))
+        key = (dataset, scene.name, tuple(ids.tolist()), self._perception)
+        if key in self._observations:
+            self.n_reused += 1
+            self._observations.move_to_end(key)
+            return self._observations[key]
+        obs = observe(scene, ids, self._perception)
+        self.n_observed += 1
+        if self.cache_size:
+            self._observations[key] = obs
+            while len(self._observations) > self.cache_size:
+                self._observations.popitem(last=False)
+        return obs
+
+    def generate(self, batch: Sequence[tuple[dict, str, Any]], generation=None) -> list[dict[str, Any]]:
+        """Answers for a runner batch (one scene, one ``FrameSpec``); ``generation`` is ignored.
+
+        Raises:
+            MissingInputError: the scene folder is not under ``scenes_root``.
+            ConfigError: see :func:`answer_oracle_many`.
+        """
+        record, _, spec = batch[0]
+        scene = self._scene(record["dataset"], record["scene_name"])
+        obs = self.observation(record["dataset"], scene, spec.frame_ids)
+        records = [r for r, _, _ in batch]
+        answers = answer_oracle_many(records, scene, obs.frame_ids, self.config, observation=obs)
+        return [{"text": a, "video_grid_thw": None, "n_visual_tokens": None} for a in answers]
 
 
 def _from_cli(values):
@@ -334,6 +433,6 @@ def _from_cli(values):
             **dict(values.get("set") or {})}
 
 
-BACKEND = BackendSpec("oracle", _make_oracle, "perfect perception of the selected frames (synthetic scans: depth + "
+BACKEND = BackendSpec("oracle", OracleBackend, "perfect perception of the selected frames (synthetic scans: depth + "
                       "instance masks): how much spatial information a selection keeps", from_cli=_from_cli,
                       cli_options=("scenes",))
