@@ -63,21 +63,33 @@ def run_demo(out: str | Path, config: DemoConfig = DemoConfig(), *,
     n_questions = len(read_benchmark_jsonl(bench))
 
     log(f"[4/5] oracle evaluation of {len(sampling)} selections on {n_questions} questions")
-    run_dirs = []
+    from posevlm.eval.backends.oracle import OracleBackend
+
+    model = {"backend": "oracle", "name": "oracle", "scenes_root": str(data)}
+    oracle = OracleBackend(model)  # one backend for every selection: each scan loads once
+    run_dirs, failed = [], {}
     for cfg in sampling:
         eval_cfg = EvalConfig(
             benchmark={"name": "synthetic_vsi", "source": str(bench)},
-            model={"backend": "oracle", "name": "oracle", "scenes_root": str(data)},
+            model=model,
             frames={"source": "folder_manifest", "root": str(out / "sampled" / cfg.slug),
                     "num_frames": cfg.num_frames, "strategy": cfg.strategy, "sampler_slug": cfg.slug},
         )
         run_dir = out / "runs" / tag / cfg.slug
-        result = run_eval(eval_cfg, run_dir)
+        result = run_eval(eval_cfg, run_dir, backend=oracle)
         log(f"      {cfg.strategy:>15} {cfg.num_frames:>3} frames: {result.n_ok} answered, {result.n_errors} errors, "
             f"{result.n_skipped} kept from an earlier run")
         run_dirs.append(run_dir)
+        if not result.ok:
+            failed[cfg.slug] = result.failed
 
     report_dir = out / "report" if tag == DemoConfig().tag else out / f"report_{tag}"
     log(f"[5/5] report -> {report_dir}")
-    write_report(run_dirs, report_dir)
+    write_report(run_dirs, report_dir, allow_partial=bool(failed))
+    if failed:  # the report is written (failed samples score 0); the demo still says it did not go cleanly
+        from posevlm.errors import PosevlmError
+
+        raise PosevlmError(f"the demo's evaluation failed for {sum(map(len, failed.values()))} sample(s) in "
+                           f"{len(failed)} run(s) ({', '.join(sorted(failed))}); report written to {report_dir}; "
+                           f"see {out / 'runs' / tag}/<run>/records")
     return report_dir

@@ -136,6 +136,7 @@ class RunStore:
         self.config_path = self.run_dir / RUN_CONFIG_NAME
         self.records_dir = self.run_dir / RECORDS_DIR
         self._repaired: set[Path] = set()
+        self._unsynced: set[Path] = set()
 
     # ---- backend/<shard>.json ----------------------------------------------------------------
     def write_backend_info(self, info: Mapping[str, Any], rank: int, world: int) -> Path:
@@ -261,8 +262,10 @@ class RunStore:
     def shard_path(self, rank: int, world: int) -> Path:
         return self.records_dir / shard_file_name(rank, world)
 
-    def append(self, record: Mapping[str, Any], rank: int, world: int) -> None:
-        """Append one record as one JSON line to this rank's file; flush and fsync before returning.
+    def append(self, record: Mapping[str, Any], rank: int, world: int, *, durable: bool = True) -> None:
+        """Append one record as one JSON line to this rank's file; flush it to the OS before returning, and fsync
+        it too when ``durable`` (else :meth:`sync` does, e.g. once per scene: a killed process loses nothing
+        either way, only a machine crash can lose records written since the last sync, which a resume redoes).
 
         Strict JSON: non-finite floats (a model answering "nan" parses to NaN) are written as null.
 
@@ -291,7 +294,20 @@ class RunStore:
         with open(path, "ab") as f:
             f.write(line.encode("utf-8"))
             f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                os.fsync(f.fileno())
+            else:
+                self._unsynced.add(path)
+
+    def sync(self) -> None:
+        """fsync every shard file appended to with ``durable=False`` since the last sync."""
+        for path in sorted(self._unsynced):
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        self._unsynced.clear()
 
     def shard_files(self) -> list[Path]:
         if not self.records_dir.is_dir():

@@ -215,14 +215,16 @@ def _preflight(config: EvalConfig, groups: Mapping[tuple[str, str], list[dict]])
 
 
 def run_eval(config: EvalConfig, out: str | Path, *, shard: str | None = None, env: Mapping[str, str] | None = None,
-             stage: str = "infer", retry_errors: bool = False,
-             on_record: Callable[[dict], None] | None = None) -> EvalSummary:
+             stage: str = "infer", retry_errors: bool = False, on_record: Callable[[dict], None] | None = None,
+             backend: Any = None) -> EvalSummary:
     """Run (or resume) one evaluation into ``out``.
 
     ``stage``: ``preflight`` runs the CPU checks only and writes ``RUN/preflight/<shard>.json`` (no records,
     no retry attempts used); ``infer`` (default) runs everything pending; ``score`` re-scores the stored raw
     outputs with the current parsers and appends a record only where a score changed (idempotent; the later
     record wins in every reader). ``retry_errors``: rerun error records even after ``MAX_ATTEMPTS``.
+    ``backend``: an already-built backend of ``config.model`` (a recipe evaluating several frame selections with
+    one model, like the demo, builds it once); default: built from the registry after the preflight.
     Holds ``RUN/locks/<shard>.lock`` while it runs, so a second process on the same shard is refused.
     """
     import os
@@ -264,7 +266,11 @@ def run_eval(config: EvalConfig, out: str | Path, *, shard: str | None = None, e
         if stage == "preflight":
             summary.preflight = str(_write_preflight(store, rank, world, groups, failed, summary))
             return _finish(summary, store, t0, shard_records)
-        _infer(config, store, summary, groups, requests, failed, attempts, prompts.get(config.prompt), on_record)
+        try:
+            _infer(config, store, summary, groups, requests, failed, attempts, prompts.get(config.prompt), on_record,
+                   backend)
+        finally:
+            store.sync()
         return _finish(summary, store, t0, shard_records)
 
 
@@ -285,14 +291,14 @@ def _write_preflight(store: RunStore, rank: int, world: int, groups, failed, sum
 
 
 def _infer(config: EvalConfig, store: RunStore, summary: EvalSummary, groups, requests, failed, attempts,
-           prompt, on_record) -> None:
+           prompt, on_record, backend) -> None:
     rank, world, _ = summary.shard
     modes = tuple(config.parse_modes)
 
     def emit(rec: dict) -> None:
         rec["written"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
         rec["attempt"] = attempts.get(rec["id"], 0) + 1
-        store.append(rec, rank, world)
+        store.append(rec, rank, world, durable=False)  # flushed per record, fsynced per scene below
         if rec["status"] == "ok":
             summary.n_ok += 1
         else:
@@ -307,7 +313,7 @@ def _infer(config: EvalConfig, store: RunStore, summary: EvalSummary, groups, re
             emit(_error_record(r, exc, None, modes))
     if not requests:
         return
-    backend = make_backend(config.model)
+    backend = make_backend(config.model) if backend is None else backend
     store.write_backend_info(getattr(backend, "info", {"backend": type(backend).__name__}), rank, world)
     cache = FrameCache(max_entries=2)
     for key, req in requests.items():
@@ -340,6 +346,7 @@ def _infer(config: EvalConfig, store: RunStore, summary: EvalSummary, groups, re
                 emit({**_base(r), "status": "ok", "error": None, "raw_output": o["text"], "kind": scored["kind"],
                       "flags": scored["flags"], "scores": scored["modes"], "frames": info,
                       "timings_ms": {"generate": round(ms, 3)}})
+        store.sync()  # one fsync per scene
 
 
 def _rescore(config: EvalConfig, store: RunStore, run_id: str, n_expected: int, shard: tuple[int, int, str],

@@ -40,3 +40,17 @@ def se3_arg(x: Tensor | np.ndarray, name: str) -> Tensor:
         bottom[..., 0, 3] = 1
         x = torch.cat([x, bottom], dim=-2)
     return check_trailing(x, name, (4, 4), "Pad a (..., 3, 4) matrix with [0, 0, 0, 1] or use se3_from_Rt().")
+
+
+def broadcast_batch(*shapes: Sequence[int], names: Sequence[str] = ()) -> tuple[int, ...]:
+    """The broadcast of leading batch shapes (numpy's rule). ``torch.broadcast_shapes`` would do, but its first
+    call imports torch.fx and sympy (~0.5 s per process); this stays cheap.
+
+    Raises:
+        ShapeError: the shapes do not broadcast (names the arguments when ``names`` is given).
+    """
+    try:
+        return tuple(np.broadcast_shapes(*(tuple(int(d) for d in s) for s in shapes)))
+    except ValueError:
+        what = ", ".join(f"{n} {tuple(s)}" for n, s in zip(names, shapes)) or ", ".join(str(tuple(s)) for s in shapes)
+        raise ShapeError(f"batch shapes do not broadcast: {what}") from None

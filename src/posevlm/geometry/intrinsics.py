@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from posevlm.errors import ShapeError
-from posevlm.geometry._checks import as_float_tensor, check_trailing
+from posevlm.geometry._checks import as_float_tensor, broadcast_batch, check_trailing
 
 __all__ = [
     "K_from_params",
@@ -205,7 +205,7 @@ def intrinsics_problems(K_pixels: Tensor, image_hw: HW) -> IntrinsicsProblems:
     """
     k = _K(K_pixels).to(torch.float64)
     hw = image_hw_tensor(image_hw, k)
-    lead = torch.broadcast_shapes(k.shape[:-2], hw.shape[:-1])
+    lead = broadcast_batch(k.shape[:-2], hw.shape[:-1], names=("K_pixels", "image_hw"))
     k = k.expand(*lead, 3, 3).reshape(-1, 3, 3)
     hw = hw.expand(*lead, 2).reshape(-1, 2)
     batched = k.shape[0] > 1

@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from posevlm.geometry._checks import as_float_tensor, check_trailing, se3_arg
+from posevlm.geometry._checks import as_float_tensor, broadcast_batch, check_trailing, se3_arg
 from posevlm.geometry.intrinsics import HW, fov_from_intrinsics, intrinsics_from_fov
 from posevlm.geometry.quaternion import matrix_to_quat_xyzw, quat_xyzw_to_matrix
 from posevlm.geometry.se3 import se3_from_Rt
@@ -51,7 +51,7 @@ def extrinsics_intrinsics_to_pose_encoding(w2c_opencv: Tensor, K_pixels: Tensor,
     K = check_trailing(as_float_tensor(K_pixels, "K_pixels"), "K_pixels", (3, 3))
     quat = matrix_to_quat_xyzw(w2c[..., :3, :3])
     fov_h, fov_w = fov_from_intrinsics(K, image_hw)
-    batch = torch.broadcast_shapes(w2c.shape[:-2], K.shape[:-2])
+    batch = broadcast_batch(w2c.shape[:-2], K.shape[:-2], names=("w2c_opencv", "K_pixels"))
     parts = [w2c[..., :3, 3].expand(*batch, 3), quat.expand(*batch, 4), fov_h.expand(batch)[..., None], fov_w.expand(batch)[..., None]]
     dtype = torch.promote_types(w2c.dtype, K.dtype)
     return torch.cat([p.to(dtype) for p in parts], dim=-1)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from posevlm.geometry._checks import as_float_tensor, check_trailing, se3_arg
+from posevlm.geometry._checks import as_float_tensor, broadcast_batch, check_trailing, se3_arg
 
 __all__ = [
     "se3_from_Rt",
@@ -36,7 +36,7 @@ def se3_from_Rt(rotation: Tensor, translation: Tensor) -> Tensor:
     r = check_trailing(as_float_tensor(rotation, "rotation"), "rotation", (3, 3))
     t = check_trailing(as_float_tensor(translation, "translation"), "translation", (3,))
     dtype = torch.promote_types(r.dtype, t.dtype)
-    batch = torch.broadcast_shapes(r.shape[:-2], t.shape[:-1])
+    batch = broadcast_batch(r.shape[:-2], t.shape[:-1], names=("rotation", "translation"))
     r = r.to(dtype).expand(*batch, 3, 3)
     t = t.to(dtype).expand(*batch, 3)
     top = torch.cat([r, t[..., :, None]], dim=-1)

@@ -145,11 +145,13 @@ class VideoWriter:
     count; and its macroblock tree reads uninitialised memory (the bitstream of the same frames changed
     with ``MALLOC_PERTURB_``, and from encode to encode inside one process). Either way the decoded
     pixels differed by up to ~40 levels. Costs, at CRF 18 on synthetic scans: about 1.25-1.5x the
-    file size for +0.6 dB PSNR without the macroblock tree; one thread is not measurably slower at
-    these sizes, where encoding is about a third of the synthetic renderer's time.
+    file size for +0.6 dB PSNR without the macroblock tree. ``preset`` is x264's speed preset:
+    ``veryfast`` encodes 160x120 frames ~3x faster than x264's default ``medium`` for ~4% more bytes
+    at the same CRF (one thread; measured on random-gradient frames).
     """
 
-    def __init__(self, path: str | Path, fps: float, *, codec: str = "libx264", crf: int = 18, gop: int = 30):
+    def __init__(self, path: str | Path, fps: float, *, codec: str = "libx264", crf: int = 18, gop: int = 30,
+                 preset: str = "veryfast"):
         import av
 
         self.path = Path(path)
@@ -159,7 +161,7 @@ class VideoWriter:
         self._stream = self._container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
         self._stream.pix_fmt = "yuv420p"
         options = {"g": str(gop), "threads": "1"}  # byte-identical output: see the class docstring
-        x264 = {"crf": str(crf), "x264-params": "mbtree=0"}
+        x264 = {"crf": str(crf), "preset": preset, "x264-params": "mbtree=0"}
         self._stream.options = {**options, **x264} if codec == "libx264" else options
         self.count = 0
 

@@ -55,6 +55,8 @@ __all__ = [
 
 FALLBACK_NUMBER = "0"
 FALLBACK_LETTER = "A"
+#: loaded scenes an ``OracleBackend`` keeps (LRU)
+SCENE_CACHE_SIZE = 8
 #: observations an ``OracleBackend`` keeps (LRU); the runner groups samples by scene, so few are needed
 OBSERVATION_CACHE_SIZE = 8
 _LETTERS = "ABCD"
@@ -377,24 +379,29 @@ class OracleBackend:
         self.n_observed = self.n_reused = 0
         cfg = self.config
         self._perception = PerceptionConfig(cfg.min_pixels, cfg.pixel_stride, cfg.voxel_m, cfg.batch_frames)
-        self._scenes: dict[tuple[str, str], Scene] = {}
+        self._scenes: OrderedDict[tuple[str, str], Scene] = OrderedDict()
         self._observations: OrderedDict[tuple, Observation] = OrderedDict()
 
     def _scene(self, dataset: str, name: str) -> Scene:
+        """The loaded scene (an LRU of ``SCENE_CACHE_SIZE``: scenes load lazily, so a few cost little memory and
+        a backend shared by several runs over the same scans loads each once)."""
+        from posevlm.eval.frames import check_record_names
         from posevlm.scenes import load_scene
 
         key = (dataset, name)
-        if key not in self._scenes:
-            from posevlm.eval.frames import check_record_names
-
-            check_record_names(dataset, name, self.root, "--scenes")
-            for cand in (self.root / dataset / name, self.root / name):
-                if cand.exists():
-                    self._scenes = {key: load_scene(cand)}  # keep one scene: samples arrive grouped by scene
-                    break
-            else:
-                raise MissingInputError(f"oracle: scene {dataset}/{name} not found under {self.root}",
-                                        input=str(self.root / dataset / name))
+        if key in self._scenes:
+            self._scenes.move_to_end(key)
+            return self._scenes[key]
+        check_record_names(dataset, name, self.root, "--scenes")
+        for cand in (self.root / dataset / name, self.root / name):
+            if cand.exists():
+                self._scenes[key] = load_scene(cand)
+                break
+        else:
+            raise MissingInputError(f"oracle: scene {dataset}/{name} not found under {self.root}",
+                                    input=str(self.root / dataset / name))
+        while len(self._scenes) > SCENE_CACHE_SIZE:
+            self._scenes.popitem(last=False)
         return self._scenes[key]
 
     def observation(self, dataset: str, scene: Scene, frame_ids: Sequence[int]) -> Observation:
