@@ -201,3 +201,21 @@ def test_an_unreachable_hub_is_one_line_quickly_or_falls_back_to_the_cache(world
     assert cached.returncode == 0, cached.stderr[-2000:]
     assert "hub unreachable" in cached.stderr and "loading the cached copy" in cached.stderr
     assert all(r["status"] == "ok" for r in RunStore(tmp_path / "b").scan().values())
+
+
+def test_report_out_problems_are_one_line_errors_and_writes_are_atomic(world, tmp_path):
+    from posevlm.errors import OutputPathError
+    from posevlm.eval.report import write_report
+
+    run_eval(config(world, "dummy"), tmp_path / "run")
+    taken = tmp_path / "taken"
+    taken.write_text("a file")
+    with pytest.raises(OutputPathError, match="existing file"):
+        write_report([tmp_path / "run"], taken)
+    proc = subprocess.run([sys.executable, "-m", "posevlm", "report", str(tmp_path / "run"), "--out", str(taken),
+                           "--no-plot"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "existing file" in proc.stderr, proc.stderr
+    paths = write_report([tmp_path / "run"], tmp_path / "report")
+    assert all(p.stat().st_mode & 0o777 == default_file_mode() for p in paths.values())
+    assert not list((tmp_path / "report").glob(".*.tmp"))  # written through temporary files, none left
+    assert paths["plot"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -20,7 +20,7 @@ import json
 import re
 from collections import Counter
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, BinaryIO, Mapping, Sequence
 
 from posevlm.errors import ConfigError
 from posevlm.eval.aggregate import TASKS, aggregate_scored
@@ -246,10 +246,11 @@ def _csv_text(rows: Sequence[Mapping[str, Any]]) -> str:
     return buf.getvalue()
 
 
-def plot_score_vs_frames(entries: Sequence[Mapping[str, Any]], path: str | Path) -> Path:
-    """Score (×100) vs frame count: panel 1 the official average, then one panel per task; one line
-    per sampler (per sampler and model when several models are present). Runs without a frame count
-    are left out and named in the figure's footer."""
+def plot_score_vs_frames(entries: Sequence[Mapping[str, Any]],
+                         path: str | Path | BinaryIO) -> str | Path | BinaryIO:
+    """Score (×100) vs frame count as a PNG written to ``path`` (a file path or a binary file object): panel 1
+    the official average, then one panel per task; one line per sampler (per sampler and model when several
+    models are present). Runs without a frame count are left out and named in the figure's footer."""
     from matplotlib.figure import Figure
 
     models = {e["model"] for e in entries}
@@ -289,8 +290,7 @@ def plot_score_vs_frames(entries: Sequence[Mapping[str, Any]], path: str | Path)
                  + (" - PARTIAL (hollow markers: runs with missing samples)" if partial else ""))
     if skipped:
         fig.supxlabel(f"no frame count, not plotted: {', '.join(skipped)}", fontsize=8)
-    path = Path(path)
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, format="png")
     return path
 
 
@@ -324,19 +324,23 @@ def write_report(run_dirs: Sequence[str | Path], out_dir: str | Path | None = No
             e["label"] = f"{e['label']} [{e['run_id'][:8]}]"
     from posevlm.provenance import provenance
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    from posevlm.atomic import atomic_write_bytes, atomic_write_text
+    from posevlm.paths import writable_dir
+
+    out = writable_dir(out_dir, "--out")
     partial = any(e["partial"] for e in entries)
     doc = {"format": REPORT_FORMAT, "schema_version": REPORT_SCHEMA_VERSION, "mode": mode, "partial": partial,
            "column_order": list(_columns(micro)), "runs": entries, "provenance": provenance()}
     paths = {name: out / file for name, file in REPORT_FILES.items()}
-    paths["metrics"].write_text(json.dumps(doc, indent=1, sort_keys=True, allow_nan=False) + "\n",
-                                encoding="utf-8")
-    paths["markdown"].write_text(markdown_table(entries, micro=micro), encoding="utf-8")
-    paths["latex"].write_text(latex_table(entries, micro=micro), encoding="utf-8")
-    paths["csv"].write_text(_csv_text(long_rows(entries)), encoding="utf-8")
+    # every file is written to a temporary name and renamed: a killed report leaves the previous files whole
+    atomic_write_text(paths["metrics"], json.dumps(doc, indent=1, sort_keys=True, allow_nan=False) + "\n")
+    atomic_write_text(paths["markdown"], markdown_table(entries, micro=micro))
+    atomic_write_text(paths["latex"], latex_table(entries, micro=micro))
+    atomic_write_text(paths["csv"], _csv_text(long_rows(entries)))
     if plot:
-        plot_score_vs_frames(entries, paths["plot"])
+        buffer = io.BytesIO()
+        plot_score_vs_frames(entries, buffer)
+        atomic_write_bytes(paths["plot"], buffer.getvalue())
     else:
         del paths["plot"]
     return paths
