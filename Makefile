@@ -1,10 +1,11 @@
 # Two entry points; each sets itself up (virtual environment + install) on a fresh machine.
 #   make demo   synthetic scans -> frame selection -> oracle evaluation -> report (a few minutes on 2 CPUs)
-#   make test   run the whole test suite
+#   make test   run the whole test suite (what CI runs)
+#   make test-fast   the fast lane: everything but the subprocess end-to-end tests marked slow (< 3 min)
 PY := .venv/bin/python
 DEMO_OUT ?= runs/demo
 
-.PHONY: demo test setup bench
+.PHONY: demo test test-fast setup bench
 
 setup:
 	@scripts/setup.sh dev,viz,hf,eval-text
@@ -14,6 +15,9 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest -n 2 tests
+
+test-fast: setup
+	$(PY) -m pytest -n 2 -m "not slow" tests
 
 bench: setup
 	$(PY) benchmarks/geometry/pose_index_bench.py

@@ -1,5 +1,7 @@
 """Public names are deliberate: removing or renaming one must change this list too."""
 
+import pytest
+
 import posevlm.geometry
 import posevlm.scenes
 
@@ -32,6 +34,7 @@ def test_scenes_public_names():
     assert all(hasattr(posevlm.scenes, name) for name in SCENES)
 
 
+@pytest.mark.slow
 def test_import_posevlm_is_light():
     import subprocess
     import sys

@@ -1,5 +1,6 @@
 """Public names of posevlm.attention are deliberate; the package never imports transformers."""
 
+import pytest
 import subprocess
 import sys
 
@@ -19,6 +20,7 @@ def test_attention_public_names():
     assert all(hasattr(posevlm.attention, name) for name in ATTENTION)
 
 
+@pytest.mark.slow
 def test_attention_does_not_import_transformers():
     code = "import sys, posevlm.attention; print('transformers' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() \

@@ -16,10 +16,12 @@ def run(*args, check=True):
     return proc
 
 
+@pytest.mark.slow
 def test_version():
     assert run("--version").stdout.strip() == f"posevlm {__version__}"
 
 
+@pytest.mark.slow
 def test_synth_then_info(tmp_path):
     out = tmp_path / "synth"
     run("synth", "--out", out, "--scenes", 2, "--frames", 12, "--size", "64x48", "--seed", 3)
@@ -37,6 +39,7 @@ def test_synth_then_info(tmp_path):
     assert refused.returncode == 2 and "different configuration" in refused.stderr
 
 
+@pytest.mark.slow
 def test_errors_are_one_clear_line(tmp_path):
     proc = run("info", tmp_path / "nowhere", check=False)
     assert proc.returncode == 2
@@ -45,6 +48,7 @@ def test_errors_are_one_clear_line(tmp_path):
     assert bad.returncode == 2 and "even" in bad.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("size", ["640", "axb"])
 def test_bad_size_is_a_usage_error(tmp_path, size):
     proc = run("synth", "--out", tmp_path / "x", "--size", size, check=False)

@@ -203,6 +203,7 @@ def test_an_unreachable_hub_is_one_line_quickly_or_falls_back_to_the_cache(world
     assert all(r["status"] == "ok" for r in RunStore(tmp_path / "b").scan().values())
 
 
+@pytest.mark.slow
 def test_report_out_problems_are_one_line_errors_and_writes_are_atomic(world, tmp_path):
     from posevlm.errors import OutputPathError
     from posevlm.eval.report import write_report

@@ -128,6 +128,7 @@ def _cli(world: Path, out: Path, launcher=()):
     return subprocess.Popen([sys.executable, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+@pytest.mark.slow
 def test_killed_at_random_points_then_resumed_equals_uninterrupted(world, tmp_path):
     clean = _cli(world, tmp_path / "clean")
     assert clean.wait(300) == 0, clean.stderr.read()
@@ -152,6 +153,7 @@ def test_killed_at_random_points_then_resumed_equals_uninterrupted(world, tmp_pa
     assert len(ids) == len(set(ids))  # nothing recomputed twice (a torn line is repaired, not duplicated)
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes_equal_one(world, tmp_path):
     one = _cli(world, tmp_path / "one")
     assert one.wait(300) == 0, one.stderr.read()
@@ -182,6 +184,7 @@ def _hf_eval_cli(world: Path, tmp_path: Path, family: str, limit: int, *extra: s
     return model_dir, out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", ["qwen2_5_vl", "qwen3_vl"])
 def test_posevlm_eval_cli_with_a_tiny_local_hf_model(world, tmp_path, family):
     """`posevlm eval --backend hf --model <local dir>` exactly as a user runs it, offline."""
@@ -194,6 +197,7 @@ def test_posevlm_eval_cli_with_a_tiny_local_hf_model(world, tmp_path, family):
 
 @pytest.mark.parametrize("family,mode,camera", [("qwen2_5_vl", "pthw", None), ("qwen3_vl", "phw", None),
                                                 ("qwen2_5_vl", "thw", "prope")])
+@pytest.mark.slow
 def test_posevlm_eval_cli_with_pose_positions(world, tmp_path, family, mode, camera):
     """`--positions` installs the pose-aware positions, reads cameras from the frame manifest and is
     recorded in the run config (so it changes the run id); so are `--camera-attention` and `--pose-bias`."""

@@ -193,6 +193,7 @@ def test_eval_public_names():
     assert all(hasattr(ev, name) for name in EVAL_PUBLIC)
 
 
+@pytest.mark.slow
 def test_import_eval_is_light():
     import subprocess
     import sys

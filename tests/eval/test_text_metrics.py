@@ -144,6 +144,7 @@ def test_ptb_tokenizer_is_used_when_java_works():
     assert simple_tokenize("The brown chair, (left).") == "the brown chair left"
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not java_status()[0], reason="METEOR needs Java; the missing-Java path is tested above")
 def test_scanqa_report_with_live_meteor():
     out = scanqa_scores(PREDICTIONS, REFERENCES)

@@ -1,5 +1,6 @@
 """Public names of posevlm.positions are deliberate; positions never imports transformers."""
 
+import pytest
 import subprocess
 import sys
 
@@ -19,6 +20,7 @@ def test_positions_public_names():
     assert all(hasattr(posevlm.positions, name) for name in POSITIONS)
 
 
+@pytest.mark.slow
 def test_positions_does_not_import_transformers():
     code = "import sys, posevlm.positions; print('transformers' in sys.modules)"
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -104,6 +104,7 @@ def cli(args, **kw):
 ARGS = ["--strategy", "uniform,pose_fps", "--frames", "4,8", "--pairing", "neighbor", "--direction", "random"]
 
 
+@pytest.mark.slow
 def test_kill_and_restart_equals_uninterrupted(data, tmp_path):
     clean = cli(["--data", data, "--out", tmp_path / "clean", *ARGS])
     assert clean.wait(300) == 0, clean.stderr.read()
@@ -126,6 +127,7 @@ def test_kill_and_restart_equals_uninterrupted(data, tmp_path):
         assert sorted(f.name for f in pa.iterdir()) == sorted(f.name for f in pb.iterdir())
 
 
+@pytest.mark.slow
 def test_two_concurrent_runs_do_not_interfere(data, tmp_path):
     out = tmp_path / "shared"
     runs = [cli(["--data", data, "--out", out, *ARGS]) for _ in range(2)]
@@ -149,6 +151,7 @@ def test_discovery_of_dataset_layout(data, tmp_path):
     assert [(r.dataset, r.name) for r in discover_scenes(tmp_path / "vsibench")] == [("synthetic", "synth_0000")]
 
 
+@pytest.mark.slow
 def test_parallel_workers_equal_one_process(data, tmp_path):
     one = run_sampling(data, [FPS_PAIRS, UNIFORM], tmp_path / "one")
     two = run_sampling(data, [FPS_PAIRS, UNIFORM], tmp_path / "two", workers=2)

@@ -42,6 +42,7 @@ def test_scene_ids_are_full_folder_names(scans, tmp_path):
     assert sorted(p.name for p in (tmp_path / "out" / UNIFORM.slug / "rooms").iterdir()) == ["room.1", "room.2"]
 
 
+@pytest.mark.slow
 def test_unsafe_and_colliding_scene_ids_are_refused_naming_both_inputs(scans, tmp_path):
     data = tmp_path / "mixed"
     data.mkdir()
@@ -68,6 +69,7 @@ def test_unsafe_and_colliding_scene_ids_are_refused_naming_both_inputs(scans, tm
     assert proc.returncode == 1 and "...mp4" in proc.stdout, proc.stdout + proc.stderr
 
 
+@pytest.mark.slow
 def test_frame_count_inputs_name_the_flag_and_the_fix(scans, tmp_path):
     empty = sample_cli("--data", scans, "--strategy", "uniform", "--frames", "", "--out", tmp_path / "o")
     assert empty.returncode == 2 and "--frames needs frame counts" in empty.stderr, empty.stderr
@@ -92,6 +94,7 @@ def test_predictions_of_another_scan_name_the_file(scans, tmp_path):
     assert "regenerate them" in failure["message"] and str(int(ids[0])) in failure["message"]
 
 
+@pytest.mark.slow
 def test_unwritable_outputs_are_one_line_errors_and_resumable(scans, tmp_path):
     a_file = tmp_path / "taken"
     a_file.write_text("not a folder")

@@ -66,6 +66,7 @@ _ENCODE_IN_CHILD = "import sys, numpy as np; from posevlm.scenes.video import wr
                    "write_video(sys.argv[1], np.load(sys.argv[2]), fps=30)"
 
 
+@pytest.mark.slow
 def test_video_bytes_do_not_depend_on_heap_garbage(tmp_path):
     """Issue 10 item 7: x264's macroblock tree reads uninitialised memory, so the same frames gave other
     bytes (decoded pixels up to ~40 levels apart) as heap contents changed. Two children encode the same
