@@ -79,3 +79,23 @@ def test_readme_python_examples_run(title, tmp_path, monkeypatch):
     assert info["positions"]["spec"]["pose"] == ("scalar" if title == "Pose-aware positions" else "none")
     if title == "Camera attention":
         assert info["camera_attention"]["mode"] == "prope" and info["camera_attention"]["bias"] == "alibi"
+
+
+def test_readme_plugin_example_defines_working_entries():
+    """The README's plug-in example: its sampler selects, its backend answers, through the spec types."""
+    import numpy as np
+
+    blocks = re.findall(r"```python\n(.*?)```", _readme_section("Extending posevlm"), flags=re.S)
+    assert len(blocks) == 1
+    namespace: dict = {}
+    exec(compile(blocks[0], "README.md", "exec"), namespace)  # noqa: S102
+    sampler, backend = namespace["SAMPLER"], namespace["BACKEND"]
+
+    class Pool:
+        frame_ids = np.arange(10) * 5
+
+    got = sampler.select(Pool(), 3, seed=0, **{**sampler.defaults, "offset": 0})
+    assert got.pool_indices.tolist() == [0, 2, 4] and sampler.problems({"offest": 1})
+    record = {"ground_truth": "B"}
+    assert backend.factory({}).generate([(record, "prompt", None)])[0]["text"] == "B"
+    assert backend.model_config({"set": {"x": 1}}) == {"backend": "ground_truth", "name": "ground_truth", "x": 1}
