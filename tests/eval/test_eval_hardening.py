@@ -220,3 +220,35 @@ def test_report_out_problems_are_one_line_errors_and_writes_are_atomic(world, tm
     assert all(p.stat().st_mode & 0o777 == default_file_mode() for p in paths.values())
     assert not list((tmp_path / "report").glob(".*.tmp"))  # written through temporary files, none left
     assert paths["plot"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.slow
+def test_an_output_that_fills_up_mid_run_is_one_line_and_resumes(world, tmp_path):
+    """A write failing mid-run (here RLIMIT_FSIZE, as a full disk would): one line naming the file, no traceback;
+    once the limit is gone the same command resumes and ends with the same records as a clean run."""
+    import resource
+
+    def limited():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the write fails with EFBIG instead of killing the process
+        resource.setrlimit(resource.RLIMIT_FSIZE, (6000, 6000))
+
+    out = tmp_path / "run"
+    args = [sys.executable, "-m", "posevlm", "eval", "--benchmark", "synthetic_vsi", "--source",
+            str(world / "bench.jsonl"), "--backend", "oracle", "--scenes", str(world / "data"), "--frames",
+            "folder_manifest", "--frames-root", str(world / "sampled" / SAMPLER.slug), "--num-frames", str(N),
+            "--out", str(out)]
+    full = subprocess.run(args, capture_output=True, text=True, timeout=300, preexec_fn=limited)
+    assert full.returncode == 2 and "Traceback" not in full.stderr, full.stderr
+    (line,) = full.stderr.strip().splitlines()
+    assert line.startswith("error: File too large: ") and "rank00000-of-00001.jsonl" in line and "resumed" in line
+    assert 0 < len(RunStore(out).scan()) < len(read_benchmark_jsonl(world / "bench.jsonl"))
+    resumed = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    clean = run_eval(config(world), tmp_path / "clean")
+    assert clean.ok
+    strip = lambda recs: {i: (r["raw_output"], r["scores"]) for i, r in recs.items()}  # noqa: E731
+    assert strip(RunStore(out).scan()) == strip(RunStore(tmp_path / "clean").scan())
+    taken = tmp_path / "taken"
+    taken.write_text("a file")
+    proc = subprocess.run(args[:-1] + [str(taken)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "existing file" in proc.stderr

@@ -98,6 +98,8 @@ def os_error_message(exc: OSError) -> str:
     fixes = {
         errno.ENOSPC: "free disk space (or point --out elsewhere) and rerun: completed work is kept and resumed",
         errno.EDQUOT: "free quota (or point --out elsewhere) and rerun: completed work is kept and resumed",
+        errno.EFBIG: "raise the file size limit (ulimit -f) or point --out elsewhere and rerun: completed work is "
+                     "kept and resumed",
         errno.EROFS: "the location is read-only; choose a writable --out",
         errno.EACCES: "check the permissions or choose another path",
         errno.EPERM: "check the permissions or choose another path",

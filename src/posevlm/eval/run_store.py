@@ -291,13 +291,16 @@ class RunStore:
             path.parent.mkdir(parents=True, exist_ok=True)
             _repair_tail(path)
             self._repaired.add(path)
-        with open(path, "ab") as f:
-            f.write(line.encode("utf-8"))
-            f.flush()
-            if durable:
-                os.fsync(f.fileno())
-            else:
-                self._unsynced.add(path)
+        try:
+            with open(path, "ab") as f:
+                f.write(line.encode("utf-8"))
+                f.flush()
+                if durable:
+                    os.fsync(f.fileno())
+                else:
+                    self._unsynced.add(path)
+        except OSError as exc:  # disk full, quota, file size limit: name the file (a torn line is repaired on resume)
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
 
     def sync(self) -> None:
         """fsync every shard file appended to with ``durable=False`` since the last sync."""
