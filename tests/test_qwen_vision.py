@@ -10,6 +10,10 @@ def test_is_pure_arithmetic():
     """Only ``math``: the position inspector, the frame sources and the hf backend can all import it."""
     names = static_imports("posevlm")["posevlm/qwen_vision.py"]
     assert names <= {"__future__", "__future__.annotations", "math"}
+
+
+@pytest.mark.slow
+def test_importing_it_loads_no_array_library():
     assert matching(modules_loaded_by("import posevlm.qwen_vision"), ("torch", "numpy", "posevlm.eval")) == []
 
 

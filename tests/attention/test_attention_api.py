@@ -1,5 +1,6 @@
 """Public names of posevlm.attention are deliberate; the package never imports transformers."""
 
+import pytest
 import subprocess
 import sys
 
@@ -20,6 +21,7 @@ def test_attention_public_names():
     assert all(hasattr(posevlm.attention, name) for name in ATTENTION)
 
 
+@pytest.mark.slow
 def test_attention_does_not_import_transformers():
     code = "import sys, posevlm.attention; print('transformers' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() \
@@ -35,5 +37,6 @@ def test_attention_is_a_leaf_in_every_import_statement():
     assert forbidden_static_imports("posevlm.attention", NOT_BELOW_ATTENTION) == {}
 
 
+@pytest.mark.slow
 def test_attention_is_a_leaf_at_run_time():
     assert matching(modules_loaded_by(IMPORT_ALL.format(package="posevlm.attention")), NOT_BELOW_ATTENTION) == []

@@ -192,6 +192,7 @@ def test_qwen_vl_utils_size_rule_matches_the_hf_backend_resize():
         inspect_positions(size_rule="bogus")
 
 
+@pytest.mark.slow
 def test_qwen_vl_utils_rule_does_not_import_transformers():
     import subprocess
     import sys

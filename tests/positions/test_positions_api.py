@@ -1,5 +1,6 @@
 """Public names of posevlm.positions are deliberate; positions never imports transformers."""
 
+import pytest
 import subprocess
 import sys
 
@@ -20,6 +21,7 @@ def test_positions_public_names():
     assert all(hasattr(posevlm.positions, name) for name in POSITIONS)
 
 
+@pytest.mark.slow
 def test_positions_does_not_import_transformers():
     code = "import sys, posevlm.positions; print('transformers' in sys.modules)"
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -38,6 +40,7 @@ def test_positions_is_a_leaf_in_every_import_statement():
     assert forbidden_static_imports("posevlm.positions", NOT_BELOW_POSITIONS) == {}
 
 
+@pytest.mark.slow
 def test_positions_is_a_leaf_at_run_time():
     """Every module of posevlm.positions imported and the inspector run through both size rules and both
     layouts with a pose mode: nothing above positions gets loaded."""
