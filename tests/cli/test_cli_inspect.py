@@ -7,7 +7,8 @@ import torch
 from typer.testing import CliRunner
 
 from posevlm.cli import app
-from posevlm.positions.inspect import inspect_positions
+from posevlm.positions.inspect import inspect_positions, uniform_frame_ids
+from posevlm.scenes.synthetic import synthetic_scan_w2c
 
 runner = CliRunner()
 
@@ -53,10 +54,17 @@ def test_first_decode_step_is_the_model_continuation():
     assert report["rope_deltas_transformers"] == 73 - report["sequence"]["total"]
 
 
+def synthetic_cameras(frames=16, video_frames=300, seed=0):
+    """What the CLI passes the inspector for a pose mode without --manifest."""
+    return {"w2c_opencv": synthetic_scan_w2c(uniform_frame_ids(frames, video_frames), video_frames, seed),
+            "camera_source": f"synthetic hand-held scan (seed {seed}, {video_frames} frames)"}
+
+
 def test_json_round_trips_and_equals_the_report():
     res = invoke("--frames", 16, "--size", "644x476", "--mode", "pthw", "--json")
     assert res.exit_code == 0, res.output
-    assert json.loads(res.stdout) == inspect_positions(frames=16, size_wh=(644, 476), mode="pthw")
+    assert json.loads(res.stdout) == inspect_positions(frames=16, size_wh=(644, 476), mode="pthw",
+                                                       **synthetic_cameras())
     res = invoke(
         "--mode",
         "phw",
@@ -72,10 +80,22 @@ def test_json_round_trips_and_equals_the_report():
     )
     report = json.loads(res.stdout)
     assert report == inspect_positions(
-        mode="phw", layout="qwen3", timestamp_tokens=2, overrides={"pose_hard_reset": False}, text_after=0
+        mode="phw", layout="qwen3", timestamp_tokens=2, overrides={"pose_hard_reset": False}, text_after=0,
+        **synthetic_cameras(),
     )
     assert report["layout"] == "qwen3" and report["spec"]["pose_hard_reset"] is False
     assert report["sequence"]["timestamp_tokens"] == 16 and report["rope_segments"] == 8
+
+
+def test_cli_passes_seeded_synthetic_cameras_to_pose_modes():
+    report = json.loads(invoke("--mode", "phw", "--seed", 3, "--video-frames", 120, "--json").stdout)
+    assert report == inspect_positions(mode="phw", video_frames=120, **synthetic_cameras(video_frames=120, seed=3))
+    assert report["cameras"] == "synthetic hand-held scan (seed 3, 120 frames)"
+    other = json.loads(invoke("--mode", "phw", "--seed", 4, "--video-frames", 120, "--json").stdout)
+    assert [s["P"] for s in other["segments"]] != [s["P"] for s in report["segments"]]
+    assert json.loads(invoke("--mode", "thw", "--json").stdout)["cameras"] is None  # no cameras without P
+    res = invoke("--mode", "pthw", "--video-frames", 10)  # the count error, not a camera error
+    assert res.exit_code == 2 and "--frames: frames=16 exceeds video_frames=10" in res.output
 
 
 @pytest.mark.parametrize("size", ["644", "axb", "644x"])

@@ -59,3 +59,33 @@ def test_camera_less_manifests_and_bad_shapes_say_what_to_do(world):
     kw = pose_inputs.model_kwargs([pose_inputs.from_manifest(manifest)] * 2)
     assert [w.dtype for w in kw["w2c_opencv"]] == [torch.float32] * 2 and kw["frame_ids"][0].shape == (6,)
     assert kw["K_pixels"][0].shape == (6, 3, 3) and kw["image_hw"][0].tolist()[0] == [48, 64]
+
+
+#: posevlm.models holds tensors only: the readers of manifests, scenes and predictions live in posevlm.pose_io.
+NOT_BELOW_MODELS = ("posevlm.eval", "posevlm.scenes", "posevlm.sampling", "posevlm.cli")
+
+
+def test_models_read_no_files_and_import_no_inputs_package():
+    """Every import statement of posevlm.models (lazy ones included) stays below the input packages."""
+    from layering import forbidden_static_imports
+
+    assert forbidden_static_imports("posevlm.models", NOT_BELOW_MODELS) == {}
+
+
+@pytest.mark.slow
+def test_importing_models_loads_no_inputs_package():
+    from layering import matching, modules_loaded_by
+
+    loaded = modules_loaded_by("import posevlm.models\nfrom posevlm.models.pose_inputs import PoseInputs, model_kwargs")
+    assert matching(loaded, (*NOT_BELOW_MODELS, "posevlm.pose_io")) == []
+
+
+def test_old_reader_names_resolve_to_the_input_module():
+    from posevlm import pose_io
+    from posevlm.models.pose_inputs import from_manifest
+
+    assert from_manifest is pose_io.from_manifest
+    assert all(getattr(pose_inputs, name) is getattr(pose_io, name) for name in pose_io.__all__)
+    assert set(pose_io.__all__) <= set(pose_inputs.__all__)
+    with pytest.raises(AttributeError, match="no attribute 'from_nowhere'"):
+        pose_inputs.from_nowhere  # noqa: B018

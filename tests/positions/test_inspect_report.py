@@ -2,16 +2,26 @@
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
 from posevlm.errors import ConfigError
-from posevlm.positions.inspect import inspect_positions, smart_resize_hw
+from posevlm.positions.inspect import inspect_positions, smart_resize_hw, uniform_frame_ids
+from posevlm.scenes.synthetic import synthetic_scan_w2c
+
+
+def inspect(*, seed=0, **kw):
+    """inspect_positions with the CLI's default cameras: a seeded synthetic scan at the default frame ids
+    (ignored by modes without a pose row)."""
+    frames, video_frames = kw.get("frames", 16), kw.get("video_frames", 300)
+    kw.setdefault("w2c_opencv", synthetic_scan_w2c(uniform_frame_ids(frames, video_frames), video_frames, seed))
+    return inspect_positions(**kw)
 
 
 @pytest.fixture(scope="module")
 def pthw():
-    return inspect_positions(frames=16, size_wh=(644, 476), mode="pthw")
+    return inspect(frames=16, size_wh=(644, 476), mode="pthw")
 
 
 def _video(report):
@@ -70,7 +80,7 @@ def test_thw_rows_match_hand_computed_mrope():
 
 @pytest.mark.parametrize("mode,layout", [("thw", "qwen2_5"), ("pthw", "qwen2_5"), ("phw", "qwen3")])
 def test_counts_sum_to_sequence_length(mode, layout):
-    r = inspect_positions(mode=mode, layout=layout, text_before=7, text_after=3)
+    r = inspect(mode=mode, layout=layout, text_before=7, text_after=3)
     seq = r["sequence"]
     assert sum(s["count"] for s in r["segments"]) == seq["total"]
     assert (
@@ -84,7 +94,7 @@ def test_counts_sum_to_sequence_length(mode, layout):
 
 
 def test_qwen3_one_rope_segment_per_tubelet():
-    r = inspect_positions(mode="phw", layout="qwen3", frames=16, size_wh=(640, 480), timestamp_tokens=4)
+    r = inspect(mode="phw", layout="qwen3", frames=16, size_wh=(640, 480), timestamp_tokens=4)
     assert r["token_layout"]["patch_size"] == 16 and r["token_layout"]["grid_thw"] == [8, 30, 40]
     video = _video(r)
     assert r["rope_segments"] == 8 and [s["segment"] for s in video] == list(range(8))
@@ -98,12 +108,12 @@ def test_qwen3_one_rope_segment_per_tubelet():
     assert min(s["P"] for s in video) == s0 and max(s["P"] for s in video) == s0 + 15
     stock = inspect_positions(mode="thw", layout="qwen3", frames=16, size_wh=(640, 480))
     assert all(s["rows"]["T"][0] == s["rows"]["H"][0] for s in _video(stock))  # T = segment start
-    q25 = inspect_positions(mode="phw", layout="qwen2_5")
+    q25 = inspect(mode="phw", layout="qwen2_5")
     assert q25["rope_segments"] == 1 and {s["segment"] for s in _video(q25)} == {0}
 
 
 def test_odd_frame_count_pads_the_last_tubelet():
-    r = inspect_positions(mode="pthw", frames=15)
+    r = inspect(mode="pthw", frames=15)
     tl = r["token_layout"]
     assert tl["grid_thw"] == [8, 34, 46] and tl["padded_frames"] == 16 and tl["pixel_tokens"] == 12512
     last = _video(r)[-1]
@@ -135,9 +145,25 @@ def test_given_cameras_drive_p():
 
 
 def test_deterministic_synthetic_cameras():
-    a, b = inspect_positions(mode="phw", seed=3), inspect_positions(mode="phw", seed=3)
+    ids = uniform_frame_ids(16, 300)
+    np.testing.assert_array_equal(synthetic_scan_w2c(ids, 300, 3), synthetic_scan_w2c(ids, 300, 3))
+    a, b = inspect(mode="phw", seed=3), inspect(mode="phw", seed=3)
     assert a == b
-    assert [s["P"] for s in _video(a)] != [s["P"] for s in _video(inspect_positions(mode="phw", seed=4))]
+    assert [s["P"] for s in _video(a)] != [s["P"] for s in _video(inspect(mode="phw", seed=4))]
+    with pytest.raises(ConfigError, match="outside the 300-frame synthetic video"):
+        synthetic_scan_w2c([0, 300], 300)
+
+
+def test_pose_modes_need_cameras_from_the_caller():
+    """The inspector generates no scene: a pose mode without w2c_opencv names the argument and the fix."""
+    for mode, layout in (("pthw", "qwen2_5"), ("phw", "qwen3")):
+        with pytest.raises(ConfigError, match="needs cameras: pass w2c_opencv") as err:
+            inspect_positions(mode=mode, layout=layout)
+        assert err.value.field == "w2c_opencv" and "synthetic_scan_w2c" in str(err.value)
+    assert inspect_positions(mode="thw")["cameras"] is None  # modes without P need none
+    ids = uniform_frame_ids(16, 300)
+    given = inspect_positions(mode="pthw", w2c_opencv=synthetic_scan_w2c(ids, 300, 0), camera_source="scan")
+    assert given["cameras"] == "scan" and given["frame_ids"] == ids
 
 
 def test_decode_start_is_the_model_continuation_not_max_plus_one():

@@ -193,6 +193,18 @@ def _manifest_wh(manifest: Path) -> tuple[int, int] | None:
     return None
 
 
+def _synthetic_cameras(frames: int, video_frames: int, seed: int):
+    """(w2c_opencv, description) of a synthetic hand-held scan at the inspector's default frame ids (uniform
+    over ``video_frames``), or (None, None) when the counts are invalid (the inspector then names them)."""
+    if not 1 <= frames <= video_frames:
+        return None, None
+    from posevlm.positions.inspect import uniform_frame_ids
+    from posevlm.scenes.synthetic import synthetic_scan_w2c
+
+    w2c = synthetic_scan_w2c(uniform_frame_ids(frames, video_frames), video_frames, seed)
+    return w2c, f"synthetic hand-held scan (seed {seed}, {video_frames} frames)"
+
+
 @inspect_app.command("positions")
 def positions(
     frames: Optional[int] = typer.Option(
@@ -259,8 +271,8 @@ def positions(
 
         posevlm inspect positions --mode pthw --manifest runs/sampled/<run>/synth/synth_0000
     """
-    from posevlm.positions import parse_spec_overrides
-    from posevlm.positions.inspect import inspect_positions
+    from posevlm.positions import parse_spec_overrides, spec_needs
+    from posevlm.positions.inspect import inspect_positions, inspector_spec
 
     wh = _parse_wh(size) if size is not None else (644, 476)
     size_rule, size_source = "round", None
@@ -276,7 +288,7 @@ def positions(
     try:
         frame_ids = w2c = source = None
         if manifest is not None:
-            from posevlm.models.pose_inputs import from_manifest
+            from posevlm.pose_io import from_manifest
 
             inputs = from_manifest(manifest)
             if frames is not None and frames != len(inputs):
@@ -292,8 +304,14 @@ def positions(
                 if manifest_wh is not None:
                     wh, size_rule = manifest_wh, "qwen_vl_utils"
                     size_source = f"frames of manifest {manifest}"
+        else:
+            frames = 16 if frames is None else frames
+            spec = inspector_spec(mode, layout, legacy=legacy, overrides=spec_overrides,
+                                  tokens_per_second=tokens_per_second)
+            if spec_needs(spec)["w2c_opencv"]:
+                w2c, source = _synthetic_cameras(frames, video_frames, seed)
         report = inspect_positions(
-            frames=16 if frames is None else frames,
+            frames=frames,
             size_wh=wh,
             mode=mode,
             layout=layout,
@@ -311,7 +329,6 @@ def positions(
             frame_ids=frame_ids,
             w2c_opencv=w2c,
             video_frames=video_frames,
-            seed=seed,
             camera_source=source,
             size_rule=size_rule,
             size_source=size_source,

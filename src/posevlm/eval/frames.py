@@ -17,6 +17,9 @@ Uniform rules, with the 1,000-frame / N = 8 vector of eval.md §5.3:
   ``pool[floor(linspace(0, 127, N))]`` (pre-sampled uniform folders)
   -> [0, 141, 283, 424, 566, 707, 849, 999].
 
+The frame-count rules ``qwen_nframes`` / ``fps_nframes`` are pure arithmetic shared with the rest of the
+library; they live in :mod:`posevlm.qwen_vision` and are re-exported here.
+
 Errors are ``posevlm.eval.errors.SampleError`` subclasses with ``sample_id=None`` (a request serves a
 whole scene); the caller attaches the id with ``err.for_sample(id)``.
 """
@@ -25,7 +28,6 @@ from __future__ import annotations
 
 import abc
 import hashlib
-import math
 import re
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
@@ -37,6 +39,7 @@ from PIL import Image
 
 from posevlm.errors import ConfigError, InputFileError, SchemaVersionError, ShapeError
 from posevlm.eval.errors import DecodeError, FrameCountMismatchError, MissingInputError, SampleError
+from posevlm.qwen_vision import FRAME_FACTOR, fps_nframes, qwen_nframes
 from posevlm.sampling.manifest import MANIFEST_NAME, read_manifest
 from posevlm.sampling.pool import PoolConfig, candidate_pool
 from posevlm.sampling.uniform import select_uniform
@@ -51,16 +54,10 @@ UniformRule = Literal["round_full", "floor_full", "floor_pool128"]
 CountPolicy = Literal["fail_sample", "pad_repeat_last", "allow_fewer"]
 UNIFORM_RULES: tuple[str, ...] = ("round_full", "floor_full", "floor_pool128")
 COUNT_POLICIES: tuple[str, ...] = ("fail_sample", "pad_repeat_last", "allow_fewer")
-FRAME_FACTOR = 2  # qwen-vl-utils: frame counts are multiples of the temporal patch size
 _FRAME_FILE = re.compile(r"_frame_(\d+)(?:_(\d+))?\.png$")
 
 
 # ------------------------------------------------------------------------------------ pure rules
-def qwen_nframes(n: int) -> int:
-    """qwen-vl-utils' ``round_by_factor(n, 2)``: Python ``round`` (half to even), so 5 -> 4, 7 -> 8."""
-    return round(n / FRAME_FACTOR) * FRAME_FACTOR
-
-
 def _qwen_reader_indices(total_frames: int, n: int) -> np.ndarray:
     """qwen-vl-utils' reader indices ``torch.linspace(0, T - 1, n).round().long()``: torch's float32
     linspace (its default dtype), rounded half to even. (n,) int64."""
@@ -89,16 +86,6 @@ def uniform_frame_ids(total_frames: int, n: int, rule: UniformRule) -> np.ndarra
     if rule == "round_full":
         return _qwen_reader_indices(total_frames, n)
     return select_uniform(total_frames, n, rounding="floor").pool_indices
-
-
-def fps_nframes(total_frames: int, video_fps: float, fps: float, min_frames: int = 4,
-                max_frames: int | None = None) -> int:
-    """qwen-vl-utils ``smart_nframes`` with ``fps``: ``T / video_fps * fps`` clamped to [min, max] and to
-    T, floored to even. ``max_frames=None`` means ``min(768, T)``."""
-    lo = math.ceil(min_frames / FRAME_FACTOR) * FRAME_FACTOR
-    hi = (min(768, total_frames) if max_frames is None else max_frames) // FRAME_FACTOR * FRAME_FACTOR
-    n = min(min(max(total_frames / video_fps * fps, lo), hi), total_frames)
-    return math.floor(n / FRAME_FACTOR) * FRAME_FACTOR
 
 
 # ------------------------------------------------------------------------------------- FrameSpec

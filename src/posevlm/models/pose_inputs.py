@@ -1,32 +1,33 @@
-"""The per-video pose inputs of a pose-aware model (cameras and frame ids) from the places they live.
+"""The per-video pose inputs of a pose-aware model (cameras and frame ids), as tensors.
 
 One video's inputs are a :class:`PoseInputs`: ``frame_ids`` (S,) source frame ids and ``w2c_opencv``
 (S, 4, 4) world-to-camera, OpenCV axes, one per frame *in the order the frames are given to the
-processor*, optionally ``K_pixels`` (S, 3, 3) with the ``image_hw`` (S, 2) they refer to. Sources:
-
-* a sampling manifest (``selected_frames.json`` schema 2, ``selected[].w2c_opencv``): :func:`from_manifest`;
-* a scene with cameras (ground truth): :func:`from_scene`;
-* a geometry-predictions npz (VGGT / DA3, cameras re-expressed for the source frames): :func:`from_predictions`;
-* an evaluation ``FrameSpec`` (frames loaded from a manifest): :func:`from_frame_spec`.
-
+processor*, optionally ``K_pixels`` (S, 3, 3) with the ``image_hw`` (S, 2) they refer to.
 :func:`model_kwargs` stacks several videos into the extra keyword arguments of ``forward`` / ``generate``
 of a model prepared with :func:`posevlm.models.enable_pose_positions`.
+
+Nothing here reads files. The readers (a sampling manifest, a scene, a geometry-predictions npz, an
+evaluation ``FrameSpec``) live in the thin input module :mod:`posevlm.pose_io`; ``from_manifest``,
+``from_scene``, ``from_predictions`` and ``from_frame_spec`` stay importable from this module as lazy
+re-exports of those functions (nothing is imported until one is used).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from posevlm.errors import InputFileError, ShapeError
+from posevlm.errors import ShapeError
 from posevlm.geometry import validate_w2c
 
-__all__ = ["PoseInputs", "from_manifest", "from_scene", "from_predictions", "from_frame_spec", "model_kwargs"]
+__all__ = ["PoseInputs", "model_kwargs", "from_manifest", "from_scene", "from_predictions", "from_frame_spec"]
+
+#: Readers re-exported from :mod:`posevlm.pose_io` (resolved lazily by ``__getattr__``).
+_READERS = ("from_manifest", "from_scene", "from_predictions", "from_frame_spec")
 
 
 @dataclass(frozen=True)
@@ -64,72 +65,14 @@ class PoseInputs:
     def __len__(self) -> int:
         return int(self.frame_ids.shape[0])
 
+    @classmethod
+    def from_arrays(cls, frame_ids, w2c_opencv, K_pixels=None, image_hw=None, *, source: str = "") -> PoseInputs:
+        """From array-likes (lists, numpy, tensors): ids and ``image_hw`` as int64, cameras as float64."""
+        def as_tensor(x, dtype: torch.dtype) -> Tensor | None:
+            return None if x is None else torch.as_tensor(np.asarray(x), dtype=dtype)
 
-def _make(frame_ids, w2c, K, hw, source: str) -> PoseInputs:
-    as64 = lambda x, dt: None if x is None else torch.as_tensor(np.asarray(x), dtype=dt)  # noqa: E731
-    return PoseInputs(as64(frame_ids, torch.int64).reshape(-1), as64(w2c, torch.float64), as64(K, torch.float64),
-                      as64(hw, torch.int64), source)
-
-
-def from_manifest(manifest: str | Path | Mapping[str, Any]) -> PoseInputs:
-    """Cameras of a schema-2 sampling manifest (a path to ``selected_frames.json``, its folder, or the
-    parsed dict). Legacy manifests carry no cameras: InputFileError says how to get them."""
-    from posevlm.sampling.manifest import read_manifest
-
-    doc = read_manifest(manifest) if not isinstance(manifest, Mapping) else dict(manifest)
-    where = str(manifest) if not isinstance(manifest, Mapping) else f"manifest of {doc.get('scene_name', '?')}"
-    selected = doc.get("selected")
-    if not isinstance(selected, list) or not selected or any(s.get("w2c_opencv") is None for s in selected):
-        raise InputFileError(f"{where} carries no per-frame cameras (selected[].w2c_opencv); it is a legacy or "
-                             "camera-less manifest. Re-run `posevlm sample` on a scene with poses or with "
-                             "--geometry predictions, or pass cameras from the scene / predictions file",
-                             path=where)
-    pick = lambda k: [s.get(k) for s in selected]  # noqa: E731
-    has_k = all(v is not None for v in pick("K_pixels"))
-    return _make(pick("frame_id"), pick("w2c_opencv"), pick("K_pixels") if has_k else None,
-                 pick("image_hw") if has_k else None, where)
-
-
-def from_scene(scene, frame_ids: Sequence[int]) -> PoseInputs:
-    """Ground-truth cameras of ``frame_ids`` (in that order) of a ``posevlm.scenes.Scene``."""
-    if scene.cameras is None:
-        raise InputFileError(f"scene {scene.name!r} has no cameras; load it with a pose file or use "
-                             "geometry predictions", path=getattr(scene, "root", scene.name))
-    cams = scene.cameras_for(frame_ids)
-    return _make(frame_ids, cams.w2c_opencv, cams.K_pixels, cams.image_hw, f"scene {scene.name}")
-
-
-def from_predictions(predictions, frame_ids: Sequence[int] | None = None) -> PoseInputs:
-    """Cameras of a geometry-predictions npz (path or ``GeometryPredictions``), for ``frame_ids`` (default:
-    every predicted frame). Intrinsics are re-expressed for the source frames when the file records
-    ``source_image_hw``, else they refer to the geometry model's input size (``image_hw`` says which)."""
-    from posevlm.scenes.predictions import load_predictions
-
-    preds = load_predictions(predictions) if isinstance(predictions, (str, Path)) else predictions
-    cams = preds.cameras_in_source_frame() if preds.source_image_hw is not None else preds.cameras
-    ids = np.asarray(preds.frame_ids, dtype=np.int64)
-    if frame_ids is None:
-        pos = np.arange(ids.size)
-    else:
-        order = np.argsort(ids, kind="stable")
-        want = np.asarray(frame_ids, dtype=np.int64).reshape(-1)
-        found = np.searchsorted(ids[order], want).clip(max=max(ids.size - 1, 0))
-        missing = want[ids[order][found] != want] if ids.size else want
-        if missing.size:
-            raise InputFileError(f"predictions {preds.path} have no camera for frame id(s) "
-                                 f"{missing[:8].tolist()}; run the geometry model on these frames",
-                                 path=preds.path)
-        pos = order[found]
-    return _make(ids[pos], cams.w2c_opencv[pos], cams.K_pixels[pos], cams.image_hw[pos],
-                 str(preds.path or "predictions"))
-
-
-def from_frame_spec(spec) -> PoseInputs | None:
-    """Cameras of an evaluation ``FrameSpec`` (frames read from a sampling manifest), or None if it has none."""
-    if spec.w2c_opencv is None:
-        return None
-    return _make(spec.frame_ids, spec.w2c_opencv, spec.K_pixels, spec.image_hw,
-                 str(spec.provenance.get("manifest_path", spec.provenance.get("source", "frames"))))
+        return cls(as_tensor(frame_ids, torch.int64).reshape(-1), as_tensor(w2c_opencv, torch.float64),
+                   as_tensor(K_pixels, torch.float64), as_tensor(image_hw, torch.int64), source)
 
 
 def model_kwargs(videos: Sequence[PoseInputs], *, dtype: torch.dtype = torch.float32,
@@ -143,3 +86,12 @@ def model_kwargs(videos: Sequence[PoseInputs], *, dtype: torch.dtype = torch.flo
         out["K_pixels"] = [v.K_pixels.to(device=device, dtype=dtype) for v in videos]
         out["image_hw"] = [v.image_hw.to(device=device) for v in videos]
     return out
+
+
+def __getattr__(name: str) -> Any:
+    """``from_manifest`` & co.: the readers of :mod:`posevlm.pose_io`, imported on first use."""
+    if name in _READERS:
+        from posevlm import pose_io
+
+        return getattr(pose_io, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

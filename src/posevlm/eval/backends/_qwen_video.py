@@ -11,7 +11,9 @@ with torch code; ``_preprocess`` and ``patchify`` stay transformers' own, identi
 Qwen3-VL once resizing is off. Patch, merge and temporal sizes, mean and std come from the
 checkpoint's (video) preprocessor config.
 
-``video_resize_hw`` and ``video_metadata`` are tested live against the pinned qwen-vl-utils
+The pixel budget and the frame resize rule (``QWEN_VL_UTILS_BUDGET``, ``video_resize_hw``) live in the
+neutral :mod:`posevlm.qwen_vision` (pure arithmetic, shared with the position inspector) and are re-exported
+here. ``video_resize_hw`` and ``video_metadata`` are tested live against the pinned qwen-vl-utils
 (tests/eval/test_qwen_vl_utils_parity.py, dev extra).
 """
 
@@ -24,39 +26,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from posevlm.qwen_vision import QWEN_VL_UTILS_BUDGET, video_resize_hw
+
 __all__ = ["QWEN_VL_UTILS_BUDGET", "video_resize_hw", "resize_frames", "video_metadata",
            "make_torch_video_processor", "build_processor_without_torchvision"]
 
-#: qwen-vl-utils 0.0.14 ``fetch_video`` budget: merged tokens per frame (VIDEO_MIN/MAX_TOKEN_NUM) and
-#: the sequence length the total pixel budget derives from (MODEL_SEQ_LEN; 90 % of it is used).
-QWEN_VL_UTILS_BUDGET = {"min_tokens": 128, "max_tokens": 768, "model_seq_len": 128000, "version": "0.0.14"}
 #: Keys of a (video) preprocessor config the stand-in honours; everything else is ignored.
 FALLBACK_VIDEO_KEYS = ("patch_size", "temporal_patch_size", "merge_size", "image_mean", "image_std",
                        "rescale_factor", "do_rescale", "do_normalize")
-
-
-def video_resize_hw(height: int, width: int, n_frames: int, *, patch_size: int, min_pixels: int | None = None,
-                    max_pixels: int | None = None, total_pixels: int | None = None) -> tuple[int, int]:
-    """(h, w) that qwen-vl-utils 0.0.14 ``fetch_video`` resizes ``n_frames`` frames of height x width to.
-
-    Both multiples of ``f = 2 * patch_size``, area in [min, max], aspect ratio kept; defaults
-    min = 128 f², total = 128000 f² · 0.9, max = ``max(min(768 f², total / S * 2), 1.05 min)`` with S =
-    ``n_frames`` rounded up to even; an explicit ``max_pixels`` can only lower max.
-    """
-    f = 2 * patch_size
-    n = math.ceil(n_frames / 2) * 2
-    lo = min_pixels if min_pixels is not None else QWEN_VL_UTILS_BUDGET["min_tokens"] * f * f
-    total = total_pixels if total_pixels is not None else QWEN_VL_UTILS_BUDGET["model_seq_len"] * f * f * 0.9
-    hi = max(min(QWEN_VL_UTILS_BUDGET["max_tokens"] * f * f, total / n * 2), int(lo * 1.05))
-    hi = min(max_pixels, hi) if max_pixels is not None else hi
-    h_bar, w_bar = max(f, round(height / f) * f), max(f, round(width / f) * f)
-    if h_bar * w_bar > hi:
-        beta = math.sqrt(height * width / hi)
-        h_bar, w_bar = max(f, math.floor(height / beta / f) * f), max(f, math.floor(width / beta / f) * f)
-    elif h_bar * w_bar < lo:
-        beta = math.sqrt(lo / (height * width))
-        h_bar, w_bar = math.ceil(height * beta / f) * f, math.ceil(width * beta / f) * f
-    return h_bar, w_bar
 
 
 def resize_frames(frames: np.ndarray, hw: tuple[int, int]) -> torch.Tensor:

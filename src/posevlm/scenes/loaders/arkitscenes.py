@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -91,6 +92,55 @@ def load_arkitscenes(path: str | Path, *, max_time_gap_s: float = 0.05,
     Warns:
         ConventionWarning: implausible intrinsics; a trajectory that looks inverted (scans with depth).
     """
+    _check_options(max_time_gap_s, pose_convention)
+    frames_dir = _frames_dir(Path(path))
+    frames = _match_poses(frames_dir, max_time_gap_s)
+    w2c = _w2c_from_traj(frames.pose_rows, pose_convention)
+    K, image_hw, k_note = _intrinsics(frames_dir, frames, max_time_gap_s)
+    cameras = Cameras.create(w2c, K, image_hw, source=str(frames.traj_path),
+                             intrinsics_source=str(frames_dir / "lowres_wide_intrinsics"))
+    depth, no_depth = _depth_store(frames_dir, frames)
+    scene = Scene(
+        name=frames_dir.resolve().name.removesuffix("_frames"),
+        frame_ids=frames.frame_ids,
+        rgb=ImageFolderStore({int(i): f for i, f in zip(frames.frame_ids, frames.kept_files)}, "rgb"),
+        cameras=cameras,
+        fps=_fps(frames.all_timestamps_s),
+        timestamps_s=frames.timestamps_s,
+        depth=depth,
+        provenance=_provenance(path, frames, pose_convention, max_time_gap_s, k_note, depth, no_depth),
+    )
+    _warn_if_inverted(scene, frames.traj_path, pose_convention)
+    return scene
+
+
+# -- steps of load_arkitscenes ------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _MatchedFrames:
+    """Every ``lowres_wide`` frame in timestamp order (id = position), and the ones with a pose in reach."""
+
+    all_files: list[Path]  # (N,) timestamp order
+    all_timestamps_s: np.ndarray  # (N,) seconds
+    matched: np.ndarray  # (N,) bool: a .traj pose within max_time_gap_s
+    pose_gap: np.ndarray  # (N,) |frame time - nearest pose time|
+    pose_rows: np.ndarray  # (S, 7) ``t rx ry rz tx ty tz`` of the matched frames
+    traj_path: Path
+
+    @property
+    def frame_ids(self) -> np.ndarray:
+        """(S,) int64 ids (positions in timestamp order) of the matched frames."""
+        return np.flatnonzero(self.matched).astype(np.int64)
+
+    @property
+    def kept_files(self) -> list[Path]:
+        return [self.all_files[i] for i in self.frame_ids]
+
+    @property
+    def timestamps_s(self) -> np.ndarray:
+        return self.all_timestamps_s[self.matched]
+
+
+def _check_options(max_time_gap_s: float, pose_convention: str) -> None:
     if pose_convention not in ("w2c_opencv", "c2w_opencv"):
         raise ConfigError(
             f"pose_convention={pose_convention!r} is not one of 'w2c_opencv', 'c2w_opencv'.",
@@ -104,13 +154,15 @@ def load_arkitscenes(path: str | Path, *, max_time_gap_s: float = 0.05,
             field="max_time_gap_s",
             value=max_time_gap_s,
         )
-    frames_dir = _frames_dir(Path(path))
+
+
+def _match_poses(frames_dir: Path, max_time_gap_s: float) -> _MatchedFrames:
+    """The colour frames sorted by timestamp, each matched to its nearest ``.traj`` pose; fewer than half
+    matched is an error (a trajectory of another video)."""
     color_dir = frames_dir / "lowres_wide"
     color_files, ts_all = _stamped_files(color_dir, ".png")
     order = np.argsort(ts_all, kind="stable")
     color_files, ts_all = [color_files[i] for i in order], ts_all[order]
-    all_ids = np.arange(ts_all.size, dtype=np.int64)
-
     traj_path = frames_dir / _TRAJ
     traj = _read_traj(traj_path)  # (P, 7) sorted by time
     pose_pos, pose_gap = _nearest(traj[:, 0], ts_all)
@@ -124,16 +176,24 @@ def load_arkitscenes(path: str | Path, *, max_time_gap_s: float = 0.05,
             "Check the .traj belongs to this video, or raise max_time_gap_s.",
             path=traj_path,
         )
-    frame_ids, ts = all_ids[matched], ts_all[matched]
-    kept_files = [color_files[i] for i in frame_ids]
-    rows = traj[pose_pos[matched]]
+    return _MatchedFrames(color_files, ts_all, matched, pose_gap, traj[pose_pos[matched]], traj_path)
+
+
+def _w2c_from_traj(rows: np.ndarray, pose_convention: str) -> torch.Tensor:
+    """(S, 4, 4) w2c_opencv of ``.traj`` rows: ``[Rodrigues(rx, ry, rz) | t]``, inverted if the trajectory
+    was written camera-to-world."""
     rotation = axis_angle_to_matrix(torch.from_numpy(rows[:, 1:4]))  # (S, 3, 3) world -> camera
     w2c = se3_from_Rt(rotation, torch.from_numpy(rows[:, 4:7]))  # (S, 4, 4)
-    if pose_convention == "c2w_opencv":
-        w2c = c2w_to_w2c(w2c)
+    return c2w_to_w2c(w2c) if pose_convention == "c2w_opencv" else w2c
 
+
+def _intrinsics(frames_dir: Path, frames: _MatchedFrames,
+                max_time_gap_s: float) -> tuple[torch.Tensor, tuple[int, int], str | None]:
+    """Per-frame K (S, 3, 3) from the nearest ``.pincam``, in pixels of the colour images, their (H, W) and
+    a conversion note when K was rescaled from the ``.pincam`` size."""
+    kept_files = frames.kept_files
     pincam = _read_pincams(frames_dir / "lowres_wide_intrinsics")  # (Q, 7): t w h fx fy cx cy, sorted
-    k_pos, k_gap = _nearest(pincam[:, 0], ts)
+    k_pos, k_gap = _nearest(pincam[:, 0], frames.timestamps_s)
     no_k = np.flatnonzero(k_gap > max_time_gap_s)
     if no_k.size:
         names = [kept_files[i].name for i in no_k[:5]]
@@ -146,37 +206,48 @@ def load_arkitscenes(path: str | Path, *, max_time_gap_s: float = 0.05,
     K = K_from_params(cam[:, 3], cam[:, 4], cam[:, 5], cam[:, 6])
     pincam_hw = cam[:, [2, 1]]  # (S, 2) (h, w)
     image_hw = image_hw_of(kept_files[0])
+    if not bool((pincam_hw != torch.tensor(image_hw, dtype=pincam_hw.dtype)).any()):
+        return K, image_hw, None
+    scale = torch.tensor(image_hw, dtype=pincam_hw.dtype) / pincam_hw
+    if bool(((scale[:, 0] - scale[:, 1]).abs() > 0.02 * scale.amax(1)).any()):
+        raise InputFileError(
+            f"{kept_files[0]} is {image_hw[1]}x{image_hw[0]} but its .pincam says "
+            f"{int(pincam_hw[0, 1])}x{int(pincam_hw[0, 0])} (different aspect ratio): the intrinsics do "
+            "not describe these images. Re-download lowres_wide_intrinsics for this video.",
+            path=kept_files[0],
+        )
+    K = intrinsics_resize(K, pincam_hw, torch.tensor(image_hw))
+    note = f"K_pixels rescaled from the .pincam size to {image_hw} read from {kept_files[0].name}"
+    return K, image_hw, note
+
+
+def _depth_store(frames_dir: Path, frames: _MatchedFrames) -> tuple[ImageFolderStore | None, list[int]]:
+    """``lowres_depth`` of the kept frames (None without the folder or any file) and the ids lacking one."""
+    depth_dir = frames_dir / "lowres_depth"
+    if not depth_dir.is_dir():
+        return None, []
+    by_id = {int(i): depth_dir / f.name for i, f in zip(frames.frame_ids, frames.kept_files)}
+    no_depth = [i for i, p in by_id.items() if not p.is_file()]
+    present = {i: p for i, p in by_id.items() if p.is_file()}
+    return (ImageFolderStore(present, "depth", depth_scale=1000.0) if present else None), no_depth
+
+
+def _fps(all_timestamps_s: np.ndarray) -> float | None:
+    """1 / median frame interval over all frames, or None if it is not positive."""
+    diffs = np.diff(all_timestamps_s)
+    return float(1.0 / np.median(diffs)) if diffs.size and np.median(diffs) > 0 else None
+
+
+def _provenance(path: str | Path, frames: _MatchedFrames, pose_convention: str, max_time_gap_s: float,
+                k_note: str | None, depth: ImageFolderStore | None, no_depth: list[int]) -> dict:
+    """What was read, converted, assumed and dropped."""
     conversions = ["R = Rodrigues(rx, ry, rz); w2c_opencv = [R | t] (.traj is world-to-camera, OpenCV axes)"
                    if pose_convention == "w2c_opencv" else
                    "R = Rodrigues(rx, ry, rz); w2c_opencv = inverse([R | t]) (pose_convention='c2w_opencv')"]
-    if bool((pincam_hw != torch.tensor(image_hw, dtype=pincam_hw.dtype)).any()):
-        scale = torch.tensor(image_hw, dtype=pincam_hw.dtype) / pincam_hw
-        if bool(((scale[:, 0] - scale[:, 1]).abs() > 0.02 * scale.amax(1)).any()):
-            raise InputFileError(
-                f"{kept_files[0]} is {image_hw[1]}x{image_hw[0]} but its .pincam says "
-                f"{int(pincam_hw[0, 1])}x{int(pincam_hw[0, 0])} (different aspect ratio): the intrinsics do "
-                "not describe these images. Re-download lowres_wide_intrinsics for this video.",
-                path=kept_files[0],
-            )
-        K = intrinsics_resize(K, pincam_hw, torch.tensor(image_hw))
-        conversions.append(
-            f"K_pixels rescaled from the .pincam size to {image_hw} read from {kept_files[0].name}"
-        )
-    cameras = Cameras.create(w2c, K, image_hw, source=str(traj_path),
-                             intrinsics_source=str(frames_dir / "lowres_wide_intrinsics"))
-
-    depth, no_depth = None, []
-    depth_dir = frames_dir / "lowres_depth"
-    if depth_dir.is_dir():
-        by_id = {int(i): depth_dir / f.name for i, f in zip(frame_ids, kept_files)}
-        no_depth = [i for i, p in by_id.items() if not p.is_file()]
-        present = {i: p for i, p in by_id.items() if p.is_file()}
-        depth = ImageFolderStore(present, "depth", depth_scale=1000.0) if present else None
-
-    diffs = np.diff(ts_all)
-    fps = float(1.0 / np.median(diffs)) if diffs.size and np.median(diffs) > 0 else None
-    dropped = ~matched
-    provenance = {
+    if k_note is not None:
+        conversions.append(k_note)
+    dropped = ~frames.matched
+    return {
         "loader": "arkitscenes",
         "source": str(path),
         "source_convention": "w2c_opencv as axis-angle + translation: lowres_wide.traj lines "
@@ -187,31 +258,24 @@ def load_arkitscenes(path: str | Path, *, max_time_gap_s: float = 0.05,
             "frame_ids = position in timestamp order among all lowres_wide frames",
             "fps = 1 / median timestamp difference of all lowres_wide frames",
         ],
-        "traj": str(traj_path),
+        "traj": str(frames.traj_path),
         "pose_convention": pose_convention,
         "max_time_gap_s": float(max_time_gap_s),
-        "max_matched_pose_gap_s": float(pose_gap[matched].max()),
-        "dropped_unmatched_frame_ids": all_ids[dropped].tolist(),
-        "dropped_unmatched_timestamps_s": ts_all[dropped].tolist(),
+        "max_matched_pose_gap_s": float(frames.pose_gap[frames.matched].max()),
+        "dropped_unmatched_frame_ids": np.flatnonzero(dropped).tolist(),
+        "dropped_unmatched_timestamps_s": frames.all_timestamps_s[dropped].tolist(),
         "frames_without_depth": no_depth,
         "depth_scale": 1000.0 if depth is not None else None,
-        "num_frames_found": int(ts_all.size),
+        "num_frames_found": int(frames.all_timestamps_s.size),
     }
-    scene = Scene(
-        name=frames_dir.resolve().name.removesuffix("_frames"),
-        frame_ids=frame_ids,
-        rgb=ImageFolderStore({int(i): f for i, f in zip(frame_ids, kept_files)}, "rgb"),
-        cameras=cameras,
-        fps=fps,
-        timestamps_s=ts,
-        depth=depth,
-        provenance=provenance,
-    )
+
+
+def _warn_if_inverted(scene: Scene, traj_path: Path, pose_convention: str) -> None:
+    """Scans with depth: warn (naming ``pose_convention=``) if the trajectory looks inverted."""
     other = "c2w_opencv" if pose_convention == "w2c_opencv" else "w2c_opencv"
     check_pose_direction(scene, pose_file=traj_path, fix=(
         f"If {_TRAJ} was written {'camera-to-world' if other == 'c2w_opencv' else 'world-to-camera'}, pass "
         f"pose_convention='{other}' to load_arkitscenes (ARKitScenes itself writes world-to-camera)."))
-    return scene
 
 
 # -- pure helper ---------------------------------------------------------------------------------------

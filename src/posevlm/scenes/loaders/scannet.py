@@ -29,6 +29,7 @@ are the ScanNet frame numbers; ``timestamps_s`` is left None.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -113,6 +114,54 @@ def load_scannet(
     _check_choice("on_invalid_pose", on_invalid_pose, ("error", "drop"))
     _check_choice("on_non_rigid", on_non_rigid, ("error", "reorthonormalize"))
     _check_choice("pose_convention", pose_convention, ("c2w_opencv", "w2c_opencv"))
+    root = _scene_folder(path)
+    rgb_all = ImageFolderStore.from_folder(root / "color", "rgb")
+    poses = _read_poses(root, rgb_all.frame_ids, on_invalid_pose)
+    non_rigid = _check_rigidity(root, poses, rigid_tol, on_non_rigid)
+    colour = _read_colour_intrinsics(root, rgb_all.path(int(poses.frame_ids[0])))
+    build = Cameras.from_c2w_opencv if pose_convention == "c2w_opencv" else Cameras.create
+    cameras = build(poses.matrices, colour.K_pixels, colour.image_hw, source=str(root / "pose"),
+                    intrinsics_source=str(colour.file), rigid_tol=rigid_tol, on_invalid=on_non_rigid)
+    rgb = ImageFolderStore({int(i): rgb_all.path(int(i)) for i in poses.frame_ids}, "rgb")
+    depth = _depth_store(root, poses.frame_ids)
+    scene = Scene(
+        name=root.resolve().name,
+        frame_ids=poses.frame_ids,
+        rgb=rgb,
+        cameras=cameras,
+        fps=SCANNET_FPS,
+        depth=depth,
+        metadata=_metadata(root, colour, depth, poses.frame_ids),
+        provenance=_provenance(root, pose_convention, on_invalid_pose, poses, colour, non_rigid, depth),
+    )
+    _warn_if_inverted(scene, root, pose_convention)
+    return scene
+
+
+# -- steps of load_scannet ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Poses:
+    """``pose/<n>.txt`` matched one to one to the colour frames, invalid (-inf/NaN) poses dropped."""
+
+    files: dict[int, Path]  # frame number -> pose file, for every colour frame
+    found_ids: np.ndarray  # (N,) every colour frame number, numeric order
+    frame_ids: np.ndarray  # (S,) the frames kept
+    matrices: np.ndarray  # (S, 4, 4) float64 as written (pose_convention; c2w_opencv for SensReader)
+    invalid_ids: np.ndarray  # frame numbers dropped for -inf/NaN poses
+
+
+@dataclass(frozen=True)
+class _ColourIntrinsics:
+    """Colour K in pixels of the colour files, the size those files have and the size the K file describes."""
+
+    K_pixels: np.ndarray  # (3, 3)
+    image_hw: tuple[int, int]  # of the colour files
+    described_hw: tuple[int, int]  # the (H, W) the intrinsics file describes
+    file: Path
+    image_file: Path  # the colour file the size was read from
+
+
+def _scene_folder(path: str | Path) -> Path:
     root = Path(path)
     if not root.is_dir():
         raise InputFileError(
@@ -120,10 +169,12 @@ def load_scannet(
             "(it holds color/, depth/, pose/ and intrinsic/).",
             path=root,
         )
-    rgb_all = ImageFolderStore.from_folder(root / "color", "rgb")
-    found_ids = rgb_all.frame_ids
+    return root
+
+
+def _read_poses(root: Path, found_ids: np.ndarray, on_invalid_pose: str) -> _Poses:
+    """Every colour frame's pose file, read and stacked; -inf/NaN poses raise or are dropped."""
     pose_files = _pose_files(root / "pose", found_ids)
-    # (S, 4, 4) in pose_convention (c2w_opencv for SensReader)
     poses = np.stack([_read_matrix(pose_files[int(i)], "pose file") for i in found_ids])
     finite = np.isfinite(poses).all(axis=(1, 2))
     invalid_ids = found_ids[~finite]
@@ -135,46 +186,59 @@ def load_scannet(
             "in scene.provenance['dropped_invalid_pose_frame_ids']).",
             path=pose_files[int(invalid_ids[0])],
         )
-    frame_ids, poses = found_ids[finite], poses[finite]
-    if frame_ids.size == 0:
+    if not finite.any():
         raise InputFileError(
             f"ScanNet scene {root}: every pose in pose/ is invalid (-inf/NaN); nothing to load.",
             path=root / "pose",
         )
+    return _Poses(pose_files, found_ids, found_ids[finite], poses[finite], invalid_ids)
 
-    non_rigid = _non_rigid_positions(poses, rigid_tol)
+
+def _check_rigidity(root: Path, poses: _Poses, rigid_tol: float, on_non_rigid: str) -> np.ndarray:
+    """Positions of the non-rigid poses (re-orthonormalised later by ``Cameras``); an error by default."""
+    non_rigid = _non_rigid_positions(poses.matrices, rigid_tol)
     if non_rigid.size and on_non_rigid == "error":
-        names = [f"pose/{pose_files[int(frame_ids[p])].name}" for p in non_rigid]
+        names = [f"pose/{poses.files[int(poses.frame_ids[p])].name}" for p in non_rigid]
         raise ConventionError(
             f"ScanNet scene {root}: pose file(s) {_preview(names)} are not rigid transforms beyond "
             f"rigid_tol={rigid_tol:g} (rotation not orthonormal or bottom row not [0, 0, 0, 1]). Pass "
             "on_non_rigid='reorthonormalize' to project onto SO(3), raise rigid_tol, or re-export the poses."
         )
+    return non_rigid
 
+
+def _read_colour_intrinsics(root: Path, first_color: Path) -> _ColourIntrinsics:
+    """The colour K file, read and expressed in pixels of the colour files (their size read from
+    ``first_color``)."""
     color_file = _intrinsics_file(root, "color")
-    first_color = rgb_all.path(int(frame_ids[0]))
     color_hw = image_hw_of(first_color)
-    K_color, k_hw = _color_intrinsics(_read_matrix(color_file, "colour intrinsics")[:3, :3], color_hw,
-                                      color_file, first_color)
-    build = Cameras.from_c2w_opencv if pose_convention == "c2w_opencv" else Cameras.create
-    cameras = build(poses, K_color, color_hw, source=str(root / "pose"), intrinsics_source=str(color_file),
-                    rigid_tol=rigid_tol, on_invalid=on_non_rigid)
-    rgb = ImageFolderStore({int(i): rgb_all.path(int(i)) for i in frame_ids}, "rgb")
+    K, described_hw = _color_intrinsics(_read_matrix(color_file, "colour intrinsics")[:3, :3], color_hw,
+                                        color_file, first_color)
+    return _ColourIntrinsics(K, color_hw, described_hw, color_file, first_color)
 
-    metadata: dict = {"intrinsic_color_image_hw": np.array(k_hw, dtype=np.int64)}
-    depth = None
+
+def _depth_store(root: Path, frame_ids: np.ndarray) -> ImageFolderStore | None:
+    """``depth/<n>.png`` (millimetres) of the kept frames, or None without ``depth/``; every kept frame
+    needs one."""
     depth_dir = root / "depth"
-    if depth_dir.is_dir():
-        depth_all = ImageFolderStore.from_folder(depth_dir, "depth", depth_scale=1000.0)
-        missing = np.setdiff1d(frame_ids, depth_all.frame_ids)
-        if missing.size:
-            raise InputFileError(
-                f"ScanNet scene {root}: depth/ lacks frame(s) {_preview(missing.tolist())} that color/ has. "
-                "Re-export depth with SensReader, or move depth/ away to load without depth.",
-                path=depth_dir,
-            )
-        depth_paths = {int(i): depth_all.path(int(i)) for i in frame_ids}
-        depth = ImageFolderStore(depth_paths, "depth", depth_scale=1000.0)
+    if not depth_dir.is_dir():
+        return None
+    depth_all = ImageFolderStore.from_folder(depth_dir, "depth", depth_scale=1000.0)
+    missing = np.setdiff1d(frame_ids, depth_all.frame_ids)
+    if missing.size:
+        raise InputFileError(
+            f"ScanNet scene {root}: depth/ lacks frame(s) {_preview(missing.tolist())} that color/ has. "
+            "Re-export depth with SensReader, or move depth/ away to load without depth.",
+            path=depth_dir,
+        )
+    return ImageFolderStore({int(i): depth_all.path(int(i)) for i in frame_ids}, "depth", depth_scale=1000.0)
+
+
+def _metadata(root: Path, colour: _ColourIntrinsics, depth: ImageFolderStore | None,
+              frame_ids: np.ndarray) -> dict:
+    """The colour K file's size, the depth image size, depth K and the extrinsics files when present."""
+    metadata: dict = {"intrinsic_color_image_hw": np.array(colour.described_hw, dtype=np.int64)}
+    if depth is not None:
         metadata["depth_image_hw"] = np.array(image_hw_of(depth.path(int(frame_ids[0]))), dtype=np.int64)
     for name, key in (("intrinsic_depth", "depth_K_pixels"), ("extrinsic_color", "extrinsic_color"),
                       ("extrinsic_depth", "extrinsic_depth")):
@@ -185,18 +249,24 @@ def load_scannet(
     if "depth_K_pixels" in metadata and "depth_image_hw" in metadata:
         validate_intrinsics(torch.from_numpy(metadata["depth_K_pixels"]), tuple(metadata["depth_image_hw"]),
                             source=str(_intrinsics_file(root, "depth")))
+    return metadata
 
+
+def _provenance(root: Path, pose_convention: str, on_invalid_pose: str, poses: _Poses,
+                colour: _ColourIntrinsics, non_rigid: np.ndarray, depth: ImageFolderStore | None) -> dict:
+    """What was read, converted and assumed."""
     conversions = (["w2c_opencv = inverse(c2w_opencv) (closed form, all frames at once)"]
                    if pose_convention == "c2w_opencv" else ["none: pose/<n>.txt read as w2c_opencv (pose_convention)"])
+    k_hw, color_hw = colour.described_hw, colour.image_hw
     if tuple(k_hw) != tuple(color_hw):
         conversions.append(
-            f"K_pixels rescaled from {color_file.name}'s {k_hw[1]}x{k_hw[0]} (ScanNet colour camera) to the "
+            f"K_pixels rescaled from {colour.file.name}'s {k_hw[1]}x{k_hw[0]} (ScanNet colour camera) to the "
             f"{color_hw[1]}x{color_hw[0]} colour files (intrinsics_resize: fx, cx x {color_hw[1] / k_hw[1]:.6g}; "
             f"fy, cy x {color_hw[0] / k_hw[0]:.6g})"
         )
     if non_rigid.size:
-        conversions.append(f"re-orthonormalised rotations of frame ids {frame_ids[non_rigid].tolist()}")
-    provenance = {
+        conversions.append(f"re-orthonormalised rotations of frame ids {poses.frame_ids[non_rigid].tolist()}")
+    return {
         "loader": "scannet",
         "source": str(root),
         "source_convention": f"{pose_convention}: pose/<n>.txt is 4x4 "
@@ -206,28 +276,21 @@ def load_scannet(
             f"fps = {SCANNET_FPS:g}: ScanNet capture rate (the export does not store it)",
             "pose/*.txt and intrinsic_color.txt describe the colour camera; extrinsic_color.txt not applied",
         ],
-        "intrinsics": str(color_file),
-        "image_hw_from": str(first_color),
+        "intrinsics": str(colour.file),
+        "image_hw_from": str(colour.image_file),
         "depth_scale": 1000.0 if depth is not None else None,
         "on_invalid_pose": on_invalid_pose,
-        "dropped_invalid_pose_frame_ids": invalid_ids.tolist(),
-        "num_frames_found": int(found_ids.size),
+        "dropped_invalid_pose_frame_ids": poses.invalid_ids.tolist(),
+        "num_frames_found": int(poses.found_ids.size),
     }
-    scene = Scene(
-        name=root.resolve().name,
-        frame_ids=frame_ids,
-        rgb=rgb,
-        cameras=cameras,
-        fps=SCANNET_FPS,
-        depth=depth,
-        metadata=metadata,
-        provenance=provenance,
-    )
+
+
+def _warn_if_inverted(scene: Scene, root: Path, pose_convention: str) -> None:
+    """Scans with depth: warn (naming ``pose_convention=``) if the poses look stored the other way round."""
     other = "w2c_opencv" if pose_convention == "c2w_opencv" else "c2w_opencv"
     check_pose_direction(scene, pose_file=root / "pose", fix=(
         f"If pose/<n>.txt holds {'world-to-camera' if other == 'w2c_opencv' else 'camera-to-world'} matrices, "
         f"pass pose_convention='{other}' to load_scannet (SensReader itself writes camera-to-world)."))
-    return scene
 
 
 def _centre_offset(K: np.ndarray, image_hw: tuple[int, int]) -> float:

@@ -2,7 +2,8 @@
 
 Procedural rooms (rectangular or L-shaped) with furniture, hand-held scan trajectories, and a
 vectorised ray-cast renderer producing RGB, metric depth and instance ids, all deterministic from a
-seed and written in the native scene layout (``posevlm synth``).
+seed and written in the native scene layout (``posevlm synth``). ``synthetic_scan_w2c`` gives the cameras
+of a seeded scan without rendering (the default cameras of ``posevlm inspect positions``).
 """
 
 from posevlm.scenes.synthetic.categories import CATEGORIES, Category
@@ -16,10 +17,11 @@ from posevlm.scenes.synthetic.generate import (
 )
 from posevlm.scenes.synthetic.layout import Layout, Room, SceneObject, generate_layout
 from posevlm.scenes.synthetic.raycast import RenderOutput, render
+from posevlm.scenes.synthetic.scan_cameras import synthetic_scan_w2c
 from posevlm.scenes.synthetic.trajectory import generate_trajectory
 
 __all__ = [
     "CATEGORIES", "Category", "Layout", "Room", "SceneObject", "generate_layout", "generate_trajectory",
     "RenderOutput", "render", "SynthConfig", "generate_scene", "generate_dataset", "scene_name", "scene_rng",
-    "synthetic_intrinsics",
+    "synthetic_intrinsics", "synthetic_scan_w2c",
 ]  # fmt: skip
