@@ -78,3 +78,14 @@ def test_bad_arguments_raise_config_error_naming_them(kwargs, match):
     n, k = kwargs.pop("num_candidates"), kwargs.pop("k")
     with pytest.raises(ConfigError, match=match):
         select_uniform(n, k, **kwargs)
+
+
+def test_round_is_qwen_vl_utils_float32_linspace_on_long_videos():
+    """qwen-vl-utils reads ``torch.linspace(0, T - 1, n).round()`` (float32); a float64 linspace differs on long
+    videos: 236 of 46,367 frames picks frame 36,896 there, 36,895 in float64."""
+    import torch
+
+    got = select_uniform(46_367, 236, rounding="round").pool_indices
+    want = torch.linspace(0, 46_366, 236).round().long().numpy()
+    assert np.array_equal(got, want) and 36_896 in got and 36_895 not in got
+    assert not np.array_equal(got, np.round(np.linspace(0, 46_366, 236)).astype(np.int64))

@@ -58,14 +58,6 @@ _FRAME_FILE = re.compile(r"_frame_(\d+)(?:_(\d+))?\.png$")
 
 
 # ------------------------------------------------------------------------------------ pure rules
-def _qwen_reader_indices(total_frames: int, n: int) -> np.ndarray:
-    """qwen-vl-utils' reader indices ``torch.linspace(0, T - 1, n).round().long()``: torch's float32
-    linspace (its default dtype), rounded half to even. (n,) int64."""
-    import torch  # lazily: ``import posevlm.eval`` stays numpy-only
-
-    return torch.linspace(0, total_frames - 1, n, dtype=torch.float32).round().long().numpy()
-
-
 def uniform_frame_ids(total_frames: int, n: int, rule: UniformRule) -> np.ndarray:
     """(n,) ascending int64 frame ids of a ``total_frames``-frame video under ``rule`` (module docstring).
 
@@ -84,7 +76,7 @@ def uniform_frame_ids(total_frames: int, n: int, rule: UniformRule) -> np.ndarra
         pool = candidate_pool(np.arange(total_frames, dtype=np.int64), PoolConfig(size=128))
         return pool[select_uniform(pool.size, n, rounding="floor").pool_indices]
     if rule == "round_full":
-        return _qwen_reader_indices(total_frames, n)
+        return select_uniform(total_frames, n, rounding="round").pool_indices  # qwen-vl-utils' reader indices
     return select_uniform(total_frames, n, rounding="floor").pool_indices
 
 
@@ -243,7 +235,7 @@ class Mp4Fps(_Mp4Source):
             raise FrameCountMismatchError(
                 f"video {self.path} ({total} frames at {store.fps:.3g} fps) gives {n} frames at "
                 f"{self.fps} fps; need 2..{total}", expected=FRAME_FACTOR, found=n, input=self.path)
-        return _qwen_reader_indices(total, n)
+        return select_uniform(total, n, rounding="round").pool_indices  # qwen-vl-utils' reader indices
 
 
 # -------------------------------------------------------------------------------- folder source

@@ -56,10 +56,11 @@ def select_uniform(num_candidates: int, k: int, *, rounding: Rounding = "round")
     Args:
         num_candidates: n, the number of candidates (pool size or video length), >= 1.
         k: how many to pick, >= 1. ``k >= n`` returns all n indices.
-        rounding: ``"round"`` = round half to even (numpy ``np.round``, torch ``.round()``, as
-            qwen-vl-utils does); ``"floor"`` = truncation, the research code's ``astype(int)`` /
-            ``linspace(..., dtype=int)``. For ``k < n`` the linspace step is > 1, so both give k
-            distinct, ascending indices.
+        rounding: ``"round"`` = qwen-vl-utils' reader indices ``torch.linspace(0, n - 1, k).round()``:
+            torch's float32 linspace, rounded half to even (a float64 linspace picks other frames on long
+            videos, e.g. 36,895 instead of 36,896 for 236 of 46,367); ``"floor"`` = truncation of a float64
+            linspace, the research code's ``astype(int)`` / ``linspace(..., dtype=int)``. For ``k < n`` the
+            linspace step is > 1, so both give k distinct, ascending indices.
     Returns:
         ``Selection`` with ``pool_indices == selection_order`` (ascending) and
         ``stats = {"rounding": rounding}``.
@@ -73,9 +74,12 @@ def select_uniform(num_candidates: int, k: int, *, rounding: Rounding = "round")
                           value=rounding)
     if k >= n:
         idx = np.arange(n, dtype=np.int64)
+    elif rounding == "round":
+        import torch  # qwen-vl-utils' own arithmetic (float32 linspace); imported on first use
+
+        idx = torch.linspace(0, n - 1, k, dtype=torch.float32).round().long().numpy()
     else:
-        pos = np.linspace(0, n - 1, k)
-        idx = (np.round(pos) if rounding == "round" else np.floor(pos)).astype(np.int64)
+        idx = np.floor(np.linspace(0, n - 1, k)).astype(np.int64)
     return Selection(idx, idx.copy(), {"rounding": rounding})
 
 
