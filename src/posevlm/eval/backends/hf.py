@@ -427,7 +427,8 @@ class HFBackend:
         spec and camera attention; empty for a stock model."""
         if self.position_spec is None:
             return {}
-        from posevlm.models.pose_inputs import from_frame_spec, model_kwargs
+        from posevlm.models.pose_inputs import model_kwargs
+        from posevlm.pose_io import from_frame_spec
         from posevlm.positions import spec_needs
 
         needs = spec_needs(self.position_spec)
