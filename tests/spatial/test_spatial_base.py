@@ -67,3 +67,13 @@ def test_resolve_layers():
     assert resolve_layers(5, 24) == (5,)
     with pytest.raises(ConfigError, match=r"\[24, True\] out of range"):
         resolve_layers((24, True, 3), 24)
+
+
+def test_posevlm_list_shows_the_spatial_encoders_without_importing_them():
+    code = ("import sys; from typer.testing import CliRunner; from posevlm.cli import app; "
+            "r = CliRunner().invoke(app, ['list', 'spatial-encoders']); print(r.exit_code); print(r.output); "
+            "print('posevlm.spatial.vggt' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    lines = out.strip().splitlines()
+    assert lines[0] == "0" and lines[-1] == "False"
+    assert any(line.strip().startswith("vggt") and "VGGT" in line for line in lines)

@@ -272,6 +272,7 @@ def test_default_init_decodes_to_finite_cameras():
     (torch.rand(1, 2, 3, 30, 28), r"multiples of the patch size 14.*\(28, 28\)"),
     (torch.randint(0, 255, (1, 2, 3, 28, 28), dtype=torch.uint8), r"float\(\) / 255"),
     (torch.rand(1, 2, 3, 28, 28) * 255, r"\[0, 1\].*Divide"),
+    (torch.rand(1, 0, 3, 28, 28), r"holds no frames"),
 ])
 def test_bad_images_are_refused_with_the_fix(images, match):
     with pytest.raises(ShapeError, match=match):

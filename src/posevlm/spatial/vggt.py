@@ -725,8 +725,11 @@ class VGGT(nn.Module):
             shape = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
             raise ShapeError(f"{name} must be (B, S, 3, H, W) RGB in [0, 1]; got {shape}. A single clip (S, 3, H, W): "
                              f"pass {name}[None]", name=name, shape=shape if isinstance(shape, tuple) else None)
+        if images.shape[0] < 1 or images.shape[1] < 1:
+            raise ShapeError(f"{name} holds no frames: shape {tuple(images.shape)}", name=name,
+                             shape=tuple(images.shape))
         H, W = images.shape[-2:]
-        if H % p or W % p or H < p or W < p or images.shape[1] < 1:
+        if H % p or W % p or H < p or W < p:
             raise ShapeError(f"{name} height and width must be positive multiples of the patch size {p}; got "
                              f"(H, W) = ({H}, {W}). Resize, e.g. to ({max(p, round(H / p) * p)}, "
                              f"{max(p, round(W / p) * p)})", name=name, shape=tuple(images.shape))
