@@ -131,6 +131,24 @@ def test_hub_id_from_the_local_cache_offline(tmp_path, monkeypatch):
         load_vggt("acme/absent", config=VGGTConfig.tiny(), device="cpu")
 
 
+def test_unreachable_hub_falls_back_to_the_cache_at_once(tmp_path, monkeypatch):
+    import huggingface_hub.constants
+
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "hub" / "models--acme--vggt-tiny"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    save_weights(_trained_like(VGGTConfig.tiny()), repo / "snapshots" / commit / "model.safetensors")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens: refused at once
+    with pytest.warns(UserWarning, match="hub unreachable.*cached copy of acme/vggt-tiny"):
+        assert load_vggt("acme/vggt-tiny", config=VGGTConfig.tiny(), device="cpu").load_report.ok
+    with pytest.raises(CheckpointError, match="not in the local cache and the hub is unreachable.*127.0.0.1:9"):
+        resolve_checkpoint("acme/absent")
+
+
 def test_paths_that_are_not_checkpoints(tmp_path):
     with pytest.raises(CheckpointError, match="does not exist"):
         resolve_checkpoint(tmp_path / "nothing")

@@ -224,6 +224,20 @@ def test_only_the_dpt_layers_are_computed_for_the_dpt_heads():
     assert calls == [0, 1, 2]  # the 4th round is not needed by the depth head
 
 
+def test_wart_dpt_residual_skip_carries_relu_of_the_input():
+    """The reference's in-place ReLU rectifies the residual unit's input before the skip is added; the released
+    DPT weights were trained that way, so the skip here is relu(x), not x."""
+    from posevlm.spatial.vggt import _ResidualConvUnit
+
+    unit = _ResidualConvUnit(4)
+    with torch.no_grad():
+        unit.conv2.weight.zero_()
+        unit.conv2.bias.zero_()
+    x = torch.randn(1, 4, 3, 3)
+    assert bool((x < 0).any())
+    torch.testing.assert_close(unit(x), torch.relu(x))
+
+
 # ---- numerics ------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("patch_embed", ["conv", "dinov2"])
 def test_float32_agrees_with_float64(patch_embed):
