@@ -90,7 +90,8 @@ def dpt_head(name: str, *, dim: int, out_dim: int, features: int, channels: tupl
     for i, c in enumerate(channels):
         rows += [(p + f"projects.{i}.weight", (c, dim, 1, 1)), (p + f"projects.{i}.bias", (c,))]
     c0, c1, _, c3 = channels
-    rows += [(p + "resize_layers.0.weight", (c0, c0, 4, 4)), (p + "resize_layers.0.bias", (c0,)),   # ConvTranspose2d: (in, out, k, k)
+    # resize_layers 0 and 1 are ConvTranspose2d, whose weight is (in, out, k, k); 2 is an Identity (no keys)
+    rows += [(p + "resize_layers.0.weight", (c0, c0, 4, 4)), (p + "resize_layers.0.bias", (c0,)),
              (p + "resize_layers.1.weight", (c1, c1, 2, 2)), (p + "resize_layers.1.bias", (c1,)),
              (p + "resize_layers.3.weight", (c3, c3, 3, 3)), (p + "resize_layers.3.bias", (c3,))]
     for i, c in enumerate(channels, start=1):

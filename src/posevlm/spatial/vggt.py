@@ -440,7 +440,8 @@ def uv_embedding(grid_hw: tuple[int, int], image_hw: tuple[int, int], channels: 
     """(channels, h, w) float64 sin/cos embedding of a centred UV grid, times 0.1 (VGGT's DPT position term).
 
     u spans +-a/d * (w-1)/w and v +-1/d * (h-1)/h with a = W/H, d = sqrt(a^2 + 1); channels are four blocks
-    [sin(u w_j)]_j, [cos(u w_j)]_j, [sin(v w_j)]_j, [cos(v w_j)]_j with w_j = 100^(-j / (channels/4)), j < channels/4."""
+    [sin(u w_j)]_j, [cos(u w_j)]_j, [sin(v w_j)]_j, [cos(v w_j)]_j with w_j = 100^(-j / (channels/4)),
+    j < channels/4."""
     h, w = grid_hw
     aspect = image_hw[1] / image_hw[0]
     diag = math.hypot(aspect, 1.0)
