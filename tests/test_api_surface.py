@@ -4,6 +4,7 @@ import pytest
 
 import posevlm.geometry
 import posevlm.scenes
+import posevlm.spatial
 
 GEOMETRY = {
     "Cameras", "validate_w2c", "K_from_params", "fov_from_intrinsics", "intrinsics_crop", "intrinsics_denormalize",
@@ -23,6 +24,13 @@ SCENES = {
     "write_native_scene", "GeometryPredictions", "load_predictions", "save_predictions", "scene_summary",
 }
 
+SPATIAL = {
+    "SpatialEncoder", "SpatialEncoding", "spatial_encoders", "load_spatial_encoder", "resolve_layers", "VGGT",
+    "VGGTConfig", "AggregatorOutput", "VGGTPrediction", "decode_pose_encoding", "load_vggt", "CheckpointError",
+    "KeyReport", "resolve_checkpoint", "compare_keys", "load_weights", "save_weights", "resolve_precision",
+    "apply_dtype_policy",
+}
+
 
 def test_geometry_public_names():
     assert set(posevlm.geometry.__all__) == GEOMETRY
@@ -32,6 +40,11 @@ def test_geometry_public_names():
 def test_scenes_public_names():
     assert set(posevlm.scenes.__all__) == SCENES
     assert all(hasattr(posevlm.scenes, name) for name in SCENES)
+
+
+def test_spatial_public_names():
+    assert set(posevlm.spatial.__all__) == SPATIAL
+    assert all(hasattr(posevlm.spatial, name) for name in SPATIAL)
 
 
 @pytest.mark.slow

@@ -10,7 +10,7 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-_SUBPACKAGES = ("geometry", "scenes", "sampling", "eval", "viz", "cli")
+_SUBPACKAGES = ("geometry", "scenes", "sampling", "spatial", "eval", "viz", "cli")
 
 __all__ = ["__version__", *_SUBPACKAGES]
 

@@ -16,6 +16,8 @@ KINDS: dict[str, tuple[str, str]] = {
     "camera-attention": ("posevlm.attention.cameras:camera_modes",
                          "camera attention modes (posevlm eval --camera-attention)"),
     "models": ("posevlm.models.families:model_families", "model families (pose positions, camera attention)"),
+    "spatial-encoders": ("posevlm.spatial.base:spatial_encoders",
+                         "spatial encoders (posevlm.spatial.load_spatial_encoder): tokens per layer, cameras"),
 }
 
 
@@ -23,8 +25,9 @@ def list_cmd(
     kind: Optional[str] = typer.Argument(None, help=f"One of: {', '.join(KINDS)}. Default: all of them."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable: {kind: [{name, description, origin}]}."),
 ) -> None:
-    """List registered samplers, backends, benchmarks, position modes, camera attention modes and model families,
-    each with a one-line description and where it comes from (builtin, or the plug-in's distribution).
+    """List registered samplers, backends, benchmarks, position modes, camera attention modes, model families and
+    spatial encoders, each with a one-line description and where it comes from (builtin, or the plug-in's
+    distribution).
 
     Examples:
 
