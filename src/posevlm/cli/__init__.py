@@ -34,6 +34,7 @@ def _root(
 from posevlm.cli import compare as _compare  # noqa: E402  (registers commands)
 from posevlm.cli import demo as _demo  # noqa: E402
 from posevlm.cli import eval as _eval  # noqa: E402
+from posevlm.cli import geometry as _geometry  # noqa: E402
 from posevlm.cli import info as _info  # noqa: E402
 from posevlm.cli import inspect as _inspect  # noqa: E402,F401  (registers `posevlm inspect`)
 from posevlm.cli import list as _list  # noqa: E402
@@ -46,6 +47,7 @@ app.command("synth")(_synth.synth)
 app.command("info")(_info.info)
 app.command("sample")(_sample.sample)
 app.add_typer(_viz.viz_app, name="viz")
+app.add_typer(_geometry.geometry_app, name="geometry")
 app.command("eval")(_eval.eval_cmd)
 app.command("report")(_report.report)
 app.command("compare")(_compare.compare)

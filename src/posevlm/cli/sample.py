@@ -45,8 +45,14 @@ def sample(
     pool_size: int = typer.Option(128, "--pool-size", help="linspace pool size P."),
     pool_stride: int = typer.Option(1, "--pool-stride", help="stride pool step."),
     param: List[str] = typer.Option([], "--param", help="Selector parameter key=value or strategy.key=value."),
-    geometry: str = typer.Option("gt", "--geometry", help="gt | predictions | vggt | da3."),
+    geometry: str = typer.Option("gt", "--geometry", help="gt | predictions | vggt | da3 (run the model on each "
+                                 "pool once; cached in OUT/_geometry/)."),
     predictions: Optional[Path] = typer.Option(None, "--predictions", help="Folder of <dataset>/<scene>.npz predictions."),
+    geometry_weights: Optional[str] = typer.Option(None, "--geometry-weights", help="vggt / da3: hub id, local "
+                                                   "directory or .safetensors (default facebook/VGGT-1B)."),
+    geometry_chunk: int = typer.Option(48, "--geometry-chunk", help="vggt: frames per forward (chunks share frame 0)."),
+    geometry_device: Optional[str] = typer.Option(None, "--geometry-device", help="vggt: cuda | cpu (default: cuda "
+                                                  "if available)."),
     seed: int = typer.Option(0, "--seed", help="Global seed; each scene derives its own from it."),
     shard: Optional[str] = typer.Option(None, "--shard", help="i/n; default from torchrun or SLURM array variables."),
     workers: int = typer.Option(1, "--workers", help="Parallel worker processes (one scene each)."),
@@ -92,8 +98,11 @@ def sample(
                 progress.console.print(f"[red]failed[/] {f['dataset']}/{f['scene']} {f['slug'] or ''}: "
                                        f"{f['error']}: {f['message']}", highlight=False, soft_wrap=True)
 
+        options = {"weights": geometry_weights, "device": geometry_device}
+        if geometry == "vggt":
+            options["chunk"] = geometry_chunk
         summary = run_sampling(data, configs, out, shard=shard, workers=workers, predictions_dir=predictions,
-                               on_scene=on_scene)
+                               geometry_options=options if geometry in ("vggt", "da3") else None, on_scene=on_scene)
     console.print(f"shard {summary.shard[0]}/{summary.shard[1]} ({summary.shard[2]}): {summary.scenes} scenes, "
                   f"{summary.written} outputs written, {summary.skipped} complete and kept, "
                   f"{len(summary.failures)} failed in {summary.seconds:.1f}s; details in "

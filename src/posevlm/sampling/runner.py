@@ -233,11 +233,9 @@ def _pool_geometry(scene, config: SamplingConfig, pool: PoolConfig, predictions:
         ids = candidate_pool(scene.frame_ids, pool)
         cams = scene.cameras_for(ids) if scene.cameras is not None else None
         return _PoolGeometry(scene, ids, cams, None, "gt" if cams is not None else "none")
-    if config.geometry in ("vggt", "da3"):
-        predictions = _model_predictions(scene, config, pool, predictions)
     if predictions is None or not predictions.is_file():
         raise InputFileError(f"no geometry predictions for scene {scene.name!r} (looked for {predictions}); pass "
-                             "--predictions DIR holding <dataset>/<scene>.npz (posevlm.scenes.save_predictions), or "
+                             "--predictions DIR holding <dataset>/<scene>.npz (posevlm geometry predict writes them), or "
                              "--geometry vggt / da3 to run a model", path=predictions)
     pred = load_predictions(predictions)
     ids = pred.frame_ids
@@ -252,20 +250,6 @@ def _pool_geometry(scene, config: SamplingConfig, pool: PoolConfig, predictions:
     points = None if pts is None else (pts.world_points.astype(np.float32),
                                        None if pts.confidence is None else pts.confidence.astype(np.float32))
     return _PoolGeometry(scene, ids, cams, points, f"predictions:{pred.meta.get('model', predictions.name)}")
-
-
-def _model_predictions(scene, config: SamplingConfig, pool: PoolConfig, cache: Path | None) -> Path:
-    """Run the geometry model on the pool frames once; the npz is cached and reused by later runs."""
-    from posevlm.sampling.geometry_models import predict_geometry
-    from posevlm.scenes import save_predictions
-
-    if cache is None:
-        raise ConfigError("internal: no cache path for geometry-model predictions", field="geometry")
-    if cache.is_file():
-        return cache
-    ids = candidate_pool(scene.frame_ids, pool)
-    out = predict_geometry(config.geometry, scene.read_rgb(ids))
-    return save_predictions(cache, frame_ids=ids, **out)
 
 
 _NEED_FIX = {"cameras": "give a pose file (--geometry gt), predictions (--geometry predictions) or run a geometry model "
@@ -360,8 +344,11 @@ def _write_output(target: Path, run_id: str, manifest: dict, frames: list[np.nda
 
 
 def sample_scene(ref: SceneRef, configs: Sequence[SamplingConfig], out_root: str, run_id: str,
-                 predictions_dir: str | None = None) -> dict[str, Any]:
-    """Process one scene for every pending configuration; never raises (errors are returned)."""
+                 predictions_dir: str | None = None,
+                 geometry_options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Process one scene for every pending configuration; never raises (errors are returned).
+    ``geometry_options``: ``GeometryPredictConfig`` fields (weights, chunk, image_width, device, dtype) for
+    ``--geometry vggt | da3``."""
     out = {"scene": ref.name, "dataset": ref.dataset, "written": 0, "skipped": 0, "failures": []}
     pending = []
     for cfg in configs:
@@ -405,8 +392,12 @@ def sample_scene(ref: SceneRef, configs: Sequence[SamplingConfig], out_root: str
             key = (pool, cfg.geometry if cfg.sampler.needs else "gt")
             if key not in geos:
                 src = pred_path
-                if cfg.geometry in ("vggt", "da3"):
-                    src = Path(out_root) / "_geometry" / cfg.geometry / pool.slug / ref.dataset / f"{ref.name}.npz"
+                if cfg.geometry in ("vggt", "da3") and cfg.sampler.needs:  # run the model once, cached on disk
+                    from posevlm.sampling.geometry_runner import GeometryPredictConfig, predict_scene
+
+                    model = GeometryPredictConfig(model=cfg.geometry, pool=pool, **dict(geometry_options or {}))
+                    src, _ = predict_scene(scene, model, Path(out_root) / "_geometry" / model.cache_name / ref.dataset
+                                           / f"{ref.name}.npz")
                 geos[key] = _pool_geometry(scene, cfg, pool, src)
             geo = geos[key]
             t1 = time.perf_counter()
@@ -482,6 +473,7 @@ def run_sampling(
     shard: str | None = None,
     workers: int = 1,
     predictions_dir: str | Path | None = None,
+    geometry_options: Mapping[str, Any] | None = None,
     on_scene: Callable[[dict[str, Any]], None] | None = None,
     env: Mapping[str, str] = os.environ,
 ) -> RunSummary:
@@ -500,8 +492,8 @@ def run_sampling(
     if shard_info[0] == 0:  # refused scenes belong to no shard: the first one reports them
         summary.failures.extend(refused)
     summary.stale_partials = sum(1 for _ in out_root.glob("*/*/.*.partial-*"))
-    args = [(ref, list(configs), str(out_root), run_id, None if predictions_dir is None else str(predictions_dir))
-            for ref in scenes]
+    args = [(ref, list(configs), str(out_root), run_id, None if predictions_dir is None else str(predictions_dir),
+             dict(geometry_options or {})) for ref in scenes]
 
     def record(result: dict[str, Any]) -> None:
         summary.written += result["written"]

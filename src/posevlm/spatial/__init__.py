@@ -19,7 +19,7 @@ from posevlm.spatial.base import SpatialEncoder, SpatialEncoding, load_spatial_e
 
 _LAZY = {
     "posevlm.spatial.vggt": ("VGGT", "VGGTConfig", "AggregatorOutput", "VGGTPrediction", "decode_pose_encoding",
-                             "load_vggt"),
+                             "load_vggt", "save_vggt"),
     "posevlm.spatial.weights": ("CheckpointError", "KeyReport", "resolve_checkpoint", "compare_keys", "load_weights",
                                 "save_weights", "resolve_precision", "apply_dtype_policy"),
 }

@@ -23,8 +23,10 @@ P = gh * gw patch tokens per frame, k = 1 + R special tokens per frame (camera t
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
 from typing import Sequence
 
 import torch
@@ -37,8 +39,8 @@ from posevlm.spatial.base import SpatialEncoding, resolve_layers
 from posevlm.spatial.weights import KeyReport, apply_dtype_policy, load_weights, resolve_precision
 
 __all__ = [
-    "VGGTConfig", "VGGT", "AggregatorOutput", "VGGTPrediction", "decode_pose_encoding", "load_vggt",
-    "load_vggt_encoder", "rope2d_tables", "apply_rope2d", "patch_positions", "interpolate_pos_embed",
+    "VGGTConfig", "VGGT", "AggregatorOutput", "VGGTPrediction", "decode_pose_encoding", "load_vggt", "save_vggt",
+    "CONFIG_NAME", "load_vggt_encoder", "rope2d_tables", "apply_rope2d", "patch_positions", "interpolate_pos_embed",
     "IMAGENET_MEAN", "IMAGENET_STD", "VGGT_HEADS",
 ]
 
@@ -850,7 +852,8 @@ def load_vggt(weights=None, *, config: VGGTConfig | None = None, heads: Sequence
     sharded index, or a hub id such as ``facebook/VGGT-1B``; None: random initialisation).
 
     Args:
-        config: architecture (default :meth:`VGGTConfig.vggt_1b`).
+        config: architecture (default: the ``posevlm_vggt.json`` saved next to the weights by :func:`save_vggt`,
+            else :meth:`VGGTConfig.vggt_1b`, the released checkpoint).
         heads: heads to build (default ``config.heads``); checkpoint keys of other heads and ``track_head.*``
             are skipped unread and reported as ignored.
         device: default CUDA if available, else CPU. dtype: storage dtype of the aggregator (default float32);
@@ -861,7 +864,7 @@ def load_vggt(weights=None, *, config: VGGTConfig | None = None, heads: Sequence
         revision, offline: hub revision; read only the local hub cache (default ``HF_HUB_OFFLINE``).
     The key report is kept as ``model.load_report``.
     """
-    cfg = config or VGGTConfig.vggt_1b()
+    cfg = config or _stored_config(weights) or VGGTConfig.vggt_1b()
     if heads is not None:
         cfg = replace(cfg, heads=(heads,) if isinstance(heads, str) else tuple(heads))
     device = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available()
@@ -879,6 +882,38 @@ def load_vggt(weights=None, *, config: VGGTConfig | None = None, heads: Sequence
                                          revision=revision, offline=offline)
     apply_dtype_policy(model, dtype, keep_fp32=model.fp32_modules)
     return model.to(device).eval()
+
+
+#: the VGGTConfig JSON that :func:`save_vggt` writes next to ``model.safetensors``
+CONFIG_NAME = "posevlm_vggt.json"
+
+
+def _stored_config(weights) -> VGGTConfig | None:
+    """The config saved with local weights (a directory holding ``CONFIG_NAME``, or a file next to one)."""
+    if weights is None or not isinstance(weights, (str, Path)):
+        return None
+    path = Path(weights)
+    folder = path if path.is_dir() else path.parent
+    if not (folder / CONFIG_NAME).is_file():
+        return None
+    try:
+        return VGGTConfig.from_dict(json.loads((folder / CONFIG_NAME).read_text(encoding="utf-8")))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{folder / CONFIG_NAME} is not a readable VGGTConfig ({exc}); fix or delete it",
+                          field="config") from None
+
+
+def save_vggt(model: VGGT, directory: str | Path) -> Path:
+    """Write ``model.safetensors`` (the released key layout) and ``posevlm_vggt.json`` (its config) into
+    ``directory``; :func:`load_vggt` of that directory rebuilds the same model."""
+    from posevlm.atomic import atomic_write_text
+    from posevlm.spatial.weights import save_weights
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    save_weights(model, directory / "model.safetensors")
+    atomic_write_text(directory / CONFIG_NAME, json.dumps(model.config.to_dict(), indent=1, sort_keys=True))
+    return directory
 
 
 def load_vggt_encoder(weights=None, *, config: VGGTConfig | None = None, heads: Sequence[str] = ("camera",),
