@@ -1,5 +1,5 @@
 # Two entry points; each sets itself up (virtual environment + install) on a fresh machine.
-#   make demo   synthetic scans -> frame selection -> oracle evaluation -> report (a few minutes on 2 CPUs)
+#   make demo   synthetic scans -> frame selection -> oracle evaluation -> report (~25 s on 2 CPUs after setup)
 #   make test   run the whole test suite (what CI runs)
 #   make test-fast   the fast lane: everything but the subprocess end-to-end tests marked slow (< 3 min)
 PY := .venv/bin/python
@@ -26,3 +26,5 @@ bench: setup
 	$(PY) benchmarks/sampling/voxel_coverage_bench.py
 	$(PY) benchmarks/eval/scoring_bench.py
 	$(PY) benchmarks/eval/resume_scan_bench.py
+	$(PY) benchmarks/attention/pose_bias_bench.py
+	$(PY) benchmarks/eval/demo_bench.py
