@@ -24,7 +24,7 @@ def test_vggt_preprocessing_follows_the_reference():
     assert ops == [{"op": "rotate90", "k": -1}, {"op": "resize", "hw": [392, 518]}] and images.shape == (2, 3, 392, 518)
 
 
-@pytest.mark.parametrize("name, hint", [("vggt", "facebookresearch/vggt"), ("da3", "depth-anything-3")])
+@pytest.mark.parametrize("name, hint", [("da3", "depth-anything-3")])  # vggt is built in (posevlm.spatial)
 def test_missing_geometry_package_is_a_clear_error(name, hint, monkeypatch):
     import builtins
 
@@ -75,31 +75,43 @@ def test_sampling_from_a_predictions_file(tmp_path):
 
 
 def test_geometry_model_runs_once_on_the_pool_and_is_cached(tmp_path, monkeypatch):
-    """--geometry vggt: the adapter is called on the pool frames, its output saved and reused."""
+    """--geometry vggt: posevlm's VGGT (a tiny random checkpoint on disk) runs on the pool frames once; its
+    output is saved under OUT/_geometry/vggt-<config hash>/ and reused."""
+    import warnings
+
     import posevlm.sampling.geometry_models as gm
+    from posevlm.errors import ConventionWarning
+    from posevlm.spatial import VGGT, VGGTConfig, save_vggt
 
     scenes = generate_dataset(tmp_path / "data" / "synthetic", 1, SynthConfig(seed=5, num_frames=30, image_hw=(48, 64)))
-    scene = load_scene(scenes[0])
+    torch.manual_seed(0)
+    weights = save_vggt(VGGT(VGGTConfig.tiny()), tmp_path / "vggt")
     calls = []
+    real = gm.predict_geometry
 
-    def fake_model(name, frames, **kw):  # stands in for VGGT, which cannot run here (no weights)
+    def counted(name, frames, **kw):  # the real model, counted
         calls.append((name, frames.shape))
-        n = frames.shape[0]
-        cams = scene.cameras_for(scene.frame_ids[:: max(1, len(scene.frame_ids) // n)][:n])
-        return {"w2c_opencv": cams.w2c_opencv.numpy(), "K_pixels": cams.K_pixels.numpy(), "image_hw": (48, 64),
-                "meta": {"model": "fake-vggt"}, "source_image_hw": (48, 64)}
+        return real(name, frames, **kw)
 
-    monkeypatch.setattr(gm, "predict_geometry", fake_model)
-    cfg = SamplingConfig("pose_fps", 8, geometry="vggt")
-    assert run_sampling(tmp_path / "data", [cfg], tmp_path / "out").ok
-    assert calls == [("vggt", (30, 48, 64, 3))]
-    cached = list((tmp_path / "out" / "_geometry" / "vggt").rglob("*.npz"))
-    assert len(cached) == 1
-    cfg16 = SamplingConfig("pose_fps", 16, geometry="vggt")
-    assert run_sampling(tmp_path / "data", [cfg16], tmp_path / "out").ok
-    assert len(calls) == 1  # reused, not recomputed
-    doc = read_manifest(tmp_path / "out" / cfg16.slug / "synthetic" / scene.name)
-    assert doc["pose_source"] == "predictions:fake-vggt"
+    monkeypatch.setattr(gm, "predict_geometry", counted)
+    options = {"weights": str(weights), "chunk": 16, "image_width": 84}
+    cfg = SamplingConfig("pose_fps", 8, geometry="vggt", geometry_options=options)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConventionWarning)  # a random model's cameras
+        assert run_sampling(tmp_path / "data", [cfg], tmp_path / "out", geometry_device="cpu").ok
+        assert calls == [("vggt", (30, 48, 64, 3))]
+        cached = list((tmp_path / "out" / "_geometry").glob("vggt-*/synthetic/*.npz"))
+        assert len(cached) == 1
+        cfg16 = SamplingConfig("pose_fps", 16, geometry="vggt", geometry_options=options)
+        assert run_sampling(tmp_path / "data", [cfg16], tmp_path / "out", geometry_device="cpu").ok
+        assert len(calls) == 1  # reused, not recomputed
+        other = SamplingConfig("pose_fps", 16, geometry="vggt", geometry_options={**options, "chunk": 8})
+        assert other.slug != cfg16.slug and other.slug.endswith(other.geometry_model.cache_name)
+        assert run_sampling(tmp_path / "data", [other], tmp_path / "out", geometry_device="cpu").ok
+    assert len(calls) == 2  # another model configuration: its own cache and outputs, never a stale one
+    assert len(list((tmp_path / "out" / "_geometry").glob("vggt-*/synthetic/*.npz"))) == 2
+    doc = read_manifest(tmp_path / "out" / cfg16.slug / "synthetic" / scenes[0].name)
+    assert doc["pose_source"] == "predictions:vggt"
 
 
 def test_a_short_selection_is_an_error_not_a_short_output(tmp_path):

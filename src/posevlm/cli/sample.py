@@ -82,7 +82,12 @@ def sample(
         raise typer.BadParameter(f"--strategy needs at least one strategy name; got {strategy!r}")
     pair_cfg = PairingConfig(pairing, step, space, direction, legacy_pairing)  # type: ignore[arg-type]
     pool_cfg = PoolConfig(pool, pool_size, pool_stride)  # type: ignore[arg-type]
-    configs = [SamplingConfig(name, n, _params(param, name), pool_cfg, pair_cfg, seed, geometry)
+    geometry_options = {}
+    if geometry in ("vggt", "da3") and geometry_weights:
+        geometry_options["weights"] = geometry_weights
+    if geometry == "vggt" and geometry_chunk != 48:
+        geometry_options["chunk"] = geometry_chunk
+    configs = [SamplingConfig(name, n, _params(param, name), pool_cfg, pair_cfg, seed, geometry, geometry_options)
                for name in names for n in counts]
     console = Console()
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -98,11 +103,8 @@ def sample(
                 progress.console.print(f"[red]failed[/] {f['dataset']}/{f['scene']} {f['slug'] or ''}: "
                                        f"{f['error']}: {f['message']}", highlight=False, soft_wrap=True)
 
-        options = {"weights": geometry_weights, "device": geometry_device}
-        if geometry == "vggt":
-            options["chunk"] = geometry_chunk
         summary = run_sampling(data, configs, out, shard=shard, workers=workers, predictions_dir=predictions,
-                               geometry_options=options if geometry in ("vggt", "da3") else None, on_scene=on_scene)
+                               geometry_device=geometry_device, on_scene=on_scene)
     console.print(f"shard {summary.shard[0]}/{summary.shard[1]} ({summary.shard[2]}): {summary.scenes} scenes, "
                   f"{summary.written} outputs written, {summary.skipped} complete and kept, "
                   f"{len(summary.failures)} failed in {summary.seconds:.1f}s; details in "

@@ -29,7 +29,9 @@ class SamplingConfig:
 
     ``params`` are the selector's keyword arguments (JSON-serialisable). ``geometry`` says where
     cameras / point maps come from: ``gt`` (the scene's own), ``predictions`` (a stored npz),
-    ``vggt`` / ``da3`` (run a geometry model on the pool frames).
+    ``vggt`` / ``da3`` (run a geometry model on the pool frames). ``geometry_options`` (model geometries only):
+    ``weights``, ``chunk``, ``image_width``, ``dtype`` of ``posevlm.sampling.geometry_runner.GeometryPredictConfig``;
+    they shape the cameras, so they are part of the config, its slug (``__geo-vggt-<hash>``) and completeness.
     """
 
     strategy: str
@@ -39,6 +41,7 @@ class SamplingConfig:
     pairing: PairingConfig = PairingConfig()
     seed: int = 0
     geometry: str = "gt"
+    geometry_options: Mapping[str, Any] = field(default_factory=dict)
     schema_version: int = 1
 
     def __post_init__(self) -> None:
@@ -56,6 +59,7 @@ class SamplingConfig:
             problems.append(f"geometry must be one of {', '.join(GEOMETRY_SOURCES)}; got {self.geometry!r}")
         if spec is not None:
             problems += spec.problems(self.params)
+        problems += self._geometry_problems()
         try:
             json.dumps(dict(self.params))
         except TypeError as exc:
@@ -65,6 +69,29 @@ class SamplingConfig:
         anchors_needed(self.num_frames, self.pairing)  # raises for odd N with pairs
         full = {**spec.defaults, **dict(self.params)}  # type: ignore[union-attr]
         object.__setattr__(self, "params", dict(sorted(full.items())))
+
+    def _geometry_problems(self) -> list[str]:
+        if not self.geometry_options:
+            return []
+        if self.geometry not in ("vggt", "da3"):
+            return [f"geometry_options are for --geometry vggt / da3; got geometry {self.geometry!r}"]
+        unknown = sorted(set(self.geometry_options) - {"weights", "chunk", "image_width", "dtype"})
+        if unknown:
+            return [f"geometry_options takes weights, chunk, image_width, dtype; got {', '.join(unknown)}"]
+        try:
+            self.geometry_model
+        except ConfigError as exc:
+            return [str(exc)]
+        return []
+
+    @property
+    def geometry_model(self):
+        """The ``GeometryPredictConfig`` of a model geometry (``vggt`` / ``da3``) on this config's pool, else None."""
+        if self.geometry not in ("vggt", "da3"):
+            return None
+        from posevlm.sampling.geometry_runner import GeometryPredictConfig
+
+        return GeometryPredictConfig(model=self.geometry, pool=self.effective_pool, **dict(self.geometry_options))
 
     @property
     def sampler(self):
@@ -86,7 +113,8 @@ class SamplingConfig:
         """One folder name encoding every parameter, e.g.
         ``pose_fps-start_medoid__pool-linspace128__n16__pair-nbr-rnd-s1-pool__seed0``."""
         params = "".join(f"-{k}_{_fmt(v)}" for k, v in self.params.items())
-        geo = "" if self.geometry == "gt" else f"__geo-{self.geometry}"
+        model = self.geometry_model
+        geo = "" if self.geometry == "gt" else f"__geo-{model.cache_name if model else self.geometry}"
         return (f"{self.strategy}{params}__pool-{self.effective_pool.slug}__n{self.num_frames}"
                 f"__pair-{self.pairing.slug}__seed{self.seed}{geo}")
 
@@ -99,6 +127,7 @@ class SamplingConfig:
             "pairing": self.pairing.to_dict(),
             "seed": self.seed,
             "geometry": self.geometry,
+            **({"geometry_options": dict(self.geometry_options)} if self.geometry_options else {}),
             "schema_version": self.schema_version,
         }
 
@@ -112,5 +141,6 @@ class SamplingConfig:
             pairing=PairingConfig(**d.get("pairing", {})),
             seed=int(d.get("seed", 0)),
             geometry=d.get("geometry", "gt"),
+            geometry_options=dict(d.get("geometry_options", {})),
             schema_version=int(d.get("schema_version", 1)),
         )

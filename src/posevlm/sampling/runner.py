@@ -344,11 +344,9 @@ def _write_output(target: Path, run_id: str, manifest: dict, frames: list[np.nda
 
 
 def sample_scene(ref: SceneRef, configs: Sequence[SamplingConfig], out_root: str, run_id: str,
-                 predictions_dir: str | None = None,
-                 geometry_options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                 predictions_dir: str | None = None, geometry_device: str | None = None) -> dict[str, Any]:
     """Process one scene for every pending configuration; never raises (errors are returned).
-    ``geometry_options``: ``GeometryPredictConfig`` fields (weights, chunk, image_width, device, dtype) for
-    ``--geometry vggt | da3``."""
+    ``geometry_device``: where a geometry model (``--geometry vggt | da3``) runs (default CUDA if available)."""
     out = {"scene": ref.name, "dataset": ref.dataset, "written": 0, "skipped": 0, "failures": []}
     pending = []
     for cfg in configs:
@@ -392,10 +390,12 @@ def sample_scene(ref: SceneRef, configs: Sequence[SamplingConfig], out_root: str
             key = (pool, cfg.geometry if cfg.sampler.needs else "gt")
             if key not in geos:
                 src = pred_path
-                if cfg.geometry in ("vggt", "da3") and cfg.sampler.needs:  # run the model once, cached on disk
-                    from posevlm.sampling.geometry_runner import GeometryPredictConfig, predict_scene
+                if cfg.geometry_model is not None and cfg.sampler.needs:  # run the model once, cached on disk
+                    from dataclasses import replace
 
-                    model = GeometryPredictConfig(model=cfg.geometry, pool=pool, **dict(geometry_options or {}))
+                    from posevlm.sampling.geometry_runner import predict_scene
+
+                    model = replace(cfg.geometry_model, device=geometry_device)
                     src, _ = predict_scene(scene, model, Path(out_root) / "_geometry" / model.cache_name / ref.dataset
                                            / f"{ref.name}.npz")
                 geos[key] = _pool_geometry(scene, cfg, pool, src)
@@ -473,7 +473,7 @@ def run_sampling(
     shard: str | None = None,
     workers: int = 1,
     predictions_dir: str | Path | None = None,
-    geometry_options: Mapping[str, Any] | None = None,
+    geometry_device: str | None = None,
     on_scene: Callable[[dict[str, Any]], None] | None = None,
     env: Mapping[str, str] = os.environ,
 ) -> RunSummary:
@@ -493,7 +493,7 @@ def run_sampling(
         summary.failures.extend(refused)
     summary.stale_partials = sum(1 for _ in out_root.glob("*/*/.*.partial-*"))
     args = [(ref, list(configs), str(out_root), run_id, None if predictions_dir is None else str(predictions_dir),
-             dict(geometry_options or {})) for ref in scenes]
+             geometry_device) for ref in scenes]
 
     def record(result: dict[str, Any]) -> None:
         summary.written += result["written"]
