@@ -25,7 +25,6 @@ import re
 import statistics
 import sys
 import time
-import weakref
 from pathlib import Path
 
 if "MALLOC_MMAP_THRESHOLD_" not in os.environ:  # must be set before the process starts
@@ -34,10 +33,9 @@ if "MALLOC_MMAP_THRESHOLD_" not in os.environ:  # must be set before the process
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import torch  # noqa: E402
-from torch.utils import _pytree as pytree  # noqa: E402
-from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
 
 from benchmarks._common import environment  # noqa: E402
+from posevlm.profiling import LiveTensorBytes  # noqa: E402
 from posevlm.spatial.vggt import VGGT, VGGTConfig  # noqa: E402
 
 MIB = 2 ** 20
@@ -45,40 +43,6 @@ MIB = 2 ** 20
 
 def _status_kib(field: str) -> int:
     return int(re.search(rf"{field}:\s+(\d+) kB", Path("/proc/self/status").read_text()).group(1))
-
-
-class LiveTensorBytes(TorchDispatchMode):
-    """Bytes of tensor storages created by torch ops while active and still referenced; ``peak`` is the maximum."""
-
-    def __init__(self):
-        super().__init__()
-        self.sizes: dict[int, int] = {}
-        self.refs: dict[int, int] = {}
-        self.current = self.peak = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        inputs = {t.untyped_storage().data_ptr() for t in pytree.tree_leaves((args, kwargs))
-                  if isinstance(t, torch.Tensor)}
-        for t in pytree.tree_leaves(out):
-            if not isinstance(t, torch.Tensor):
-                continue
-            key = t.untyped_storage().data_ptr()
-            if key not in self.sizes:
-                if key in inputs or key == 0:
-                    continue
-                self.sizes[key], self.refs[key] = t.untyped_storage().nbytes(), 0
-                self.current += self.sizes[key]
-                self.peak = max(self.peak, self.current)
-            self.refs[key] += 1
-            weakref.finalize(t, self._release, key)
-        return out
-
-    def _release(self, key: int) -> None:
-        self.refs[key] -= 1
-        if self.refs[key] == 0:
-            self.current -= self.sizes.pop(key)
-            del self.refs[key]
 
 
 def forward_rss(model: VGGT, images: torch.Tensor, layers: tuple[int, ...]) -> tuple[float, float, int]:

@@ -67,16 +67,17 @@ def test_predict_scene_writes_once_and_never_overwrites_another_config(setup, tm
     root, weights = setup
     scene = load_scene(root / "data" / "synthetic" / "synth_0000")
     config = GeometryPredictConfig(weights=str(weights), **SMALL)
-    path, written = predict_scene(scene, config, tmp_path / "synth_0000.npz")
-    again, written_again = predict_scene(scene, config, path)
-    assert written and not written_again and again == path
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConventionWarning)  # a random model's cameras
+        path, written = predict_scene(scene, config, tmp_path / "synth_0000.npz")
+        again, written_again = predict_scene(scene, config, path)
         pred = load_predictions(path)
+    assert written and not written_again and again == path
     assert pred.frame_ids.size == 10 and pred.meta["predict_config"] == config.identity()
     assert pred.cameras.image_hw[0].tolist() == [56, 84] and pred.point_maps.world_points.shape == (10, 56, 84, 3)
     other = GeometryPredictConfig(weights=str(weights), **{**SMALL, "chunk": 5})
-    with pytest.raises(InputFileError, match="another configuration"):
+    with pytest.raises(InputFileError, match="another configuration"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConventionWarning)
         predict_scene(scene, other, path)
 
 

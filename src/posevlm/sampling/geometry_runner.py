@@ -17,14 +17,14 @@ import socket
 import time
 import traceback
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from posevlm.errors import ConfigError, InputFileError, PosevlmError
 from posevlm.sampling.pool import PoolConfig, candidate_pool
 
-__all__ = ["GeometryPredictConfig", "GeometrySummary", "predict_scene", "run_geometry_predict"]
+__all__ = ["GeometryPredictConfig", "predict_scene", "run_geometry_predict"]
 
 
 @dataclass(frozen=True)
@@ -122,33 +122,16 @@ def predict_scene(scene, config: GeometryPredictConfig, target: Path) -> tuple[P
     return save_predictions(target, frame_ids=ids, **out), True
 
 
-@dataclass
-class GeometrySummary:
-    run_id: str
-    shard: tuple[int, int, str]
-    scenes: int = 0
-    written: int = 0
-    skipped: int = 0
-    failures: list[dict[str, Any]] = field(default_factory=list)
-    seconds: float = 0.0
-
-    @property
-    def ok(self) -> bool:
-        return not self.failures
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
 def run_geometry_predict(data_root: str | Path, out_root: str | Path,
                          config: GeometryPredictConfig = GeometryPredictConfig(), *, shard: str | None = None,
                          on_scene: Callable[[dict[str, Any]], None] | None = None,
-                         env: Mapping[str, str] = os.environ) -> GeometrySummary:
-    """Predict geometry for every scan of this shard under ``data_root`` into ``out_root/<dataset>/<scene>.npz``."""
+                         env: Mapping[str, str] = os.environ):
+    """Predict geometry for every scan of this shard under ``data_root`` into ``out_root/<dataset>/<scene>.npz``;
+    returns the sampling runner's ``RunSummary`` (scans, written, skipped, failures)."""
     from posevlm.atomic import atomic_write_text
     from posevlm.paths import writable_dir
     from posevlm.provenance import provenance
-    from posevlm.sampling.runner import discover_scenes, resolve_shard
+    from posevlm.sampling.runner import RunSummary, discover_scenes, resolve_shard
     from posevlm.scenes import load_scene
 
     out_root = writable_dir(out_root, "--out")
@@ -157,7 +140,7 @@ def run_geometry_predict(data_root: str | Path, out_root: str | Path,
     shard_info = resolve_shard(shard, env)
     refused: list[dict[str, Any]] = []
     refs = discover_scenes(data_root, problems=refused)[shard_info[0] :: shard_info[1]]
-    summary = GeometrySummary(run_id, shard_info, len(refs), failures=refused if shard_info[0] == 0 else [])
+    summary = RunSummary(run_id, shard_info, len(refs), failures=refused if shard_info[0] == 0 else [])
     for ref in refs:
         result = {"scene": ref.name, "dataset": ref.dataset, "path": ref.path, "written": 0, "skipped": 0,
                   "failures": []}

@@ -2,6 +2,10 @@
 
 - :mod:`~posevlm.models.spatial_mllm.connectors`: the merge of spatial tokens into Qwen's merge-window layout and
   the ``connectors`` registry (``add``, ...).
+- :mod:`~posevlm.models.spatial_mllm.config`: :class:`SpatialMLLMConfig` and its place in ``config.json``.
+- :mod:`~posevlm.models.spatial_mllm.model`: :class:`SpatialMLLM` (stock Qwen + VGGT + connector; forward, generate).
+- :mod:`~posevlm.models.spatial_mllm.loading`: ``from_pretrained`` (released / transformers-5 layouts), ``compose``
+  (from bases), ``save_pretrained``.
 """
 
 from posevlm.models.spatial_mllm.connectors import (
@@ -15,5 +19,10 @@ from posevlm.models.spatial_mllm.connectors import (
     merge_spatial_tokens_reference,
 )
 
-__all__ = ["ConnectorConfig", "MERGE_ORDERS", "merge_spatial_tokens", "merge_spatial_tokens_reference", "RMSNorm",
+from posevlm.models.spatial_mllm.config import SpatialMLLMConfig
+from posevlm.models.spatial_mllm.model import SpatialInputs, SpatialMLLM
+from posevlm.models.spatial_mllm.loading import compose, from_pretrained, save_pretrained
+
+__all__ = ["SpatialMLLM", "SpatialMLLMConfig", "SpatialInputs", "from_pretrained", "compose", "save_pretrained",
+           "ConnectorConfig", "MERGE_ORDERS", "merge_spatial_tokens", "merge_spatial_tokens_reference", "RMSNorm",
            "AddConnector", "connectors", "build_connector"]
