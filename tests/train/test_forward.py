@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from posevlm.models import enable_pose_positions
-from posevlm.positions import position_spec
+from posevlm.positions import build_position_plan, build_token_map, position_spec
 from posevlm.train import IGNORE_INDEX, SFTCollator
 from test_collate import mixed  # noqa: F401  (the module fixture: 4- and 6-frame samples with cameras)
 
@@ -37,16 +37,51 @@ def test_stock_forward_loss_is_the_masked_next_token_cross_entropy(stock, mixed,
     assert int((labels != IGNORE_INDEX).sum()) == 2 + 5  # "3" + <|im_end|>, "1.25" (4 bytes) + <|im_end|>
 
 
+def _rows_seen(model):
+    """Record the position rows the text rotary receives (the model's own, built inside ``forward``)."""
+    seen, rotary = [], model.model.language_model.rotary_emb
+    forward = rotary.forward
+
+    def spy(x, position_ids):
+        seen.append(position_ids.detach().clone())
+        return forward(x, position_ids)
+
+    rotary.forward = spy
+    return seen
+
+
 def test_pose_aware_forward_consumes_the_packed_cameras(stock, mixed, processor):  # noqa: F811
+    """The packed cameras become the P row the rotary rotates by (parity with the plan built from the same
+    cameras), identity cameras give a flat P, and the logits move from the first video token on.
+
+    The loss alone cannot show it on a random tiny model: its near-uniform logits (loss ~ ln(vocab)) move by
+    ~1e-5 when P changes, inside ``allclose``'s default tolerance."""
     model = enable_pose_positions(copy.deepcopy(stock), position_spec("pthw"))
+    seen = _rows_seen(model)
     batch = _batch(mixed[0], processor, pose_inputs="cameras")
     out = model(**batch)
     assert torch.isfinite(out.loss)
     out.loss.backward()
     grads = [p.grad for p in model.parameters() if p.grad is not None]
     assert grads and all(torch.isfinite(g).all() for g in grads)
+    cfg = model.config
+    tm = build_token_map(batch["input_ids"], video_grid_thw=batch["video_grid_thw"], spatial_merge_size=2,
+                         attention_mask=batch["attention_mask"], mm_token_type_ids=batch["mm_token_type_ids"],
+                         image_token_id=cfg.image_token_id, video_token_id=cfg.video_token_id)
+    plan = build_position_plan(tm, position_spec("pthw"), second_per_grid_ts=batch["second_per_grid_ts"],
+                               w2c_opencv=batch["w2c_opencv"])
+    assert torch.equal(seen[0], torch.cat([plan.text_row[None].float(), plan.rows.float()]))  # [text; P; T; H; W]
+    video = batch["mm_token_type_ids"] == 2
+    p_row = seen[0][1]
+    assert all(p_row[b][video[b]].unique().numel() > 1 for b in range(2))  # real cameras: P varies per tubelet
     with torch.no_grad():
         static = dict(batch, w2c_opencv=[torch.eye(4).expand_as(w).clone() for w in batch["w2c_opencv"]])
-        stock_loss = stock(**_batch(mixed[0], processor)).loss
-        assert not torch.allclose(model(**static).loss, out.loss.detach())  # the cameras reach the positions
-        assert not torch.allclose(stock_loss, out.loss.detach())
+        still = model(**static)
+    p_still = seen[-1][1]
+    assert all(p_still[b][video[b]].unique().numel() == 1 for b in range(2))  # identity cameras: one P per video
+    assert torch.equal(seen[-1][2:], seen[0][2:])  # T, H, W do not depend on the cameras
+    first = int(video.int().argmax(1).min())
+    delta = (still.logits - out.logits.detach()).abs()
+    assert torch.equal(delta[:, :first], torch.zeros_like(delta[:, :first]))  # causal: nothing before the video
+    assert delta[:, first:].amax() > 1e-4  # float32 rounding is ~1e-7 here
+    assert not torch.equal(still.loss, out.loss.detach())
