@@ -1,0 +1,1 @@
+"""Training: freeze policies, LoRA and optimiser groups, the non-finite guard, DeepSpeed configs, seeds and provenance."""
