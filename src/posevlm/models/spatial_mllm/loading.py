@@ -112,12 +112,16 @@ def _tied(qwen) -> dict[str, str]:
     return {f"qwen.{t}": f"qwen.{s}" for t, s in (getattr(qwen, "_tied_weights_keys", None) or {}).items()}
 
 
-def released_state_dict(model: SpatialMLLM, layout: str | None = None) -> dict[str, Tensor]:
+def released_state_dict(model: SpatialMLLM, layout: str | None = None,
+                        state_dict: Mapping[str, Tensor] | None = None) -> dict[str, Tensor]:
     """The model's tensors under checkpoint names (default layout: ``released`` for Qwen2.5-VL, ``transformers5``
-    for Qwen3-VL, what transformers 5.23 itself writes); tied weights written once."""
+    for Qwen3-VL, what transformers 5.23 itself writes); tied weights written once. ``state_dict``: tensors under
+    the model's module names to use instead of ``model.state_dict()`` (e.g. gathered from DeepSpeed ZeRO-3, or
+    with LoRA adapters merged by a trainer)."""
     layout = layout or _SAVE_LAYOUT[model.config.base_family]
     tied = _tied(model.qwen)
-    return {module_key_to_checkpoint(k, layout): v for k, v in model.state_dict().items() if k not in tied}
+    state = model.state_dict() if state_dict is None else state_dict
+    return {module_key_to_checkpoint(k, layout): v for k, v in state.items() if k not in tied}
 
 
 # ---- sources ---------------------------------------------------------------------------------------------------
@@ -519,11 +523,14 @@ def compose(qwen, vggt=None, connector: ConnectorConfig | Mapping | str | None =
 
 # ---- saving ----------------------------------------------------------------------------------------------------
 def save_pretrained(model: SpatialMLLM, directory: str | Path, *, max_shard_size: int | str = "5GB",
-                    layout: str | None = None, processor: bool = True) -> Path:
+                    layout: str | None = None, processor: bool = True,
+                    state_dict: Mapping[str, Tensor] | None = None) -> Path:
     """Write ``directory`` in the released layout: ``config.json`` (:func:`~posevlm.models.spatial_mllm.config.
     hf_config_dict` + provenance), ``generation_config.json``, the weights (``model.safetensors``, or shards of at
     most ``max_shard_size`` with ``model.safetensors.index.json``) under checkpoint names, and the processor files
-    when ``model.processor`` is set. :func:`from_pretrained` of the directory rebuilds the same model."""
+    when ``model.processor`` is set. :func:`from_pretrained` of the directory rebuilds the same model.
+    ``state_dict``: the tensors to write under module names (default ``model.state_dict()``; see
+    :func:`released_state_dict`)."""
     from safetensors.torch import save_file
 
     from posevlm.atomic import atomic_write_text
@@ -531,7 +538,7 @@ def save_pretrained(model: SpatialMLLM, directory: str | Path, *, max_shard_size
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().contiguous() for k, v in released_state_dict(model, layout).items()}
+    tensors = {k: v.detach().contiguous() for k, v in released_state_dict(model, layout, state_dict).items()}
     limit = _parse_size(max_shard_size)
     shards: list[dict[str, Tensor]] = [{}]
     size = 0
