@@ -41,6 +41,7 @@ from posevlm.cli import list as _list  # noqa: E402
 from posevlm.cli import report as _report  # noqa: E402
 from posevlm.cli import sample as _sample  # noqa: E402
 from posevlm.cli import synth as _synth  # noqa: E402
+from posevlm.cli import train as _train  # noqa: E402
 from posevlm.cli import viz as _viz  # noqa: E402
 
 app.command("synth")(_synth.synth)
@@ -53,6 +54,7 @@ app.command("report")(_report.report)
 app.command("compare")(_compare.compare)
 app.command("demo")(_demo.demo)
 app.command("list")(_list.list_cmd)
+app.command("train")(_train.train_cmd)
 
 __all__ = ["app", "main", "fail", "os_error_message"]
 

@@ -1,0 +1,289 @@
+"""The training recipe: one :class:`~posevlm.train.config.TrainConfig` -> a run directory, top to bottom.
+
+``train(config)`` (``posevlm train CONFIG.yaml [KEY=VALUE ...]``) runs, on every process of a launch (one process,
+``torchrun``, ``accelerate launch``; rank 0 writes the files):
+
+1. the run directory and where to resume from (``run.resume``: the newest complete checkpoint, never, or a given
+   one; a directory holding another configuration is refused, naming the keys that differ);
+2. the run record: ``train_config.yaml`` (the full resolved config), ``run.json`` (provenance: git hash, library
+   versions, world size, seed, device);
+3. seeds (``run.seed``, ``run.deterministic``);
+4. the data: the synthetic training set when the config has a ``synthetic`` section (built once, reused), then the
+   dataset mix (:class:`~posevlm.train.data.SFTDataset`, bad samples to ``bad_samples.jsonl``) and the collator;
+5. the model (:func:`~posevlm.train.trainer.build_model`), the freeze policy and LoRA (:mod:`posevlm.train.policy`),
+   recorded in ``run.json``;
+6. ``TrainingArguments`` and :class:`~posevlm.train.trainer.PosevlmTrainer` with the loss log and the NaN guard;
+   ``train(resume_from_checkpoint=...)``;
+7. the final checkpoint ``final/`` and ``summary.json`` (steps, losses, bad samples); with ``run.evaluate``, an
+   evaluation of ``final/`` on the synthetic test split (``eval/``, a ``posevlm eval`` run directory).
+
+Checkpoints (``checkpoint-<step>/``) load into ``posevlm eval --backend hf`` as they are and resume exactly: the data
+order (seeded sampler, skipped batches), the RNG states, optimiser and scheduler come back (tested by killing a run
+with SIGKILL).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from posevlm.errors import ConfigError
+from posevlm.train.config import TrainConfig
+
+__all__ = ["TrainResult", "train", "resolve_resume", "training_arguments", "RUN_CONFIG_NAME", "RUN_RECORD_NAME",
+           "SUMMARY_NAME"]
+
+RUN_CONFIG_NAME = "train_config.yaml"
+RUN_RECORD_NAME = "run.json"
+SUMMARY_NAME = "summary.json"
+#: keys that may change between a run and its resumption (they do not change what is computed)
+_RESUMABLE_CHANGES = ("run.resume", "run.num_workers", "run.evaluate", "run.save_total_limit", "run.output_dir",
+                      "model.local_files_only")
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a run produced: its directory, the final checkpoint, the optimiser steps done, the per-step losses,
+    the checkpoint it resumed from, the bad-sample summary and the evaluation run directory (``run.evaluate``)."""
+
+    output_dir: Path
+    final: Path
+    global_step: int
+    losses: tuple[float, ...]
+    resumed_from: Path | None
+    bad_samples: dict[str, Any]
+    eval_dir: Path | None = None
+
+
+def _is_main() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def _flat(data: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(data, dict):
+        return {prefix: data}
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        out.update(_flat(value, f"{prefix}.{key}" if prefix else key))
+    return out
+
+
+def resolve_resume(config: TrainConfig, output_dir: Path) -> Path | None:
+    """The checkpoint to resume from (module docstring, step 1), or None for a fresh start.
+
+    Raises:
+        ConfigError: ``run.resume=never`` on a directory with checkpoints; a directory holding another config
+            (the differing keys named); a given checkpoint that does not exist or is incomplete.
+    """
+    import yaml
+
+    from posevlm.train.checkpoint import complete_checkpoints
+
+    stored = output_dir / RUN_CONFIG_NAME
+    found = complete_checkpoints(output_dir)
+    if config.run.resume == "never":
+        if found or (output_dir / "final").exists():
+            raise ConfigError(f"output dir {output_dir} holds checkpoints and run.resume=never; pass run.resume=auto "
+                              "to continue it or choose another run.output_dir", field="run.resume", value="never")
+        return None
+    if stored.is_file():
+        before = _flat(yaml.safe_load(stored.read_text()) or {})
+        now = _flat(json.loads(json.dumps(config.to_dict())))
+        differ = sorted(k for k in set(before) | set(now)
+                        if before.get(k) != now.get(k) and not k.startswith(_RESUMABLE_CHANGES))
+        if differ and (found or config.run.resume != "auto"):
+            shown = ", ".join(f"{k}: {before.get(k)!r} -> {now.get(k)!r}" for k in differ[:6])
+            raise ConfigError(f"output dir {output_dir} holds a run of another configuration ({shown}); resume it with "
+                              f"its own config ({stored}) or choose another run.output_dir", field=differ[0],
+                              value=differ)
+    if config.run.resume == "auto":
+        return found[-1] if found else None
+    checkpoint = Path(config.run.resume)
+    if not (checkpoint / "trainer_state.json").is_file():
+        raise ConfigError(f"run.resume={checkpoint}: not a complete checkpoint (no trainer_state.json); pass a "
+                          "checkpoint-<step> folder, auto or never", field="run.resume", value=str(checkpoint))
+    return checkpoint
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def training_arguments(config: TrainConfig, output_dir: Path):
+    """transformers ``TrainingArguments`` of a config: losses logged every step as exact floats (no NaN filter, the
+    guard sees them), columns kept for the collator, a seeded sampler; bf16 on GPU, fp32 on CPU (``precision``)."""
+    from transformers import TrainingArguments
+
+    r, o = config.run, config.optim
+    bf16 = r.precision == "bf16" or (r.precision == "auto" and _cuda())
+    save_steps = int(r.save_steps) if r.save_steps >= 1 else float(r.save_steps)
+    deepspeed = None
+    if r.deepspeed is not None:
+        from posevlm.train.deepspeed import deepspeed_config
+
+        deepspeed = deepspeed_config(r.deepspeed)
+    return TrainingArguments(
+        output_dir=str(output_dir), per_device_train_batch_size=r.batch_size, gradient_accumulation_steps=r.grad_accum,
+        num_train_epochs=r.epochs, max_steps=r.max_steps, learning_rate=o.lr, weight_decay=o.weight_decay,
+        adam_beta1=o.adam_beta1, adam_beta2=o.adam_beta2, adam_epsilon=o.adam_epsilon, lr_scheduler_type=o.scheduler,
+        warmup_steps=o.warmup_ratio, max_grad_norm=o.max_grad_norm, logging_strategy="steps",
+        logging_steps=r.logging_steps, logging_nan_inf_filter=False, save_strategy="steps", save_steps=save_steps,
+        save_total_limit=r.save_total_limit, seed=r.seed, data_seed=r.data_seed, full_determinism=r.deterministic,
+        bf16=bf16, use_cpu=not _cuda(), dataloader_num_workers=r.num_workers, dataloader_pin_memory=_cuda(),
+        remove_unused_columns=False, report_to="none", disable_tqdm=True, deepspeed=deepspeed,
+        ddp_find_unused_parameters=False, average_tokens_across_devices=True,
+    )
+
+
+def _prepare_synthetic(config: TrainConfig, log: Callable[[str], None]) -> None:
+    from posevlm.train.datasets import dataset_root
+    from posevlm.train.synthetic import TRAIN_DATASET, build_synthetic_training_set
+
+    folder = TRAIN_DATASET + ("_posed" if config.synthetic.media == "manifest" else "")
+    build_synthetic_training_set(dataset_root(config.data.dataset_root) / folder, config.synthetic, log=log)
+
+
+def _write_record(config: TrainConfig, output_dir: Path, extra: dict[str, Any]) -> None:
+    import yaml
+
+    from posevlm.atomic import atomic_write_text
+    from posevlm.provenance import provenance
+
+    output_dir.mkdir(parents=True, exist_ok=True)
+    data = json.loads(json.dumps(config.to_dict()))
+    atomic_write_text(output_dir / RUN_CONFIG_NAME, yaml.safe_dump(data, sort_keys=False))
+    libraries = {name: _version(name) for name in ("accelerate", "peft", "deepspeed", "tokenizers", "safetensors")}
+    record = {"config": data, "provenance": provenance(seed=config.run.seed, **libraries), **extra}
+    atomic_write_text(output_dir / RUN_RECORD_NAME, json.dumps(record, indent=2, default=str) + "\n")
+
+
+def _version(dist: str) -> str | None:
+    from importlib import metadata
+
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _collator(config: TrainConfig, built, pad_token_id: int):
+    from posevlm.positions import spec_needs
+    from posevlm.train.collate import SFTCollator
+
+    model_config = config.model
+    spatial = model_config.family == "spatial_mllm"
+    spec = (built.info.get("positions") if not spatial
+            else (built.info.get("spatial_mllm") or {}).get("positions"))
+    needs = spec_needs(spec) if spec else {"w2c_opencv": False, "frame_ids": False}
+    cameras = needs["w2c_opencv"] or model_config.camera_attention is not None or model_config.pose_bias != "none"
+    if spatial and model_config.pose_source == "vggt":
+        cameras = False  # the model's own VGGT camera head gives them
+    pose_inputs = "cameras" if cameras else "frame_ids" if needs["frame_ids"] else "none"
+    return SFTCollator(pad_token_id, pose_inputs=pose_inputs, with_video_tchw=spatial, with_sample_ids=True)
+
+
+def _evaluate(config: TrainConfig, final: Path, output_dir: Path, log: Callable[[str], None]) -> Path:
+    """``posevlm eval`` of ``final`` on the synthetic test split (the frames of the training selection)."""
+    from posevlm.eval.backends import backends
+    from posevlm.eval.report import write_report
+    from posevlm.eval.runner import EvalConfig, run_eval
+    from posevlm.train.datasets import dataset_root
+    from posevlm.train.synthetic import TRAIN_DATASET
+
+    built = dataset_root(config.data.dataset_root) / f"{TRAIN_DATASET}_posed"
+    meta = json.loads((built / "synthetic_train.json").read_text())
+    frames_root = built / "sampled" / meta["sampling"]["slug"]
+    pixels = {k: getattr(config.data, k) for k in ("min_pixels", "max_pixels", "total_pixels")
+              if getattr(config.data, k) is not None}
+    model = backends.get("hf").model_config({"model": str(final), "frames_root": frames_root, "batch_size": 1,
+                                              "set": pixels})
+    eval_config = EvalConfig(benchmark={"name": "synthetic_vsi", "source": str(built / "test_benchmark.jsonl")},
+                             model=model, prompt=config.synthetic.prompt,
+                             frames={"source": "folder_manifest", "root": str(frames_root),
+                                     "num_frames": config.data.num_frames, "strategy": meta["sampling"]["strategy"]})
+    out = output_dir / "eval"
+    summary = run_eval(eval_config, out, shard="0/1")
+    log(f"eval: {summary.n_ok} answered, {summary.n_errors} errors -> {out}")
+    write_report([out], out / "report", plot=False, allow_partial=not summary.ok)
+    return out
+
+
+def train(config: TrainConfig, *, log: Callable[[str], None] = print) -> TrainResult:
+    """Run (or resume) the training of ``config`` (module docstring). Returns the :class:`TrainResult`."""
+    import torch
+    from transformers import PrinterCallback, set_seed
+
+    from posevlm.train.bad_samples import BadSampleLog
+    from posevlm.train.data import SFTDataset
+    from posevlm.train.policy import (
+        FreezePolicy, LoraSettings, apply_freeze_policy, apply_lora, describe_param_groups, optimizer_param_groups,
+    )  # fmt: skip
+    from posevlm.train.trainer import LossLog, PosevlmTrainer, build_model
+
+    output_dir = config.output_dir
+    # 1. where to resume from
+    checkpoint = resolve_resume(config, output_dir)
+    args = training_arguments(config, output_dir)  # sets up the process group under torchrun / accelerate
+    log(f"run {output_dir}: " + (f"resuming from {checkpoint.name}" if checkpoint else "fresh start") +
+        f", world size {args.world_size}")
+    # 3. seeds
+    set_seed(config.run.seed, deterministic=config.run.deterministic)
+    # 4. data (the synthetic set is built by the main process first)
+    if config.synthetic is not None:
+        with args.main_process_first(desc="synthetic training set"):
+            _prepare_synthetic(config, log)
+    # 5. model, freeze policy, LoRA
+    with args.main_process_first(desc="model"):
+        built = build_model(config.model, work_dir=output_dir, seed=config.run.seed)
+    model = built.model
+    if config.tune.lora is not None:
+        apply_lora(model, LoraSettings.from_dict(config.tune.lora))
+    freeze = apply_freeze_policy(model, FreezePolicy.parse(config.tune.policy))
+    o = config.optim
+    groups = describe_param_groups(optimizer_param_groups(model, lr=o.lr, projector_lr=o.projector_lr,
+                                                          vision_lr=o.vision_lr, weight_decay=o.weight_decay))
+    bad_path = output_dir / "bad_samples.jsonl"
+    dataset = SFTDataset.from_config(config.data, built.processor, family=built.base_family,
+                                     bad_samples=BadSampleLog(bad_path))
+    collator = _collator(config, built, built.processor.tokenizer.pad_token_id)
+    # 2. the run record (after the model: it names what was built)
+    if _is_main():
+        _write_record(config, output_dir, {
+            "model": built.info, "freeze": freeze.to_dict(), "optimizer_groups": groups, "samples": len(dataset),
+            "collator": {"pose_inputs": collator.pose_inputs, "with_video_tchw": collator.with_video_tchw},
+            "world_size": args.world_size, "device": str(args.device), "precision": "bf16" if args.bf16 else "fp32",
+            "resumed_from": None if checkpoint is None else str(checkpoint)})
+    for line in freeze.lines():
+        log(f"  {line}")
+    # 6. Trainer
+    every = max(1, (config.run.max_steps if config.run.max_steps > 0 else 200) // 20)
+    trainer = PosevlmTrainer(model=model, args=args, train_dataset=dataset, data_collator=collator,
+                             callbacks=[LossLog(output_dir, log=log if _is_main() else None, every=every)],
+                             optim=config.optim, processor_source=built.processor_source)
+    trainer.remove_callback(PrinterCallback)  # progress goes through LossLog's lines
+    trainer.train(resume_from_checkpoint=None if checkpoint is None else str(checkpoint))
+    # 7. final checkpoint, summary, evaluation
+    final = output_dir / "final"
+    trainer.save_model(str(final))
+    losses = tuple(float(e["loss"]) for e in LossLog.read(output_dir))
+    bad = BadSampleLog.read(bad_path).summary()
+    eval_dir = None
+    if _is_main():
+        from posevlm.atomic import atomic_write_text
+
+        atomic_write_text(output_dir / SUMMARY_NAME, json.dumps({
+            "global_step": trainer.state.global_step, "first_loss": losses[0] if losses else None,
+            "last_loss": losses[-1] if losses else None, "bad_samples": bad, "final": str(final),
+            "resumed_from": None if checkpoint is None else str(checkpoint)}, indent=2) + "\n")
+        log(f"done: {trainer.state.global_step} steps, loss {losses[0] if losses else float('nan'):.4f} -> "
+            f"{losses[-1] if losses else float('nan'):.4f}, {bad['n_bad']} bad sample(s); final checkpoint {final}")
+        if config.run.evaluate:
+            eval_dir = _evaluate(config, final, output_dir, log)
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+    return TrainResult(output_dir, final, trainer.state.global_step, losses, checkpoint, bad, eval_dir)

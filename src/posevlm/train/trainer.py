@@ -1,0 +1,235 @@
+"""The pieces of a training run on transformers' ``Trainer``: the model of a config, the ``Trainer`` subclass, the
+callbacks. The recipe that puts them together is :mod:`posevlm.train.run`.
+
+* :func:`build_model` -> :class:`BuiltModel`: a stock Qwen2.5-VL / Qwen3-VL (a directory, a hub id, or the ``tiny``
+  preset built from the config) made pose-aware with :func:`posevlm.models.enable_pose_positions` (position mode,
+  camera attention, learned slopes), or a Spatial-MLLM (``from_pretrained`` / ``compose``); fp32 on CPU, bf16 on
+  GPU unless the config says otherwise; gradient checkpointing on the decoder.
+* :class:`PosevlmTrainer`: ``Trainer`` with posevlm's optimiser groups (lr / projector lr / vision lr, no decay on
+  norms and biases), batches whose ``sample_ids`` are kept for the NaN guard (never passed to ``forward``), and
+  checkpoints written by :func:`posevlm.train.checkpoint.export_model` (evaluable: family format, LoRA merged,
+  processor files) that resume exactly.
+* :class:`LossLog`: every logged step appended to ``<run>/train_log.jsonl`` (exact float losses; a resumed run
+  first drops the lines after its checkpoint, so the file always holds one line per step).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+from transformers import Trainer, TrainerCallback
+
+from posevlm.errors import ConfigError
+from posevlm.train.checkpoint import export_model, load_training_state, processor_dir
+from posevlm.train.config import ModelSection, OptimSection
+from posevlm.train.tiny import TinyModelConfig, save_tiny_checkpoint
+
+__all__ = ["BuiltModel", "build_model", "PosevlmTrainer", "LossLog", "TRAIN_LOG_NAME", "resolve_dtype"]
+
+TRAIN_LOG_NAME = "train_log.jsonl"
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
+
+@dataclass
+class BuiltModel:
+    """A model ready for the freeze policy: the module, its processor, where the processor files live, the Qwen
+    family its data is formatted for (``qwen2_5_vl`` / ``qwen3_vl``) and what was resolved (for the run record)."""
+
+    model: nn.Module
+    processor: Any
+    processor_source: Path
+    base_family: str
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def resolve_dtype(config: ModelSection, *, cuda: bool | None = None) -> torch.dtype:
+    """``auto``: bf16 on GPU, fp32 on CPU."""
+    cuda = torch.cuda.is_available() if cuda is None else cuda
+    if config.dtype == "auto":
+        return torch.bfloat16 if cuda else torch.float32
+    return _DTYPES[config.dtype]
+
+
+def _pose_request(config: ModelSection):
+    """(positions request or None, CameraAttentionSpec or None): the mode and its overrides as
+    :func:`posevlm.positions.resolve_position_spec` reads them (``thw`` when only camera attention is asked)."""
+    from posevlm.models.camera_attention import CameraAttentionSpec
+
+    camera = None
+    if config.camera_attention is not None or config.pose_bias != "none":
+        camera = CameraAttentionSpec.from_dict({"mode": config.camera_attention or "none", "bias": config.pose_bias,
+                                                **dict(config.camera_set)})
+    if config.positions is None and camera is None:
+        return None, None
+    return {"mode": config.positions or "thw", **dict(config.position_set)}, camera
+
+
+def _qwen_source(config: ModelSection, family: str, work_dir: Path) -> str:
+    if config.source != "tiny":
+        return config.source
+    return str(save_tiny_checkpoint(work_dir / "base_model", family, TinyModelConfig.from_dict(config.tiny)))
+
+
+def build_model(config: ModelSection, *, work_dir: str | Path, seed: int = 0) -> BuiltModel:
+    """The model of ``config`` (module docstring), on CPU in its training dtype; the ``tiny`` preset is written to
+    ``<work_dir>/base_model`` first. ``seed`` initialises a freshly composed connector.
+
+    Raises:
+        ConfigError: an unknown family, a position mode the family does not have, a bad camera spec.
+        ModelLoadError / CheckpointError: the checkpoint cannot be read.
+    """
+    import transformers
+
+    from posevlm.models import enable_pose_positions
+    from posevlm.models.families import model_families
+
+    work_dir = Path(work_dir)
+    dtype = resolve_dtype(config)
+    hub = {"local_files_only": config.local_files_only, "revision": config.revision}
+    if config.family == "spatial_mllm":
+        return _build_spatial_mllm(config, work_dir, dtype, hub, seed)
+    source = _qwen_source(config, config.family, work_dir)
+    family = model_families.get(config.family)
+    model = family.transformers_class("model").from_pretrained(
+        source, dtype=dtype, attn_implementation=config.attn_implementation, **hub)
+    request, camera = _pose_request(config)
+    spec = None
+    if request is not None:
+        from posevlm.positions import resolve_position_spec
+
+        tps = family.tokens_per_second(model.config)
+        spec = resolve_position_spec(request, family.layout, **({} if tps is None else {"tokens_per_second": tps}))
+        model = enable_pose_positions(model, spec, camera_attention=camera)
+    if config.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.config.use_cache = False
+    from posevlm.train.data import load_train_processor
+
+    processor_source = processor_dir(source, **hub)
+    info = {"family": config.family, "source": source, "model_class": type(model).__name__,
+            "dtype": str(dtype).removeprefix("torch."), "transformers": transformers.__version__,
+            "positions": None if spec is None else spec.to_dict(),
+            "camera_attention": None if camera is None else camera.to_dict()}
+    return BuiltModel(model, load_train_processor(processor_source, config.family), processor_source, config.family,
+                      info)
+
+
+def _build_spatial_mllm(config: ModelSection, work_dir: Path, dtype: torch.dtype, hub: dict,
+                        seed: int) -> BuiltModel:
+    from posevlm.models.spatial_mllm import compose, from_pretrained
+    from posevlm.models.spatial_mllm.loading import processor_source as spatial_processor_source
+    from posevlm.spatial import VGGT, VGGTConfig
+    from posevlm.train.data import load_train_processor
+
+    positions, camera = _pose_request(config)
+    common = {"positions": positions, "camera_attention": camera, "pose_source": config.pose_source, "dtype": dtype,
+              "device": "cpu", "attn_implementation": config.attn_implementation, "processor": False,
+              "local_files_only": hub["local_files_only"], "revision": hub["revision"]}
+    if config.vggt is not None:  # compose: Qwen base + VGGT + a fresh connector
+        base = _qwen_source(config, "qwen2_5_vl", work_dir)
+        vggt: Any = config.vggt
+        if vggt == "tiny":
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                vggt = VGGT(VGGTConfig.tiny(heads=("camera",)))
+        model = compose(base, vggt, config.connector, seed=seed, **common)
+        processor_source = processor_dir(base, **hub)
+    else:  # a Spatial-MLLM checkpoint
+        model = from_pretrained(config.source, **common)
+        processor_source = processor_dir(spatial_processor_source(processor_dir(config.source, **hub),
+                                                                  model.config.base_family), **hub)
+    if config.gradient_checkpointing:
+        model.qwen.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.qwen.config.use_cache = False
+    base_family = model.config.base_family
+    if base_family != "qwen2_5_vl":
+        raise ConfigError(f"training data for a {base_family} Spatial-MLLM is not supported yet (Qwen3-VL prompts need "
+                          "per-tubelet timestamps); train a Qwen2.5-VL-based one", field="model.source",
+                          value=config.source)
+    info = {"family": "spatial_mllm", "source": config.source, "vggt": config.vggt, "model_class": "SpatialMLLM",
+            "spatial_mllm": model.config.to_dict(), "dtype": str(dtype).removeprefix("torch.")}
+    return BuiltModel(model, load_train_processor(processor_source, base_family), processor_source, base_family,
+                      info)
+
+
+class LossLog(TrainerCallback):
+    """Append every log entry of the main process to ``<output_dir>/train_log.jsonl`` (``{"step", "loss",
+    "grad_norm", "learning_rate", ...}``, floats as Python floats); on a resumed start, lines after the resumed
+    step are dropped first (they belong to the interrupted run past its last checkpoint). ``log`` gets one progress
+    line every ``every`` steps (and at the last one)."""
+
+    def __init__(self, output_dir: str | Path, *, log: Callable[[str], None] | None = None, every: int = 10):
+        self.path = Path(output_dir) / TRAIN_LOG_NAME
+        self.log = log
+        self.every = max(1, int(every))
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if not state.is_world_process_zero or not self.path.is_file():
+            return
+        kept = [line for line in self.path.read_text().splitlines()
+                if line.strip() and json.loads(line)["step"] <= state.global_step]
+        self.path.write_text("".join(line + "\n" for line in kept))
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not state.is_world_process_zero or not logs:
+            return
+        entry = {"step": state.global_step, **{k: v for k, v in logs.items() if isinstance(v, (int, float, str))}}
+        with self.path.open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps(entry) + "\n")
+        if self.log is not None and "loss" in logs and (state.global_step % self.every == 0
+                                                         or state.global_step == state.max_steps):
+            self.log(f"step {state.global_step}/{state.max_steps}  loss {logs['loss']:.4f}  "
+                     f"lr {logs.get('learning_rate', float('nan')):.3g}  grad norm {logs.get('grad_norm', float('nan')):.3g}")
+
+    @staticmethod
+    def read(output_dir: str | Path) -> list[dict[str, Any]]:
+        """The training-step entries (those with a ``loss``) of a run, in step order."""
+        path = Path(output_dir) / TRAIN_LOG_NAME
+        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+        return [r for r in rows if "loss" in r]
+
+
+class PosevlmTrainer(Trainer):
+    """``Trainer`` with posevlm's optimiser groups, sample-id handling and checkpoint format (module docstring).
+
+    Extra arguments: ``optim`` (the :class:`~posevlm.train.config.OptimSection`), ``processor_source`` (the folder
+    whose processor files each checkpoint gets)."""
+
+    def __init__(self, *args, optim: OptimSection, processor_source: Path | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.optim = optim
+        self.processor_source = processor_source
+        self.current_sample_ids: list[str] = []
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        self.current_sample_ids = list(inputs.pop("sample_ids", []))
+        return super().compute_loss(model, inputs, return_outputs=return_outputs,
+                                    num_items_in_batch=num_items_in_batch)
+
+    def create_optimizer(self, model=None):
+        if self.optimizer is None:
+            from posevlm.train.policy import optimizer_param_groups
+
+            o = self.optim
+            groups = optimizer_param_groups(self.model, lr=o.lr, projector_lr=o.projector_lr, vision_lr=o.vision_lr,
+                                            weight_decay=o.weight_decay)
+            self.optimizer = torch.optim.AdamW(groups, lr=o.lr, betas=(o.adam_beta1, o.adam_beta2), eps=o.adam_epsilon)
+        return self.optimizer
+
+    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+        output_dir = output_dir if output_dir is not None else self.args.output_dir
+        if not self.args.should_save:
+            return
+        model = self.accelerator.unwrap_model(self.model, keep_torch_compile=False)
+        export_model(model, output_dir, state_dict=state_dict, processor_source=self.processor_source)
+        torch.save(self.args, str(Path(output_dir) / "training_args.bin"))
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model: nn.Module | None = None) -> None:
+        target = model if model is not None else self.model
+        if not load_training_state(self.accelerator.unwrap_model(target), resume_from_checkpoint):
+            super()._load_from_checkpoint(resume_from_checkpoint, model)
