@@ -307,6 +307,9 @@ class TrainConfig:
         if self.run.evaluate and (self.synthetic is None or self.synthetic.media != "manifest"):
             problems.append("run.evaluate=true evaluates on the synthetic test split: add a synthetic section with "
                             "media: manifest (or evaluate the checkpoint yourself with posevlm eval)")
+        if self.tune.lora is not None and str(self.run.deepspeed or "").startswith("zero3"):
+            problems.append(f"tune.lora with run.deepspeed={self.run.deepspeed}: LoRA wraps layers whose weights ZeRO-3 "
+                            "has partitioned; use run.deepspeed=zero2 (or full fine-tuning with ZeRO-3)")
         if self.run.evaluate and self.model.family == "spatial_mllm":
             problems.append("run.evaluate=true: posevlm eval --backend hf loads Qwen2.5-VL / Qwen3-VL checkpoints, not "
                             "Spatial-MLLM ones yet; set run.evaluate=false")

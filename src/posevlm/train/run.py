@@ -14,8 +14,10 @@
    recorded in ``run.json``;
 6. ``TrainingArguments`` and :class:`~posevlm.train.trainer.PosevlmTrainer` with the loss log and the NaN guard;
    ``train(resume_from_checkpoint=...)``;
-7. the final checkpoint ``final/`` and ``summary.json`` (steps, losses, bad samples); with ``run.evaluate``, an
-   evaluation of ``final/`` on the synthetic test split (``eval/``, a ``posevlm eval`` run directory).
+7. the final checkpoint ``final/`` and ``summary.json`` (steps, losses, bad samples, non-finite steps); with
+   ``run.evaluate``, an evaluation of ``final/`` on the synthetic test split (``eval/``, a ``posevlm eval`` run
+   directory). A run the NaN guard stopped (``run.nonfinite=stop``) writes no ``final/`` and raises
+   :class:`NonFiniteStop` naming the tensor, the step and the batch's sample ids.
 
 Checkpoints (``checkpoint-<step>/``) load into ``posevlm eval --backend hf`` as they are and resume exactly: the data
 order (seeded sampler, skipped batches), the RNG states, optimiser and scheduler come back (tested by killing a run
@@ -30,11 +32,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from posevlm.errors import ConfigError
+from posevlm.errors import ConfigError, PosevlmError
 from posevlm.train.config import TrainConfig
 
-__all__ = ["TrainResult", "train", "resolve_resume", "training_arguments", "RUN_CONFIG_NAME", "RUN_RECORD_NAME",
-           "SUMMARY_NAME"]
+__all__ = ["TrainResult", "NonFiniteStop", "train", "resolve_resume", "training_arguments", "RUN_CONFIG_NAME",
+           "RUN_RECORD_NAME", "SUMMARY_NAME"]
 
 RUN_CONFIG_NAME = "train_config.yaml"
 RUN_RECORD_NAME = "run.json"
@@ -47,7 +49,8 @@ _RESUMABLE_CHANGES = ("run.resume", "run.num_workers", "run.evaluate", "run.save
 @dataclass(frozen=True)
 class TrainResult:
     """What a run produced: its directory, the final checkpoint, the optimiser steps done, the per-step losses,
-    the checkpoint it resumed from, the bad-sample summary and the evaluation run directory (``run.evaluate``)."""
+    the checkpoint it resumed from, the bad-sample summary, the evaluation run directory (``run.evaluate``) and the
+    guard's non-finite reports (steps skipped with ``run.nonfinite=skip``)."""
 
     output_dir: Path
     final: Path
@@ -56,6 +59,12 @@ class TrainResult:
     resumed_from: Path | None
     bad_samples: dict[str, Any]
     eval_dir: Path | None = None
+    nonfinite: tuple[dict[str, Any], ...] = ()
+
+
+class NonFiniteStop(PosevlmError):
+    """The NaN / Inf guard stopped the run (``run.nonfinite=stop``); the message names the tensor, the step, the
+    batch's sample ids and the report."""
 
 
 def _is_main() -> bool:
@@ -220,10 +229,11 @@ def train(config: TrainConfig, *, log: Callable[[str], None] = print) -> TrainRe
 
     from posevlm.train.bad_samples import BadSampleLog
     from posevlm.train.data import SFTDataset
+    from posevlm.train.guard import NonFiniteGuard
     from posevlm.train.policy import (
         FreezePolicy, LoraSettings, apply_freeze_policy, apply_lora, describe_param_groups, optimizer_param_groups,
     )  # fmt: skip
-    from posevlm.train.trainer import LossLog, PosevlmTrainer, build_model
+    from posevlm.train.trainer import LossLog, NoSaveOnGuardStop, PosevlmTrainer, build_model
 
     output_dir = config.output_dir
     # 1. where to resume from
@@ -262,14 +272,18 @@ def train(config: TrainConfig, *, log: Callable[[str], None] = print) -> TrainRe
         log(f"  {line}")
     # 6. Trainer
     every = max(1, (config.run.max_steps if config.run.max_steps > 0 else 200) // 20)
+    guard = NonFiniteGuard(output_dir, policy=config.run.nonfinite)
     trainer = PosevlmTrainer(model=model, args=args, train_dataset=dataset, data_collator=collator,
-                             callbacks=[LossLog(output_dir, log=log if _is_main() else None, every=every)],
+                             callbacks=[LossLog(output_dir, log=log if _is_main() else None, every=every), guard,
+                                        NoSaveOnGuardStop(guard)],
                              optim=config.optim, processor_source=built.processor_source)
     trainer.remove_callback(PrinterCallback)  # progress goes through LossLog's lines
     trainer.train(resume_from_checkpoint=None if checkpoint is None else str(checkpoint))
-    # 7. final checkpoint, summary, evaluation
+    # 7. final checkpoint, summary, evaluation (a run the guard stopped keeps its checkpoints, gets no final/)
+    stopped = [r for r in guard.reports if r["action"] == "stop"]
     final = output_dir / "final"
-    trainer.save_model(str(final))
+    if not stopped:
+        trainer.save_model(str(final))
     losses = tuple(float(e["loss"]) for e in LossLog.read(output_dir))
     bad = BadSampleLog.read(bad_path).summary()
     eval_dir = None
@@ -278,12 +292,22 @@ def train(config: TrainConfig, *, log: Callable[[str], None] = print) -> TrainRe
 
         atomic_write_text(output_dir / SUMMARY_NAME, json.dumps({
             "global_step": trainer.state.global_step, "first_loss": losses[0] if losses else None,
-            "last_loss": losses[-1] if losses else None, "bad_samples": bad, "final": str(final),
+            "last_loss": losses[-1] if losses else None, "bad_samples": bad,
+            "final": None if stopped else str(final), "nonfinite": guard.reports,
             "resumed_from": None if checkpoint is None else str(checkpoint)}, indent=2) + "\n")
-        log(f"done: {trainer.state.global_step} steps, loss {losses[0] if losses else float('nan'):.4f} -> "
-            f"{losses[-1] if losses else float('nan'):.4f}, {bad['n_bad']} bad sample(s); final checkpoint {final}")
-        if config.run.evaluate:
+        log(f"{'stopped' if stopped else 'done'}: {trainer.state.global_step} steps, loss "
+            f"{losses[0] if losses else float('nan'):.4f} -> {losses[-1] if losses else float('nan'):.4f}, "
+            f"{bad['n_bad']} bad sample(s), {len(guard.reports)} non-finite step(s)"
+            + ("" if stopped else f"; final checkpoint {final}"))
+        if config.run.evaluate and not stopped:
             eval_dir = _evaluate(config, final, output_dir, log)
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.barrier()
-    return TrainResult(output_dir, final, trainer.state.global_step, losses, checkpoint, bad, eval_dir)
+    if stopped:
+        first = stopped[0]
+        raise NonFiniteStop(f"training stopped at step {first['global_step']}: non-finite "
+                            f"{(first['first'] or {}).get('description', 'value on another rank')}; batch "
+                            f"{first['sample_ids']}; report {output_dir / 'nonfinite'}; checkpoints up to the last "
+                            "finite step are kept (run.nonfinite=skip skips such steps instead)")
+    return TrainResult(output_dir, final, trainer.state.global_step, losses, checkpoint, bad, eval_dir,
+                       tuple(guard.reports))

@@ -6,7 +6,8 @@ callbacks. The recipe that puts them together is :mod:`posevlm.train.run`.
   camera attention, learned slopes), or a Spatial-MLLM (``from_pretrained`` / ``compose``); fp32 on CPU, bf16 on
   GPU unless the config says otherwise; gradient checkpointing on the decoder.
 * :class:`PosevlmTrainer`: ``Trainer`` with posevlm's optimiser groups (lr / projector lr / vision lr, no decay on
-  norms and biases), batches whose ``sample_ids`` are kept for the NaN guard (never passed to ``forward``), and
+  norms and biases), batches whose ``sample_ids`` reach the NaN guard (:class:`posevlm.train.guard.NonFiniteGuard`
+  takes them out of the model's keyword arguments; without a guard the trainer drops them), and
   checkpoints written by :func:`posevlm.train.checkpoint.export_model` (evaluable: family format, LoRA merged,
   processor files) that resume exactly.
 * :class:`LossLog`: every logged step appended to ``<run>/train_log.jsonl`` (exact float losses; a resumed run
@@ -15,6 +16,7 @@ callbacks. The recipe that puts them together is :mod:`posevlm.train.run`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +31,7 @@ from posevlm.train.checkpoint import export_model, load_training_state, processo
 from posevlm.train.config import ModelSection, OptimSection
 from posevlm.train.tiny import TinyModelConfig, save_tiny_checkpoint
 
-__all__ = ["BuiltModel", "build_model", "PosevlmTrainer", "LossLog", "TRAIN_LOG_NAME", "resolve_dtype"]
+__all__ = ["BuiltModel", "build_model", "PosevlmTrainer", "LossLog", "NoSaveOnGuardStop", "TRAIN_LOG_NAME", "resolve_dtype"]
 
 TRAIN_LOG_NAME = "train_log.jsonl"
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
@@ -194,6 +196,53 @@ class LossLog(TrainerCallback):
         return [r for r in rows if "loss" in r]
 
 
+class NoSaveOnGuardStop(TrainerCallback):
+    """A step the NaN guard stopped at (no update applied) gets no ``checkpoint-<k>``: the newest checkpoint stays the
+    last finite step. Put it after the guard in the callback list."""
+
+    def __init__(self, guard):
+        self.guard = guard
+
+    def on_step_end(self, args, state, control, **kwargs):
+        last = self.guard.reports[-1] if self.guard.reports else None
+        if last is not None and last["action"] == "stop" and last["global_step"] == state.global_step:
+            control.should_save = False
+        return control
+
+
+class _UseCacheShim:
+    """Reads go to a Spatial-MLLM's frozen recipe config; ``Trainer``'s write of ``use_cache`` goes to its Qwen
+    model's config (where transformers reads it)."""
+
+    def __init__(self, config, qwen_config):
+        object.__setattr__(self, "_config", config)
+        object.__setattr__(self, "_qwen_config", qwen_config)
+
+    def __getattr__(self, name):
+        return getattr(self._config, name)
+
+    def __setattr__(self, name, value):
+        if name != "use_cache":
+            raise AttributeError(f"SpatialMLLM.config is a frozen recipe; cannot set {name}")
+        self._qwen_config.use_cache = value
+
+
+@contextlib.contextmanager
+def _writable_config(model):
+    """``Trainer.__init__`` sets ``model.config.use_cache``; a Spatial-MLLM's config is a frozen dataclass."""
+    from posevlm.models.spatial_mllm import SpatialMLLM
+
+    if not isinstance(model, SpatialMLLM):
+        yield
+        return
+    config = model.config
+    model.config = _UseCacheShim(config, model.qwen.config)
+    try:
+        yield
+    finally:
+        model.config = config
+
+
 class PosevlmTrainer(Trainer):
     """``Trainer`` with posevlm's optimiser groups, sample-id handling and checkpoint format (module docstring).
 
@@ -201,13 +250,18 @@ class PosevlmTrainer(Trainer):
     whose processor files each checkpoint gets)."""
 
     def __init__(self, *args, optim: OptimSection, processor_source: Path | None = None, **kwargs):
-        super().__init__(*args, **kwargs)
+        with _writable_config(kwargs.get("model")):
+            super().__init__(*args, **kwargs)
         self.optim = optim
         self.processor_source = processor_source
         self.current_sample_ids: list[str] = []
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        self.current_sample_ids = list(inputs.pop("sample_ids", []))
+        from posevlm.train.guard import SAMPLE_IDS_KEY, NonFiniteGuard
+
+        self.current_sample_ids = list(inputs.get(SAMPLE_IDS_KEY, []))
+        if not any(isinstance(cb, NonFiniteGuard) for cb in self.callback_handler.callbacks):
+            inputs.pop(SAMPLE_IDS_KEY, None)  # a guard takes them out of the model's kwargs itself
         return super().compute_loss(model, inputs, return_outputs=return_outputs,
                                     num_items_in_batch=num_items_in_batch)
 

@@ -1,0 +1,125 @@
+"""The training recipe in-process on the tiny preset (a few steps each): the run record, the loss log, checkpoints
+that load into the hf eval backend with their pose positions, refusals on resume, a Spatial-MLLM with LoRA, and a
+NaN injected at a step stopping the run with the tensor, the step and the batch ids named."""
+
+import json
+
+import pytest
+import torch
+import yaml
+
+from posevlm.errors import ConfigError
+from posevlm.train.config import TrainConfig, load_train_config
+from posevlm.train.run import RUN_CONFIG_NAME, RUN_RECORD_NAME, NonFiniteStop, train
+from posevlm.train.trainer import LossLog
+from train_world import PIXELS
+
+
+def _config(world, out, *extra):
+    pixels = [f"data.{k}={v}" for k, v in PIXELS.items()]
+    return load_train_config(None, [
+        "name=t", f"run.output_dir={out}", f"data.dataset_root={world['root']}", "data.datasets=synthetic_train_posed",
+        "data.num_frames=4", "data.require_cameras=true", *pixels, "model.positions=pthw", "tune.policy=train=all",
+        "optim.lr=1e-3", "optim.projector_lr=null", "run.batch_size=2", "run.max_steps=4", "run.save_steps=2",
+        "run.num_workers=0", *extra])
+
+
+@pytest.fixture(scope="module")
+def pose_run(train_world, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "pthw"
+    config = _config(train_world, out)
+    return config, train(config, log=lambda _m: None)
+
+
+def test_run_record_log_and_checkpoints(pose_run):
+    config, result = pose_run
+    out = result.output_dir
+    assert result.global_step == 4 and result.resumed_from is None and result.nonfinite == ()
+    assert TrainConfig.from_dict(yaml.safe_load((out / RUN_CONFIG_NAME).read_text())) == config
+    record = json.loads((out / RUN_RECORD_NAME).read_text())
+    prov = record["provenance"]
+    assert {"git", "torch", "transformers", "accelerate", "peft", "python", "date"} <= set(prov) and prov["seed"] == 0
+    assert record["model"]["positions"]["pose"] == "scalar" and record["collator"]["pose_inputs"] == "cameras"
+    assert record["freeze"]["policy"] == "train=all" and record["precision"] == "fp32"
+    logged = LossLog.read(out)
+    assert [e["step"] for e in logged] == [1, 2, 3, 4] and list(result.losses) == [e["loss"] for e in logged]
+    assert all(isinstance(v, float) and v == v for v in result.losses)
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["global_step"] == 4 and summary["bad_samples"]["n_bad"] == 0
+
+
+def test_checkpoints_load_into_the_hf_eval_backend_with_their_positions(pose_run, train_world):
+    from posevlm.eval.backends.hf import HFBackend, HFBackendConfig
+    from posevlm.eval.frames import folder_manifest
+
+    _, result = pose_run
+    scene = next((train_world["root"] / "synthetic_train_posed" / "sampled").rglob("selected_frames.json")).parent
+    for folder in (result.output_dir / "checkpoint-2", result.final):
+        backend = HFBackend(HFBackendConfig(model=str(folder), **PIXELS))
+        assert backend.info["positions_origin"] == "checkpoint"
+        assert backend.info["positions"]["spec"]["pose"] == "scalar"
+        out = backend.generate([("How many chairs?", folder_manifest(scene, 4))])
+        assert isinstance(out[0].text, str)
+    trained = torch.load  # the final weights are the trained ones, not the tiny preset's
+    from safetensors.torch import load_file
+
+    base = load_file(str(result.output_dir / "base_model" / "model.safetensors"))
+    final = load_file(str(result.final / "model.safetensors"))
+    assert trained and not torch.equal(base["lm_head.weight"], final["lm_head.weight"])
+
+
+def test_resume_refuses_another_configuration_and_never_overwrites(pose_run, train_world):
+    config, result = pose_run
+    with pytest.raises(ConfigError, match=r"another configuration \(optim.lr: 0.001 -> 0.002\)"):
+        train(_config(train_world, result.output_dir, "optim.lr=2e-3"), log=lambda _m: None)
+    with pytest.raises(ConfigError, match="run.resume=never"):
+        train(_config(train_world, result.output_dir, "run.resume=never"), log=lambda _m: None)
+    with pytest.raises(ConfigError, match="not a complete checkpoint"):
+        train(_config(train_world, result.output_dir, f"run.resume={result.output_dir / 'nope'}"), log=lambda _m: None)
+
+
+def test_spatial_mllm_with_lora_trains_and_exports_an_evaluable_checkpoint(train_world, tmp_path):
+    from posevlm.models.spatial_mllm import from_pretrained
+    from posevlm.train.checkpoint import TRAIN_STATE_NAME
+
+    config = _config(train_world, tmp_path / "smllm", "model.family=spatial_mllm", "model.vggt=tiny",
+                     "model.positions=null", "data.with_video_tchw=true", "data.require_cameras=false",
+                     "tune.policy=train=connector,lora", "tune.lora={r: 4, alpha: 8}", "run.max_steps=2",
+                     "optim.lr=1e-2")
+    result = train(config, log=lambda _m: None)
+    record = json.loads((result.output_dir / RUN_RECORD_NAME).read_text())
+    trained = {g for g, c in record["freeze"]["groups"].items() if c["trainable"]}
+    assert trained == {"lora", "connector"} and record["freeze"]["groups"]["llm"]["trainable"] == 0
+    assert record["collator"] == {"pose_inputs": "none", "with_video_tchw": True}
+    assert (result.final / TRAIN_STATE_NAME).is_file()
+    model = from_pretrained(result.final, processor=False, device="cpu")  # merged: plain released layout
+    assert not any("lora_" in k for k in model.state_dict())
+
+
+def test_nan_at_a_step_stops_the_run_naming_tensor_step_and_batch(train_world, tmp_path, monkeypatch):
+    import posevlm.train.trainer as trainer_module
+
+    build = trainer_module.build_model
+    calls = {"n": 0}
+
+    def poisoned(*args, **kwargs):
+        built = build(*args, **kwargs)
+        mlp = built.model.model.language_model.layers[1].mlp
+
+        def hook(module, inputs, output):
+            calls["n"] += 1
+            return output * float("nan") if calls["n"] == 3 else output  # forward of step 3
+
+        mlp.register_forward_hook(hook)
+        return built
+
+    monkeypatch.setattr(trainer_module, "build_model", poisoned)
+    with pytest.raises(NonFiniteStop, match=r"stopped at step 3: non-finite forward: output of "
+                                            r"model.language_model.layers.1.mlp \(micro-batch 0\); batch \['synthetic"):
+        train(_config(train_world, tmp_path / "nan", "run.save_steps=1"), log=lambda _m: None)
+    report = json.loads((tmp_path / "nan" / "nonfinite" / "step-3.json").read_text())
+    assert len(report["sample_ids"]) == 2 and report["action"] == "stop"
+    assert not (tmp_path / "nan" / "final").exists()
+    assert [p.name for p in sorted((tmp_path / "nan").glob("checkpoint-*"))] == ["checkpoint-1", "checkpoint-2"]
+    assert json.loads((tmp_path / "nan" / "summary.json").read_text())["nonfinite"][0]["global_step"] == 3
