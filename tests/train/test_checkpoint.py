@@ -9,6 +9,7 @@ import json
 import pytest
 import torch
 import transformers
+from safetensors.torch import load_file
 
 from posevlm.spatial import CheckpointError
 from posevlm.train.checkpoint import (
@@ -79,9 +80,35 @@ def test_unmerged_training_state_loads_back_exactly(lora_model, tiny_qwen, tmp_p
     want = lora_model.state_dict()
     assert all(torch.equal(v, want[k]) for k, v in fresh.state_dict().items())
     stock = Qwen.from_pretrained(tiny_qwen, dtype=torch.float32)
-    assert not load_training_state(stock, tmp_path / "nothing")  # a plain checkpoint: transformers' own loading
+    assert not load_training_state(torch.nn.Linear(2, 2), tmp_path / "nothing")
     with pytest.raises(CheckpointError, match="missing key"):
         load_training_state(stock, out)
+
+
+def test_a_qwen_checkpoint_resumes_with_every_weight_and_the_learned_slopes(tiny_qwen, tmp_path):
+    """Qwen2.5-VL saves model.layers.* (4.x names) but holds model.language_model.*: transformers' own resume
+    (load_state_dict(strict=False) on the saved names) loads nothing; ours renames through from_pretrained."""
+    from posevlm.models import enable_pose_positions
+    from posevlm.models.camera_attention import SLOPES_NAME, CameraAttentionSpec
+    from posevlm.positions import position_spec
+
+    def pose_model():
+        model = Qwen.from_pretrained(tiny_qwen, dtype=torch.float32)
+        return enable_pose_positions(model, position_spec("pthw"), camera_attention=CameraAttentionSpec(
+            mode="none", bias="learned"))
+
+    trained = pose_model()
+    with torch.no_grad():
+        for p in trained.parameters():
+            p.add_(torch.randn_like(p) * 0.01)
+    out = export_model(trained, tmp_path / "ckpt")
+    fresh = pose_model()
+    want = trained.state_dict()
+    assert any(k.endswith(SLOPES_NAME) and want[k].abs().sum() > 0 for k in want)
+    missing = fresh.load_state_dict(load_file(str(out / "model.safetensors")), strict=False).missing_keys
+    assert len(missing) > 50  # what Trainer._load_from_checkpoint would silently do
+    assert load_training_state(fresh, out)
+    assert all(torch.equal(v, want[k]) for k, v in fresh.state_dict().items())
 
 
 def test_processor_files_travel_with_the_checkpoint(tiny_qwen, tmp_path):

@@ -132,17 +132,27 @@ def _untied(model: nn.Module, state: Mapping[str, Tensor]) -> dict[str, Tensor]:
 
 
 def load_training_state(model: nn.Module, checkpoint: str | Path) -> bool:
-    """Load the weights of a checkpoint written by :func:`export_model` back into the live ``model`` for resuming:
-    the unmerged LoRA state when present, the Spatial-MLLM released layout otherwise. Returns False when neither
-    applies (the caller falls back to transformers' own loading). Raises ``CheckpointError`` on missing or
-    unexpected keys."""
+    """Load the weights of a checkpoint written by :func:`export_model` back into the live ``model`` for resuming,
+    every tensor checked: the unmerged LoRA state when present; a Spatial-MLLM's released layout; a transformers
+    model through its own ``from_pretrained`` (which renames the saved layout, e.g. Qwen2.5-VL's ``model.layers.*``
+    back to ``model.language_model.*``) plus the learned pose-bias slopes. Returns False for any other module (the
+    caller falls back to transformers' loading).
+
+    transformers 5.23's ``Trainer`` resumes with ``load_state_dict(strict=False)`` on the saved names, which for
+    Qwen2.5-VL match none of the in-memory ones: it would silently restart from the initial weights.
+
+    Raises:
+        CheckpointError: missing or unexpected keys (resume with the configuration that wrote the checkpoint).
+    """
     from safetensors.torch import load_file
+    from transformers import PreTrainedModel
 
     from posevlm.models.spatial_mllm import SpatialMLLM
     from posevlm.models.spatial_mllm.loading import checkpoint_key_to_module
-    from posevlm.spatial import CheckpointError, resolve_checkpoint
+    from posevlm.spatial import resolve_checkpoint
 
     checkpoint = Path(checkpoint)
+    loaded_slopes: set[str] = set()
     if (checkpoint / TRAIN_STATE_NAME).is_file():
         state = load_file(str(checkpoint / TRAIN_STATE_NAME))
     elif isinstance(model, SpatialMLLM):
@@ -151,20 +161,34 @@ def load_training_state(model: nn.Module, checkpoint: str | Path) -> bool:
             for key, value in load_file(str(path)).items():
                 module_key, _ = checkpoint_key_to_module(key)
                 state[module_key or key] = value
+    elif isinstance(model, PreTrainedModel) and (checkpoint / "config.json").is_file():
+        from posevlm.models import load_learned_slopes
+        from posevlm.models.camera_attention import SLOPES_NAME
+
+        dtype = next(model.parameters()).dtype
+        state = type(model).from_pretrained(str(checkpoint), dtype=dtype, device_map="cpu").state_dict()
+        if load_learned_slopes(model, checkpoint):
+            loaded_slopes = {k for k in model.state_dict() if k.endswith(SLOPES_NAME)}
     else:
         return False
+    _load_checked(model, state, checkpoint, skip=loaded_slopes)
+    return True
+
+
+def _load_checked(model: nn.Module, state: Mapping[str, Tensor], checkpoint: Path, *, skip: set[str]) -> None:
+    from posevlm.spatial import CheckpointError
+
     params = dict(model.named_parameters(remove_duplicate=False))
-    expected = set(model.state_dict())
+    expected = set(model.state_dict()) - skip
     tied = {k for k in expected - set(state) if k in params and any(params[k] is params[j] for j in state
                                                                         if j in params)}
-    missing, unexpected = sorted(expected - set(state) - tied), sorted(set(state) - expected)
+    missing, unexpected = sorted(expected - set(state) - tied), sorted(set(state) - expected - skip)
     if missing or unexpected:
         raise CheckpointError(f"{checkpoint}: {len(missing)} missing key(s) {missing[:3]}, {len(unexpected)} unexpected "
                               f"{unexpected[:3]}; resume with the configuration that wrote this checkpoint",
                               path=checkpoint)
     with torch.no_grad():
-        model.load_state_dict(state, strict=False)
-    return True
+        model.load_state_dict({k: v for k, v in state.items() if k not in skip}, strict=False)
 
 
 def complete_checkpoints(output_dir: str | Path) -> list[Path]:
