@@ -123,3 +123,21 @@ def test_nan_at_a_step_stops_the_run_naming_tensor_step_and_batch(train_world, t
     assert not (tmp_path / "nan" / "final").exists()
     assert [p.name for p in sorted((tmp_path / "nan").glob("checkpoint-*"))] == ["checkpoint-1", "checkpoint-2"]
     assert json.loads((tmp_path / "nan" / "summary.json").read_text())["nonfinite"][0]["global_step"] == 3
+
+
+def test_gradient_accumulation_equals_one_large_batch(train_world, tmp_path):
+    """2 micro-batches of 1 sample == 1 batch of 2 (losses, gradient norms, final weights): the loss is normalised by
+    the label tokens of the whole step, not averaged per micro-batch (Qwen-VL declares accepts_loss_kwargs=False)."""
+    from safetensors.torch import load_file
+
+    runs = {}
+    for name, extra in (("big", ["run.batch_size=2"]), ("accum", ["run.batch_size=1", "run.grad_accum=2"])):
+        runs[name] = train(_config(train_world, tmp_path / name, "run.max_steps=3", "run.save_steps=10", *extra),
+                           log=lambda _m: None)
+    big, accum = (LossLog.read(runs[k].output_dir) for k in ("big", "accum"))
+    assert [e["step"] for e in big] == [e["step"] for e in accum] == [1, 2, 3]
+    for a, b in zip(big, accum):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-6) and a["grad_norm"] == pytest.approx(b["grad_norm"],
+                                                                                                     rel=1e-5)
+    wa, wb = (load_file(str(runs[k].final / "model.safetensors")) for k in ("big", "accum"))
+    assert all(torch.allclose(wa[k], wb[k], atol=1e-6, rtol=1e-5) for k in wa)

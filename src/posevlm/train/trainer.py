@@ -6,7 +6,8 @@ callbacks. The recipe that puts them together is :mod:`posevlm.train.run`.
   camera attention, learned slopes), or a Spatial-MLLM (``from_pretrained`` / ``compose``); fp32 on CPU, bf16 on
   GPU unless the config says otherwise; gradient checkpointing on the decoder.
 * :class:`PosevlmTrainer`: ``Trainer`` with posevlm's optimiser groups (lr / projector lr / vision lr, no decay on
-  norms and biases), batches whose ``sample_ids`` reach the NaN guard (:class:`posevlm.train.guard.NonFiniteGuard`
+  norms and biases), the loss normalised by the label tokens of the whole optimiser step across micro-batches and
+  ranks (so gradient accumulation and DDP equal one large batch), batches whose ``sample_ids`` reach the NaN guard (:class:`posevlm.train.guard.NonFiniteGuard`
   takes them out of the model's keyword arguments; without a guard the trainer drops them), and
   checkpoints written by :func:`posevlm.train.checkpoint.export_model` (evaluable: family format, LoRA merged,
   processor files) that resume exactly.
@@ -252,6 +253,10 @@ class PosevlmTrainer(Trainer):
     def __init__(self, *args, optim: OptimSection, processor_source: Path | None = None, **kwargs):
         with _writable_config(kwargs.get("model")):
             super().__init__(*args, **kwargs)
+        # Qwen2.5-VL / Qwen3-VL (and Spatial-MLLM through them) hand **kwargs to their loss_function, which sums and
+        # divides by num_items_in_batch, yet declare accepts_loss_kwargs = False: the loss would then be a
+        # per-micro-batch (per-rank) mean, so gradient accumulation and DDP would not equal one large batch.
+        self.model_accepts_loss_kwargs = True
         self.optim = optim
         self.processor_source = processor_source
         self.current_sample_ids: list[str] = []
