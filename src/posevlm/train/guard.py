@@ -27,6 +27,8 @@ How it works (transformers 5.23, accelerate; one :class:`NonFiniteGuard` in ``Tr
 * Under DeepSpeed the engine applies the update inside ``backward``: ``policy="skip"`` is refused there
   (ConfigError) and ``"stop"`` reports with ``"update_applied": true``.
 * Recording is on only between ``on_step_begin`` and the optimizer step, so evaluation passes are not watched.
+* Module forward hooks run in registration order: a hook that changes a module's output and was registered after
+  the guard attached is seen one module later (the parent's output is then the first non-finite tensor).
 """
 
 from __future__ import annotations
