@@ -1,1 +1,1 @@
-"""Training: freeze policies, LoRA and optimiser groups, the non-finite guard, DeepSpeed configs, seeds and provenance."""
+"""Training: freeze policies, LoRA and optimiser groups, the non-finite guard, DeepSpeed configs, seeds, provenance."""

@@ -77,7 +77,8 @@ def seed_everything(seed: int, deterministic: bool = False) -> dict[str, Any]:
         torch.backends.cudnn.benchmark = False
     return {"seed": seed, "deterministic": deterministic,
             "use_deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
-            "cudnn_deterministic": torch.backends.cudnn.deterministic, "cudnn_benchmark": torch.backends.cudnn.benchmark,
+            "cudnn_deterministic": torch.backends.cudnn.deterministic,
+            "cudnn_benchmark": torch.backends.cudnn.benchmark,
             "cublas_workspace_config": os.environ.get("CUBLAS_WORKSPACE_CONFIG")}
 
 

@@ -227,9 +227,8 @@ class NonFiniteGuard(TrainerCallback):
         flags = torch.stack([e[4] for e in events]) if events else torch.zeros(1, dtype=torch.bool)
         bad = flags.any().to(torch.int32)
         if world > 1:
-            device = bad.device if torch.distributed.get_backend() != "nccl" else torch.device("cuda",
-                                                                                             torch.cuda.current_device())
-            bad = bad.to(device)
+            if torch.distributed.get_backend() == "nccl":
+                bad = bad.to(torch.device("cuda", torch.cuda.current_device()))
             torch.distributed.all_reduce(bad, op=torch.distributed.ReduceOp.MAX)
         if not bool(bad.item()):
             return False
