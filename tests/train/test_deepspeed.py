@@ -100,7 +100,7 @@ import json, types
 import transformers
 from deepspeed.runtime.config import DeepSpeedConfig
 from transformers.integrations import is_deepspeed_zero3_enabled
-from posevlm.train.deepspeed import deepspeed_config, zero3_enabled
+from posevlm.train.deepspeed import deepspeed_config, fill_hidden_size, zero3_enabled
 
 def autos(node):
     if isinstance(node, dict):
@@ -138,6 +138,11 @@ args = transformers.TrainingArguments(output_dir="unused", deepspeed=deepspeed_c
                                       use_cpu=True, report_to=[])
 args.hf_deepspeed_config.trainer_config_finalize(args, types.SimpleNamespace(config=object()), 10)
 out["with_hidden_size"] = autos(args.hf_deepspeed_config.config)
+args = transformers.TrainingArguments(output_dir="unused", deepspeed=deepspeed_config("zero3"), use_cpu=True,
+                                      report_to=[])
+fill_hidden_size(args.hf_deepspeed_config.config, 64)  # arguments first, model later
+args.hf_deepspeed_config.trainer_config_finalize(args, types.SimpleNamespace(config=object()), 10)
+out["filled_later"] = autos(args.hf_deepspeed_config.config)
 print("RESULT", json.dumps(out, default=str))
 """
 
@@ -178,7 +183,8 @@ def test_trainer_fills_every_auto_and_deepspeed_accepts_it(filled, name):
 
 
 def test_models_without_hidden_size_need_it_passed(filled):
-    assert filled["no_hidden_size"] == "ValueError" and filled["with_hidden_size"] == []
+    assert filled["no_hidden_size"] == "ValueError"
+    assert filled["with_hidden_size"] == [] and filled["filled_later"] == []
 
 
 # ---- ZeRO-3-safe VGGT loading ---------------------------------------------------------------------------------

@@ -9,7 +9,8 @@
 DeepSpeed itself is imported only where it is used (``pip install posevlm[train]``; Linux).
 """
 
-from posevlm.train.deepspeed.config import DEEPSPEED_CONFIGS, deepspeed_config, hidden_size_of
+from posevlm.train.deepspeed.config import DEEPSPEED_CONFIGS, deepspeed_config, fill_hidden_size, hidden_size_of
 from posevlm.train.deepspeed.weights import load_spatial_encoder_weights, zero3_enabled
 
-__all__ = ["DEEPSPEED_CONFIGS", "deepspeed_config", "hidden_size_of", "load_spatial_encoder_weights", "zero3_enabled"]
+__all__ = ["DEEPSPEED_CONFIGS", "deepspeed_config", "fill_hidden_size", "hidden_size_of", "load_spatial_encoder_weights",
+           "zero3_enabled"]

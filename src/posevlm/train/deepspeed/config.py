@@ -17,8 +17,9 @@ Every batch, accumulation, precision (``fp16`` / ``bf16``), ``gradient_clipping`
 ``trainer_config_finalize`` with the model), so the DeepSpeed config never contradicts the Trainer's.
 ``gradient_clipping`` matters: with DeepSpeed the engine clips, not the Trainer (spec §3.3: max grad norm 1.0).
 The bucket sizes derive from the model's hidden size, which the Trainer finds in ``model.config.hidden_size`` or
-``model.config.text_config.hidden_size``; a Spatial-MLLM keeps it in ``model.qwen.config``, so pass
-``hidden_size=hidden_size_of(model)`` to fill them here.
+``model.config.text_config.hidden_size``; a Spatial-MLLM keeps it in ``model.qwen.config`` (its Trainer run with
+these configs fails in ``trainer_config_finalize`` otherwise), so pass ``hidden_size=hidden_size_of(model)`` here,
+or :func:`fill_hidden_size` on ``TrainingArguments.hf_deepspeed_config.config`` before ``trainer.train()``.
 """
 
 from __future__ import annotations
@@ -33,14 +34,17 @@ from torch import nn
 
 from posevlm.errors import ConfigError, InputFileError
 
-__all__ = ["DEEPSPEED_CONFIGS", "deepspeed_config", "hidden_size_of"]
+__all__ = ["DEEPSPEED_CONFIGS", "deepspeed_config", "fill_hidden_size", "hidden_size_of"]
 
 #: shipped config name -> file in this package
 DEEPSPEED_CONFIGS = {"zero2": "zero2.json", "zero3": "zero3.json", "zero3_offload": "zero3_offload.json"}
 
 
-def _fill_hidden_size(config: dict[str, Any], hidden_size: int) -> None:
-    """The Trainer's hidden-size rules (``HfTrainerDeepSpeedConfig.trainer_config_finalize``) for ``"auto"``."""
+def fill_hidden_size(config: dict[str, Any], hidden_size: int) -> dict[str, Any]:
+    """Fill the hidden-size-derived ``"auto"`` bucket sizes of ``config`` in place (and return it) by the Trainer's
+    rules (``HfTrainerDeepSpeedConfig.trainer_config_finalize``): ``reduce_bucket_size`` h², and for ZeRO-3
+    ``stage3_prefetch_bucket_size`` 0.9 h², ``stage3_param_persistence_threshold`` 10 h. Use it on
+    ``TrainingArguments.hf_deepspeed_config.config`` once the model is built when the arguments came first."""
     zero = config.get("zero_optimization", {})
     rules = {"reduce_bucket_size": hidden_size * hidden_size}
     if zero.get("stage") == 3:
@@ -49,6 +53,7 @@ def _fill_hidden_size(config: dict[str, Any], hidden_size: int) -> None:
     for key, value in rules.items():
         if zero.get(key) == "auto":
             zero[key] = value
+    return config
 
 
 def deepspeed_config(name_or_path: str | Path, *, hidden_size: int | None = None) -> dict[str, Any]:
@@ -81,7 +86,7 @@ def deepspeed_config(name_or_path: str | Path, *, hidden_size: int | None = None
         if not isinstance(hidden_size, int) or hidden_size <= 0:
             raise ConfigError(f"hidden_size={hidden_size!r} (a positive integer)", field="hidden_size",
                               value=hidden_size)
-        _fill_hidden_size(config, hidden_size)
+        fill_hidden_size(config, hidden_size)
     return config
 
 
