@@ -196,3 +196,62 @@ def test_guard_settings_are_validated():
     args.deepspeed = {"zero_optimization": {"stage": 2}}
     with pytest.raises(ConfigError, match="use policy='stop' with DeepSpeed"):
         NonFiniteGuard(policy="skip").on_train_begin(args, None, None, model=torch.nn.Linear(2, 2))
+
+
+DDP_WORKER = """
+import json, os, sys, torch
+from torch import nn
+from posevlm.train.guard import NonFiniteGuard
+
+torch.distributed.init_process_group("gloo")
+rank = torch.distributed.get_rank()
+torch.manual_seed(0)
+model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1))
+opt = torch.optim.SGD(model.parameters(), lr=0.1)
+current = {"step": 0}
+if rank == 1:  # only rank 1 sees a NaN, in step 2 (registered before the guard's hooks, so they see it)
+    model[1].register_forward_hook(lambda m, a, out: out * float("nan") if current["step"] == 1 else out)
+guard = NonFiniteGuard(sys.argv[1], policy="skip")
+guard.attach(model)
+guard.wrap_optimizer(opt)
+changed = []
+for step in range(3):
+    current["step"] = step
+    guard.begin_step(step)
+    before = [p.detach().clone() for p in model.parameters()]
+    model(torch.randn(5, 4), sample_ids=[f"r{rank}-s{step}-{i}" for i in range(5)]).sum().backward()
+    opt.step()
+    opt.zero_grad()
+    changed.append(any(not torch.equal(b, p) for b, p in zip(before, model.parameters())))
+print("RESULT", json.dumps({"rank": rank, "changed": changed, "reports": guard.reports}))
+"""
+
+
+@pytest.mark.slow
+def test_ddp_ranks_skip_together_when_one_rank_sees_a_nan(tmp_path):
+    """Two gloo processes; only rank 1's step 2 has a NaN: both ranks hold back that update (the flag is
+    all-reduced), rank 1 names the tensor and rank 0 notes that another rank saw it."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = str(s.getsockname()[1])
+    src = str(Path(__file__).parents[2] / "src")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")]), "WORLD_SIZE": "2",
+           "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port, "OMP_NUM_THREADS": "1"}
+    procs = [subprocess.Popen([sys.executable, "-c", DDP_WORKER, str(tmp_path)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env={**env, "RANK": str(r)}) for r in (0, 1)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs[0][1][-2000:] + outs[1][1][-2000:]
+    got = {r["rank"]: r for r in (json.loads(o.split("RESULT ", 1)[1]) for o, _ in outs)}
+    for rank in (0, 1):
+        assert got[rank]["changed"] == [True, False, True]
+        [report] = got[rank]["reports"]
+        assert report["global_step"] == 2 and report["world_size"] == 2
+        assert report["sample_ids"] == [f"r{rank}-s1-{i}" for i in range(5)]
+    assert got[1]["reports"][0]["first"]["name"] == "1" and got[0]["reports"][0]["first"] is None
+    assert sorted(p.name for p in (tmp_path / "nonfinite").iterdir()) == ["step-2.json", "step-2.rank-1.json"]

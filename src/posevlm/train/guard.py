@@ -27,6 +27,8 @@ How it works (transformers 5.23, accelerate; one :class:`NonFiniteGuard` in ``Tr
 * Under DeepSpeed the engine applies the update inside ``backward``: ``policy="skip"`` is refused there
   (ConfigError) and ``"stop"`` reports with ``"update_applied": true``.
 * Recording is on only between ``on_step_begin`` and the optimizer step, so evaluation passes are not watched.
+* Module forward hooks run in registration order: a hook that changes a module's output and was registered after
+  the guard attached is seen one module later (the parent's output is then the first non-finite tensor).
 """
 
 from __future__ import annotations
@@ -225,9 +227,8 @@ class NonFiniteGuard(TrainerCallback):
         flags = torch.stack([e[4] for e in events]) if events else torch.zeros(1, dtype=torch.bool)
         bad = flags.any().to(torch.int32)
         if world > 1:
-            device = bad.device if torch.distributed.get_backend() != "nccl" else torch.device("cuda",
-                                                                                             torch.cuda.current_device())
-            bad = bad.to(device)
+            if torch.distributed.get_backend() == "nccl":
+                bad = bad.to(torch.device("cuda", torch.cuda.current_device()))
             torch.distributed.all_reduce(bad, op=torch.distributed.ReduceOp.MAX)
         if not bool(bad.item()):
             return False
