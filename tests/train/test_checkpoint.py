@@ -24,7 +24,8 @@ Qwen = transformers.Qwen2_5_VLForConditionalGeneration
 
 def _inputs(model, seed=0):
     g = torch.Generator().manual_seed(seed)
-    return {"input_ids": torch.randint(0, 200, (2, 12), generator=g), "attention_mask": torch.ones(2, 12, dtype=torch.long)}
+    return {"input_ids": torch.randint(0, 200, (2, 12), generator=g),
+            "attention_mask": torch.ones(2, 12, dtype=torch.long)}
 
 
 @pytest.mark.parametrize("family", ["qwen2_5_vl", "qwen3_vl"])

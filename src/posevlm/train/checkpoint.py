@@ -184,8 +184,8 @@ def _load_checked(model: nn.Module, state: Mapping[str, Tensor], checkpoint: Pat
                                                                         if j in params)}
     missing, unexpected = sorted(expected - set(state) - tied), sorted(set(state) - expected - skip)
     if missing or unexpected:
-        raise CheckpointError(f"{checkpoint}: {len(missing)} missing key(s) {missing[:3]}, {len(unexpected)} unexpected "
-                              f"{unexpected[:3]}; resume with the configuration that wrote this checkpoint",
+        raise CheckpointError(f"{checkpoint}: {len(missing)} missing key(s) {missing[:3]}, {len(unexpected)} "
+                              f"unexpected {unexpected[:3]}; resume with the configuration that wrote this checkpoint",
                               path=checkpoint)
     with torch.no_grad():
         model.load_state_dict({k: v for k, v in state.items() if k not in skip}, strict=False)

@@ -250,7 +250,8 @@ class RunSection:
         if self.max_steps == -1:
             _positive(p, "run.epochs", self.epochs, kind=float, minimum=0, fix=" (or set run.max_steps)")
         s = self.save_steps
-        if isinstance(s, bool) or not isinstance(s, (int, float)) or not (s >= 1 and float(s).is_integer() or 0 < s < 1):
+        steps_or_fraction = isinstance(s, (int, float)) and (s >= 1 and float(s).is_integer() or 0 < s < 1)
+        if isinstance(s, bool) or not steps_or_fraction:
             p.append(f"run.save_steps={s!r}: an int >= 1 (optimiser steps) or a fraction of the run in (0, 1)")
         if self.save_total_limit is not None:
             _positive(p, "run.save_total_limit", self.save_total_limit, fix=" (or null to keep all)")
@@ -308,8 +309,8 @@ class TrainConfig:
             problems.append("run.evaluate=true evaluates on the synthetic test split: add a synthetic section with "
                             "media: manifest (or evaluate the checkpoint yourself with posevlm eval)")
         if self.tune.lora is not None and str(self.run.deepspeed or "").startswith("zero3"):
-            problems.append(f"tune.lora with run.deepspeed={self.run.deepspeed}: LoRA wraps layers whose weights ZeRO-3 "
-                            "has partitioned; use run.deepspeed=zero2 (or full fine-tuning with ZeRO-3)")
+            problems.append(f"tune.lora with run.deepspeed={self.run.deepspeed}: LoRA wraps layers whose weights "
+                            "ZeRO-3 has partitioned; use run.deepspeed=zero2 (or full fine-tuning with ZeRO-3)")
         if self.run.evaluate and self.model.family == "spatial_mllm":
             problems.append("run.evaluate=true: posevlm eval --backend hf loads Qwen2.5-VL / Qwen3-VL checkpoints, not "
                             "Spatial-MLLM ones yet; set run.evaluate=false")

@@ -35,8 +35,8 @@ from typing import Any, Callable
 from posevlm.errors import ConfigError, PosevlmError
 from posevlm.train.config import TrainConfig
 
-__all__ = ["TrainResult", "NonFiniteStop", "train", "resolve_resume", "training_arguments", "RUN_CONFIG_NAME",
-           "RUN_RECORD_NAME", "SUMMARY_NAME"]
+__all__ = ["TrainResult", "NonFiniteStop", "PreparedRun", "train", "prepare_run", "finish_run", "resolve_resume",
+           "training_arguments", "RUN_CONFIG_NAME", "RUN_RECORD_NAME", "SUMMARY_NAME"]
 
 RUN_CONFIG_NAME = "train_config.yaml"
 RUN_RECORD_NAME = "run.json"
@@ -135,7 +135,7 @@ def training_arguments(config: TrainConfig, output_dir: Path):
     if r.deepspeed is not None:
         from posevlm.train.deepspeed import deepspeed_config
 
-        deepspeed = deepspeed_config(r.deepspeed)
+        deepspeed = deepspeed_config(r.deepspeed)  # bucket sizes: filled once the model is built (_fill_deepspeed)
     return TrainingArguments(
         output_dir=str(output_dir), per_device_train_batch_size=r.batch_size, gradient_accumulation_steps=r.grad_accum,
         num_train_epochs=r.epochs, max_steps=r.max_steps, learning_rate=o.lr, weight_decay=o.weight_decay,
@@ -161,23 +161,22 @@ def _write_record(config: TrainConfig, output_dir: Path, extra: dict[str, Any]) 
     import yaml
 
     from posevlm.atomic import atomic_write_text
-    from posevlm.provenance import provenance
+    from posevlm.train.determinism import run_provenance
 
     output_dir.mkdir(parents=True, exist_ok=True)
     data = json.loads(json.dumps(config.to_dict()))
     atomic_write_text(output_dir / RUN_CONFIG_NAME, yaml.safe_dump(data, sort_keys=False))
-    libraries = {name: _version(name) for name in ("accelerate", "peft", "deepspeed", "tokenizers", "safetensors")}
-    record = {"config": data, "provenance": provenance(seed=config.run.seed, **libraries), **extra}
+    record = {"config": data, "provenance": run_provenance(seed=config.run.seed), **extra}
     atomic_write_text(output_dir / RUN_RECORD_NAME, json.dumps(record, indent=2, default=str) + "\n")
 
 
-def _version(dist: str) -> str | None:
-    from importlib import metadata
+def _fill_deepspeed(args, model) -> None:
+    """The DeepSpeed bucket sizes derive from the LLM width, which the Trainer cannot read from a Spatial-MLLM."""
+    ds = getattr(args, "hf_deepspeed_config", None)
+    if ds is not None:
+        from posevlm.train.deepspeed import fill_hidden_size, hidden_size_of
 
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return None
+        fill_hidden_size(ds.config, hidden_size_of(model))
 
 
 def _collator(config: TrainConfig, built, pad_token_id: int):
@@ -222,70 +221,104 @@ def _evaluate(config: TrainConfig, final: Path, output_dir: Path, log: Callable[
     return out
 
 
-def train(config: TrainConfig, *, log: Callable[[str], None] = print) -> TrainResult:
-    """Run (or resume) the training of ``config`` (module docstring). Returns the :class:`TrainResult`."""
-    import torch
-    from transformers import PrinterCallback, set_seed
+@dataclass
+class PreparedRun:
+    """Steps 1-6 done: the ``Trainer`` ready to ``train(resume_from_checkpoint=checkpoint)``, its NaN guard, where the
+    bad samples go. :func:`train` finishes it; benchmarks and tests drive it directly."""
 
-    from posevlm.train.bad_samples import BadSampleLog
-    from posevlm.train.data import SFTDataset
-    from posevlm.train.guard import NonFiniteGuard
+    config: TrainConfig
+    trainer: Any
+    guard: Any
+    checkpoint: Path | None
+    bad_samples_path: Path
+
+
+def _tuned_model(config: TrainConfig, args, log: Callable[[str], None]):
+    """Step 5: the model of the config with LoRA and the freeze policy applied; (built, freeze report, groups)."""
     from posevlm.train.policy import (
         FreezePolicy, LoraSettings, apply_freeze_policy, apply_lora, describe_param_groups, optimizer_param_groups,
     )  # fmt: skip
-    from posevlm.train.trainer import LossLog, NoSaveOnGuardStop, PosevlmTrainer, build_model
+    from posevlm.train.trainer import build_model
+
+    with args.main_process_first(desc="model"):
+        built = build_model(config.model, work_dir=config.output_dir, seed=config.run.seed)
+    _fill_deepspeed(args, built.model)
+    if config.tune.lora is not None:
+        apply_lora(built.model, LoraSettings.from_dict(config.tune.lora))
+    freeze = apply_freeze_policy(built.model, FreezePolicy.parse(config.tune.policy))
+    for line in freeze.lines():
+        log(f"  {line}")
+    o = config.optim
+    groups = describe_param_groups(optimizer_param_groups(built.model, lr=o.lr, projector_lr=o.projector_lr,
+                                                          vision_lr=o.vision_lr, weight_decay=o.weight_decay))
+    return built, freeze, groups
+
+
+def prepare_run(config: TrainConfig, *, log: Callable[[str], None] = print, trainer_cls=None) -> PreparedRun:
+    """Steps 1-6 of the module docstring: resume point, arguments, seeds, data, model, run record, ``Trainer``
+    (``trainer_cls``: a :class:`~posevlm.train.trainer.PosevlmTrainer` subclass, e.g. an instrumented one)."""
+    from transformers import PrinterCallback
+
+    from posevlm.train.bad_samples import BadSampleLog
+    from posevlm.train.data import SFTDataset
+    from posevlm.train.determinism import seed_everything
+    from posevlm.train.guard import NonFiniteGuard
+    from posevlm.train.trainer import LossLog, NoSaveOnGuardStop, PosevlmTrainer, prepare_source
 
     output_dir = config.output_dir
-    # 1. where to resume from
     checkpoint = resolve_resume(config, output_dir)
+    prepare_source(config.model, output_dir)  # the tiny preset, before DeepSpeed is configured
     args = training_arguments(config, output_dir)  # sets up the process group under torchrun / accelerate
     log(f"run {output_dir}: " + (f"resuming from {checkpoint.name}" if checkpoint else "fresh start") +
         f", world size {args.world_size}")
-    # 3. seeds
-    set_seed(config.run.seed, deterministic=config.run.deterministic)
-    # 4. data (the synthetic set is built by the main process first)
+    seeds = seed_everything(config.run.seed, config.run.deterministic)
     if config.synthetic is not None:
         with args.main_process_first(desc="synthetic training set"):
             _prepare_synthetic(config, log)
-    # 5. model, freeze policy, LoRA
-    with args.main_process_first(desc="model"):
-        built = build_model(config.model, work_dir=output_dir, seed=config.run.seed)
-    model = built.model
-    if config.tune.lora is not None:
-        apply_lora(model, LoraSettings.from_dict(config.tune.lora))
-    freeze = apply_freeze_policy(model, FreezePolicy.parse(config.tune.policy))
-    o = config.optim
-    groups = describe_param_groups(optimizer_param_groups(model, lr=o.lr, projector_lr=o.projector_lr,
-                                                          vision_lr=o.vision_lr, weight_decay=o.weight_decay))
+    built, freeze, groups = _tuned_model(config, args, log)
     bad_path = output_dir / "bad_samples.jsonl"
     dataset = SFTDataset.from_config(config.data, built.processor, family=built.base_family,
                                      bad_samples=BadSampleLog(bad_path))
     collator = _collator(config, built, built.processor.tokenizer.pad_token_id)
-    # 2. the run record (after the model: it names what was built)
     if _is_main():
         _write_record(config, output_dir, {
             "model": built.info, "freeze": freeze.to_dict(), "optimizer_groups": groups, "samples": len(dataset),
             "collator": {"pose_inputs": collator.pose_inputs, "with_video_tchw": collator.with_video_tchw},
             "world_size": args.world_size, "device": str(args.device), "precision": "bf16" if args.bf16 else "fp32",
+            "seeds": seeds, "deepspeed": getattr(getattr(args, "hf_deepspeed_config", None), "config", None),
             "resumed_from": None if checkpoint is None else str(checkpoint)})
-    for line in freeze.lines():
-        log(f"  {line}")
-    # 6. Trainer
     every = max(1, (config.run.max_steps if config.run.max_steps > 0 else 200) // 20)
     guard = NonFiniteGuard(output_dir, policy=config.run.nonfinite)
-    trainer = PosevlmTrainer(model=model, args=args, train_dataset=dataset, data_collator=collator,
-                             callbacks=[LossLog(output_dir, log=log if _is_main() else None, every=every), guard,
-                                        NoSaveOnGuardStop(guard)],
-                             optim=config.optim, processor_source=built.processor_source)
+    trainer = (trainer_cls or PosevlmTrainer)(
+        model=built.model, args=args, train_dataset=dataset, data_collator=collator, optim=config.optim,
+        callbacks=[LossLog(output_dir, log=log if _is_main() else None, every=every), guard, NoSaveOnGuardStop(guard)],
+        processor_source=built.processor_source)
     trainer.remove_callback(PrinterCallback)  # progress goes through LossLog's lines
-    trainer.train(resume_from_checkpoint=None if checkpoint is None else str(checkpoint))
-    # 7. final checkpoint, summary, evaluation (a run the guard stopped keeps its checkpoints, gets no final/)
+    return PreparedRun(config, trainer, guard, checkpoint, bad_path)
+
+
+def train(config: TrainConfig, *, log: Callable[[str], None] = print) -> TrainResult:
+    """Run (or resume) the training of ``config`` (module docstring). Returns the :class:`TrainResult`."""
+    run = prepare_run(config, log=log)
+    run.trainer.train(resume_from_checkpoint=None if run.checkpoint is None else str(run.checkpoint))
+    return finish_run(run, log=log)
+
+
+def finish_run(run: PreparedRun, *, log: Callable[[str], None] = print) -> TrainResult:
+    """Step 7: the final checkpoint, ``summary.json``, the optional evaluation (a run the guard stopped keeps its
+    checkpoints, gets no ``final/`` and raises :class:`NonFiniteStop`)."""
+    import torch
+
+    from posevlm.train.bad_samples import BadSampleLog
+    from posevlm.train.trainer import LossLog
+
+    config, trainer, guard, output_dir = run.config, run.trainer, run.guard, run.config.output_dir
     stopped = [r for r in guard.reports if r["action"] == "stop"]
     final = output_dir / "final"
     if not stopped:
         trainer.save_model(str(final))
     losses = tuple(float(e["loss"]) for e in LossLog.read(output_dir))
-    bad = BadSampleLog.read(bad_path).summary()
+    bad = BadSampleLog.read(run.bad_samples_path).summary()
     eval_dir = None
     if _is_main():
         from posevlm.atomic import atomic_write_text
@@ -294,7 +327,7 @@ def train(config: TrainConfig, *, log: Callable[[str], None] = print) -> TrainRe
             "global_step": trainer.state.global_step, "first_loss": losses[0] if losses else None,
             "last_loss": losses[-1] if losses else None, "bad_samples": bad,
             "final": None if stopped else str(final), "nonfinite": guard.reports,
-            "resumed_from": None if checkpoint is None else str(checkpoint)}, indent=2) + "\n")
+            "resumed_from": None if run.checkpoint is None else str(run.checkpoint)}, indent=2) + "\n")
         log(f"{'stopped' if stopped else 'done'}: {trainer.state.global_step} steps, loss "
             f"{losses[0] if losses else float('nan'):.4f} -> {losses[-1] if losses else float('nan'):.4f}, "
             f"{bad['n_bad']} bad sample(s), {len(guard.reports)} non-finite step(s)"
@@ -309,5 +342,5 @@ def train(config: TrainConfig, *, log: Callable[[str], None] = print) -> TrainRe
                             f"{(first['first'] or {}).get('description', 'value on another rank')}; batch "
                             f"{first['sample_ids']}; report {output_dir / 'nonfinite'}; checkpoints up to the last "
                             "finite step are kept (run.nonfinite=skip skips such steps instead)")
-    return TrainResult(output_dir, final, trainer.state.global_step, losses, checkpoint, bad, eval_dir,
+    return TrainResult(output_dir, final, trainer.state.global_step, losses, run.checkpoint, bad, eval_dir,
                        tuple(guard.reports))

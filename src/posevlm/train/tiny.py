@@ -25,7 +25,7 @@ from typing import Any, Mapping
 
 from posevlm.errors import ConfigError
 
-__all__ = ["TinyModelConfig", "TINY_FAMILIES", "save_tiny_checkpoint"]
+__all__ = ["TinyModelConfig", "TINY_FAMILIES", "save_tiny_checkpoint", "ensure_tiny_checkpoint"]
 
 TINY_FAMILIES = ("qwen2_5_vl", "qwen3_vl")
 _SPECIAL_TOKENS = (
@@ -158,6 +158,36 @@ def _processor_files(out: Path, family: str, tokenizer, patch_size: int) -> None
                           ("processor_config.json", {"processor_class": processor_class})):
         (out / name).write_text(json.dumps(content, indent=2) + "\n")
     (out / "chat_template.jinja").write_text(tokenizer.chat_template)
+
+
+def ensure_tiny_checkpoint(out: str | Path, family: str = "qwen2_5_vl",
+                           config: TinyModelConfig = TinyModelConfig()) -> Path:
+    """``out`` holding the tiny checkpoint of ``(family, config)``: reused when it already does (``tiny.json``
+    records what made it), else written to a private folder and renamed into place, so several processes of one
+    launch can call this at once. Call it before DeepSpeed ZeRO-3 is configured (a model constructed under it would
+    be saved empty)."""
+    import os
+    import shutil
+
+    out = Path(out)
+    made = {"family": family, "config": config.to_dict()}
+    stamp = out / "tiny.json"
+    if stamp.is_file() and json.loads(stamp.read_text()) == made:
+        return out
+    if out.exists():
+        raise ConfigError(f"{out} exists but does not hold the tiny checkpoint of this config ({made}); remove it or "
+                          "choose another run.output_dir", field="model.tiny", value=made)
+    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    save_tiny_checkpoint(tmp, family, config)
+    (tmp / "tiny.json").write_text(json.dumps(made, indent=2) + "\n")
+    try:
+        tmp.rename(out)
+    except OSError:  # another process renamed its identical copy first
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not (stamp.is_file() and json.loads(stamp.read_text()) == made):
+            raise
+    return out
 
 
 def save_tiny_checkpoint(out: str | Path, family: str = "qwen2_5_vl",

@@ -7,8 +7,9 @@ callbacks. The recipe that puts them together is :mod:`posevlm.train.run`.
   GPU unless the config says otherwise; gradient checkpointing on the decoder.
 * :class:`PosevlmTrainer`: ``Trainer`` with posevlm's optimiser groups (lr / projector lr / vision lr, no decay on
   norms and biases), the loss normalised by the label tokens of the whole optimiser step across micro-batches and
-  ranks (so gradient accumulation and DDP equal one large batch), batches whose ``sample_ids`` reach the NaN guard (:class:`posevlm.train.guard.NonFiniteGuard`
-  takes them out of the model's keyword arguments; without a guard the trainer drops them), and
+  ranks (so gradient accumulation and DDP equal one large batch), batches whose ``sample_ids`` reach the NaN guard
+  (:class:`posevlm.train.guard.NonFiniteGuard` takes them out of the model's keyword arguments; without a guard the
+  trainer drops them), and
   checkpoints written by :func:`posevlm.train.checkpoint.export_model` (evaluable: family format, LoRA merged,
   processor files) that resume exactly.
 * :class:`LossLog`: every logged step appended to ``<run>/train_log.jsonl`` (exact float losses; a resumed run
@@ -30,9 +31,10 @@ from transformers import Trainer, TrainerCallback
 from posevlm.errors import ConfigError
 from posevlm.train.checkpoint import export_model, load_training_state, processor_dir
 from posevlm.train.config import ModelSection, OptimSection
-from posevlm.train.tiny import TinyModelConfig, save_tiny_checkpoint
+from posevlm.train.tiny import TinyModelConfig, ensure_tiny_checkpoint
 
-__all__ = ["BuiltModel", "build_model", "PosevlmTrainer", "LossLog", "NoSaveOnGuardStop", "TRAIN_LOG_NAME", "resolve_dtype"]
+__all__ = ["BuiltModel", "build_model", "prepare_source", "PosevlmTrainer", "LossLog", "NoSaveOnGuardStop",
+           "TRAIN_LOG_NAME", "resolve_dtype"]
 
 TRAIN_LOG_NAME = "train_log.jsonl"
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
@@ -72,10 +74,13 @@ def _pose_request(config: ModelSection):
     return {"mode": config.positions or "thw", **dict(config.position_set)}, camera
 
 
-def _qwen_source(config: ModelSection, family: str, work_dir: Path) -> str:
+def prepare_source(config: ModelSection, work_dir: str | Path) -> str:
+    """The checkpoint ``config.source`` names: the tiny preset is written to ``<work_dir>/base_model`` (once; before
+    ``TrainingArguments`` configures DeepSpeed ZeRO-3, under which a constructed model would be saved empty)."""
     if config.source != "tiny":
         return config.source
-    return str(save_tiny_checkpoint(work_dir / "base_model", family, TinyModelConfig.from_dict(config.tiny)))
+    family = "qwen2_5_vl" if config.family == "spatial_mllm" else config.family
+    return str(ensure_tiny_checkpoint(Path(work_dir) / "base_model", family, TinyModelConfig.from_dict(config.tiny)))
 
 
 def build_model(config: ModelSection, *, work_dir: str | Path, seed: int = 0) -> BuiltModel:
@@ -96,7 +101,7 @@ def build_model(config: ModelSection, *, work_dir: str | Path, seed: int = 0) ->
     hub = {"local_files_only": config.local_files_only, "revision": config.revision}
     if config.family == "spatial_mllm":
         return _build_spatial_mllm(config, work_dir, dtype, hub, seed)
-    source = _qwen_source(config, config.family, work_dir)
+    source = prepare_source(config, work_dir)
     family = model_families.get(config.family)
     model = family.transformers_class("model").from_pretrained(
         source, dtype=dtype, attn_implementation=config.attn_implementation, **hub)
@@ -134,7 +139,7 @@ def _build_spatial_mllm(config: ModelSection, work_dir: Path, dtype: torch.dtype
               "device": "cpu", "attn_implementation": config.attn_implementation, "processor": False,
               "local_files_only": hub["local_files_only"], "revision": hub["revision"]}
     if config.vggt is not None:  # compose: Qwen base + VGGT + a fresh connector
-        base = _qwen_source(config, "qwen2_5_vl", work_dir)
+        base = prepare_source(config, work_dir)
         vggt: Any = config.vggt
         if vggt == "tiny":
             with torch.random.fork_rng(devices=[]):
@@ -186,8 +191,9 @@ class LossLog(TrainerCallback):
             fh.write(json.dumps(entry) + "\n")
         if self.log is not None and "loss" in logs and (state.global_step % self.every == 0
                                                          or state.global_step == state.max_steps):
+            nan = float("nan")
             self.log(f"step {state.global_step}/{state.max_steps}  loss {logs['loss']:.4f}  "
-                     f"lr {logs.get('learning_rate', float('nan')):.3g}  grad norm {logs.get('grad_norm', float('nan')):.3g}")
+                     f"lr {logs.get('learning_rate', nan):.3g}  grad norm {logs.get('grad_norm', nan):.3g}")
 
     @staticmethod
     def read(output_dir: str | Path) -> list[dict[str, Any]]:
