@@ -55,3 +55,38 @@ def test_import_posevlm_is_light():
     code = "import sys, posevlm; print('torch' in sys.modules, 'av' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out == ["False", "False"]
+
+
+TRAIN = {
+    "BadSampleLog", "POSE_INPUT_MODES", "SFTCollator", "DataConfig", "SFTDataset", "build_sample",
+    "load_train_processor", "sampled_fps", "DATASET_ROOT_ENV", "DataItem", "DatasetGroup", "DatasetSpec", "MixTerm",
+    "dataset_root", "datasets", "expand_mix", "load_dataset", "load_mix", "parse_mix", "subsample_indices",
+    "TRAIN_ERROR_KINDS", "MissingCamerasError", "NoAssistantTurnError", "RecordError", "SampleTooLongError",
+    "FrameConfig", "ImageFolderUniform", "load_image", "load_video", "video_request", "Record", "Turn",
+    "parse_record", "read_records", "TRAIN_START_INDEX", "SyntheticTrainConfig", "SyntheticTrainSet",
+    "build_synthetic_training_set", "DEFAULT_SYSTEM_PROMPT", "IGNORE_INDEX", "ChatFormat", "SpecialTokens",
+    "Tokenized", "render_chatml", "tokenize_conversation", "TrainConfig", "ModelSection", "TuneSection",
+    "OptimSection", "RunSection", "load_train_config", "apply_overrides", "train", "prepare_run", "finish_run",
+    "TrainResult", "NonFiniteStop", "FreezePolicy", "FreezeReport", "apply_freeze_policy", "parameter_groups",
+    "LoraSettings", "apply_lora", "merge_lora", "optimizer_param_groups", "export_model", "load_training_state",
+    "merge_lora_state_dict", "TinyModelConfig", "save_tiny_checkpoint", "seed_everything", "run_provenance",
+    "DEEPSPEED_CONFIGS", "deepspeed_config", "load_spatial_encoder_weights", "PosevlmTrainer", "LossLog",
+    "build_model", "NonFiniteGuard",
+}
+
+
+def test_train_public_names():
+    import posevlm.train
+
+    assert set(posevlm.train.__all__) == TRAIN
+    assert all(hasattr(posevlm.train, name) for name in TRAIN)
+
+
+@pytest.mark.slow
+def test_import_posevlm_train_does_not_import_the_trainer():
+    import subprocess
+    import sys
+
+    code = "import sys, posevlm.train; print('transformers' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split() \
+        == ["False"]

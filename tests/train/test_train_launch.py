@@ -157,8 +157,8 @@ def test_readme_command_trains_the_tiny_model_and_its_checkpoints_evaluate(data_
     assert end < 0.5 * start, (start, end)
     # the run's own evaluation of final/ (run.evaluate in the config) ...
     assert "eval: 15 answered, 0 errors" in run.stdout
-    metrics = json.loads((out / "eval" / "report" / "metrics.json").read_text())
-    assert metrics["runs"][0]["n_done"] == 15 if "runs" in metrics else metrics
+    (entry,) = json.loads((out / "eval" / "report" / "metrics.json").read_text())["runs"]
+    assert (entry["n_done"], entry["n_expected"], entry["n_errors"]) == (15, 15, 0)
     # ... and posevlm eval on an intermediate checkpoint, as a user runs it
     slug = json.loads((data_root / "synthetic_train_posed" / "synthetic_train.json").read_text())["sampling"]["slug"]
     ev = posevlm("eval", "--benchmark", "synthetic_vsi", "--source",
@@ -167,8 +167,8 @@ def test_readme_command_trains_the_tiny_model_and_its_checkpoints_evaluate(data_
                  data_root / "synthetic_train_posed" / "sampled" / slug, "--num-frames", 4,
                  "--backend-set", "min_pixels=3136", "--backend-set", "max_pixels=4704", "--out", tmp_path / "ev100")
     assert "15 answered, 0 errors" in ev.stdout
-    info = json.loads(next((tmp_path / "ev100" / "backend").glob("rank*.json")).read_text())
-    assert json.dumps(info).count('"pose": "scalar"') >= 1  # the checkpoint's PTHW positions came back
+    (info,) = json.loads(next((tmp_path / "ev100" / "backend").glob("rank*.json")).read_text())
+    assert info["positions_origin"] == "checkpoint" and info["positions"]["spec"]["pose"] == "scalar"  # PTHW back
 
 
 def test_errors_are_one_line(tmp_path):
