@@ -95,6 +95,13 @@ def test_spatial_mllm_with_lora_trains_and_exports_an_evaluable_checkpoint(train
     assert (result.final / TRAIN_STATE_NAME).is_file()
     model = from_pretrained(result.final, processor=False, device="cpu")  # merged: plain released layout
     assert not any("lora_" in k for k in model.state_dict())
+    # a Spatial-MLLM checkpoint is itself a model source (from_pretrained; processor files travelled with it)
+    again = train(_config(train_world, tmp_path / "continued", "model.family=spatial_mllm",
+                          f"model.source={result.final}", "model.positions=null", "data.with_video_tchw=true",
+                          "data.require_cameras=false", "tune.policy=train=connector", "run.max_steps=1"),
+                  log=lambda _m: None)
+    assert again.global_step == 1 and json.loads((again.output_dir / RUN_RECORD_NAME).read_text())["model"][
+        "source"] == str(result.final)
 
 
 def test_nan_at_a_step_stops_the_run_naming_tensor_step_and_batch(train_world, tmp_path, monkeypatch):
@@ -141,3 +148,23 @@ def test_gradient_accumulation_equals_one_large_batch(train_world, tmp_path):
                                                                                                      rel=1e-5)
     wa, wb = (load_file(str(runs[k].final / "model.safetensors")) for k in ("big", "accum"))
     assert all(torch.allclose(wa[k], wb[k], atol=1e-6, rtol=1e-5) for k in wa)
+
+
+def test_model_of_a_config_dtype_gradient_checkpointing_and_qwen3(tmp_path):
+    from posevlm.train.config import ModelSection
+    from posevlm.train.trainer import build_model, resolve_dtype
+
+    assert resolve_dtype(ModelSection(), cuda=True) == torch.bfloat16
+    assert resolve_dtype(ModelSection(), cuda=False) == torch.float32
+    assert resolve_dtype(ModelSection(dtype="bfloat16"), cuda=False) == torch.bfloat16
+    plain = build_model(ModelSection(positions="pthw"), work_dir=tmp_path).model.train()
+    ckpt = build_model(ModelSection(positions="pthw", gradient_checkpointing=True), work_dir=tmp_path).model.train()
+    assert ckpt.is_activation_checkpointing and not plain.is_activation_checkpointing
+    ids = torch.randint(0, 200, (2, 10), generator=torch.Generator().manual_seed(0))
+    for model in (plain, ckpt):
+        model(input_ids=ids, labels=ids).loss.backward()
+    grads = [(a.grad, b.grad) for a, b in zip(plain.parameters(), ckpt.parameters()) if a.grad is not None]
+    assert grads and all(torch.allclose(a, b, atol=1e-6) for a, b in grads)  # recomputation changes nothing
+    qwen3 = build_model(ModelSection(family="qwen3_vl", positions="phw"), work_dir=tmp_path / "q3")
+    assert type(qwen3.model).__name__ == "Qwen3VLForConditionalGeneration"
+    assert qwen3.info["positions"]["layout"] == "qwen3" and qwen3.base_family == "qwen3_vl"

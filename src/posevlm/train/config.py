@@ -303,6 +303,10 @@ class TrainConfig:
                 and self._needs_cameras():
             problems.append("model.positions / camera attention read per-frame cameras: set data.require_cameras=true "
                             "(train on sampling-manifest folders) so samples without cameras are skipped by rule")
+        if self.model.family == "qwen3_vl":
+            problems.append("model.family=qwen3_vl: training data for Qwen3-VL is not supported yet (its processor "
+                            "writes per-tubelet timestamps that transformers 5.23 nests differently from the "
+                            "releases); train a Qwen2.5-VL-based model")
         if self.model.family == "spatial_mllm" and not self.data.with_video_tchw:
             problems.append("model.family=spatial_mllm feeds the frames to VGGT: set data.with_video_tchw=true")
         if self.run.evaluate and (self.synthetic is None or self.synthetic.media != "manifest"):

@@ -114,7 +114,7 @@ def build_model(config: ModelSection, *, work_dir: str | Path, seed: int = 0) ->
         spec = resolve_position_spec(request, family.layout, **({} if tps is None else {"tokens_per_second": tps}))
         model = enable_pose_positions(model, spec, camera_attention=camera)
     if config.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
         model.config.use_cache = False
     from posevlm.train.data import load_train_processor
 
@@ -152,7 +152,7 @@ def _build_spatial_mllm(config: ModelSection, work_dir: Path, dtype: torch.dtype
         processor_source = processor_dir(spatial_processor_source(processor_dir(config.source, **hub),
                                                                   model.config.base_family), **hub)
     if config.gradient_checkpointing:
-        model.qwen.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.qwen.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
         model.qwen.config.use_cache = False
     base_family = model.config.base_family
     if base_family != "qwen2_5_vl":
