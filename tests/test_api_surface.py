@@ -28,7 +28,8 @@ SPATIAL = {
     "SpatialEncoder", "SpatialEncoding", "spatial_encoders", "load_spatial_encoder", "resolve_layers", "VGGT",
     "VGGTConfig", "AggregatorOutput", "VGGTPrediction", "decode_pose_encoding", "load_vggt", "save_vggt", "CheckpointError",
     "KeyReport", "resolve_checkpoint", "compare_keys", "load_weights", "save_weights", "resolve_precision",
-    "apply_dtype_policy",
+    "apply_dtype_policy", "PointBatch", "voxelize_points", "PointEncoderConfig", "PointEncoder", "VoxelMLPEncoder",
+    "point_encoders", "build_point_encoder",
 }
 
 
