@@ -22,6 +22,8 @@ SCENES = {
     "Scene", "PointMaps", "FrameStore", "ImageFolderStore", "ArrayStore", "VideoStore", "VideoWriter", "write_video",
     "numeric_frame_id", "sorted_numerically", "load_scene", "detect_format", "scene_loaders", "load_native_scene",
     "write_native_scene", "GeometryPredictions", "load_predictions", "save_predictions", "scene_summary",
+    "PointCloud", "scene_point_cloud", "grid_sample_points", "load_point_cloud", "save_point_cloud", "read_ply",
+    "write_ply",
 }
 
 SPATIAL = {
