@@ -168,6 +168,23 @@ def test_point_coordinates_change_the_tokens_after_the_points_only():
     assert (a[:, 3:] - b[:, 3:]).abs().max() > 1e-4
 
 
+def test_tables_are_built_once_per_forward_and_shared_by_every_layer():
+    model = _point_model()
+    rope = model.model.mixed_rope3d
+    calls, seen = [], []
+    build = rope.tables
+    rope.tables = lambda *a, **kw: calls.append(1) or build(*a, **kw)
+    for layer in model.model.layers:
+        forward = layer.self_attn.forward
+        layer.self_attn.forward = (lambda f: lambda *a, **kw: seen.append(kw.get("posevlm_rope3d")) or f(*a, **kw))(
+            forward)
+    ids, mask, coords = _batch((6, 3))
+    with torch.no_grad():
+        model(ids, attention_mask=mask, point_coords=coords)
+    assert len(calls) == 1 and len(seen) == len(model.model.layers) == 2
+    assert seen[0] is not None and all(t is seen[0] for t in seen)
+
+
 # -- trap 6: batches, padding sides, coordinate shapes -------------------------------------------------------------
 @pytest.mark.parametrize("left", [True, False])
 @pytest.mark.parametrize("impl", ["sdpa", "eager"])

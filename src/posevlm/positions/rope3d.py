@@ -47,7 +47,7 @@ import torch
 from torch import Tensor, nn
 
 from posevlm.errors import ConfigError, ShapeError
-from posevlm.positions.rotary import MultiAxisRotary, chunked_slot_axis, mixed_axis_angles, rotary_tables
+from posevlm.positions.rotary import MultiAxisRotary, _cat_halves, chunked_slot_axis, mixed_axis_angles
 from posevlm.registry import Registry
 
 __all__ = ["MixedRoPE3DConfig", "MixedRoPE3D", "Rope3DLayout", "RotaryTables", "rope3d_layout", "rope3d_presets",
@@ -405,17 +405,19 @@ class MixedRoPE3D(nn.Module):
                              f" got {tuple(coords.shape)} and {tuple(point_mask.shape)}", name="coords",
                              shape=tuple(coords.shape))
         device_type = seq_positions.device.type if seq_positions.device.type != "mps" else "cpu"
+        ks = self.layout.num_spatial
         with torch.autocast(device_type=device_type, enabled=False):
-            text = self.text_rotary.angles(seq_positions)  # (B, L, K)
+            text = self.text_rotary.angles(seq_positions)  # (B, L, K): cos / sin once, shared by every head
+            text_trig = (text.cos()[:, None], text.sin()[:, None])  # (B, 1, L, K)
             rows = self.normalize(coords, point_mask).permute(2, 0, 1)  # (A, B, L)
-            w_q, w_k = self.frequency_matrices()
+            points = point_mask[:, None, :, None]
             out = []
-            for w in (w_q, w_k):
-                spatial = mixed_axis_angles(rows, w)  # (B, H, L, Ks)
-                ks = spatial.shape[-1]
-                spatial = torch.where(point_mask[:, None, :, None], spatial, text[:, None, :, :ks])
-                rest = text[:, None, :, ks:].expand(-1, w.shape[0], -1, -1)
-                out.extend(rotary_tables(torch.cat([spatial, rest], -1), self.attention_scaling, dtype))
+            for w in self.frequency_matrices():
+                spatial = mixed_axis_angles(rows, w)  # (B, H, L, Ks): the only per-head part
+                for fn, shared in zip((torch.cos, torch.sin), text_trig):
+                    half = torch.cat([torch.where(points, fn(spatial), shared[..., :ks]),
+                                      shared[..., ks:].expand(-1, w.shape[0], -1, -1)], -1)
+                    out.append(_cat_halves(half, self.attention_scaling, dtype))
         return RotaryTables(*out)
 
     def extra_repr(self) -> str:

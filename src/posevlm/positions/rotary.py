@@ -67,12 +67,17 @@ def mixed_axis_angles(positions: Tensor, axis_freq: Tensor) -> Tensor:
 
 def rotary_tables(angles: Tensor, attention_scaling: float = 1.0,
                   dtype: torch.dtype = torch.float32) -> tuple[Tensor, Tensor]:
-    """cos, sin of (..., D/2) angles in the rotate-half layout: (..., D), both halves equal, times the scaling."""
-    emb = torch.cat([angles, angles], dim=-1)
-    cos, sin = emb.cos(), emb.sin()
+    """cos, sin of (..., D/2) angles in the rotate-half layout: (..., D), both halves equal, times the scaling.
+
+    The transcendental functions run on the D/2 angles once (the same values as on transformers'
+    ``cat([freqs, freqs])``, elementwise), then each half is repeated."""
+    return _cat_halves(angles.cos(), attention_scaling, dtype), _cat_halves(angles.sin(), attention_scaling, dtype)
+
+
+def _cat_halves(half: Tensor, attention_scaling: float, dtype: torch.dtype) -> Tensor:
     if attention_scaling != 1.0:
-        cos, sin = cos * attention_scaling, sin * attention_scaling
-    return cos.to(dtype), sin.to(dtype)
+        half = half * attention_scaling
+    return torch.cat([half, half], dim=-1).to(dtype)
 
 
 def rotate_half(x: Tensor) -> Tensor:
