@@ -122,6 +122,8 @@ class MixedRoPE3DConfig:
         if self.mixing_init == "uniform" and not self.init_noise:
             problems.append("mixing_init='uniform' with init_noise=0 rotates every spatial slot by x + y + z (only "
                             "the diagonal direction is seen); set init_noise > 0 or use mixing_init='axis'")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            problems.append(f"seed={self.seed!r} (an integer >= 0)")
         for name in ("learned_frequencies", "learned_mixing"):
             if not isinstance(getattr(self, name), bool):
                 problems.append(f"{name}={getattr(self, name)!r} (true or false)")

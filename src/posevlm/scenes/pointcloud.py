@@ -221,12 +221,12 @@ def read_ply(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
     if fmt not in ("ascii", "binary_little_endian", "binary_big_endian") or not {"x", "y", "z"} <= set(names):
         raise InputFileError(f"{path}: need format ascii / binary_*_endian and vertex properties x, y, z; got "
                              f"format {fmt!r}, properties {names}", path=path)
-    if fmt == "ascii":
-        rows = data[body_start:].decode("ascii").split("\n")[:count]
+    if fmt == "ascii":  # the vertex rows come first: their count x properties values, parsed in one call
+        values = data[body_start:].split(maxsplit=count * len(props))[: count * len(props)]
         try:
-            table = np.array([r.split()[:len(props)] for r in rows], dtype=np.float64).reshape(count, len(props))
+            table = np.array(values, dtype=np.float64).reshape(count, len(props))
         except ValueError as exc:
-            raise InputFileError(f"{path}: {count} ascii vertex rows of {len(props)} values expected ({exc})",
+            raise InputFileError(f"{path}: {count} ascii vertex rows of {len(props)} numbers expected ({exc})",
                                  path=path) from exc
         columns = {n: table[:, i] for i, n in enumerate(names)}
     else:
@@ -270,9 +270,12 @@ def write_ply(path: str | Path, xyz: np.ndarray, rgb: np.ndarray | None = None, 
                 rec[a] = rgb[:, i]
         body = rec.tobytes()
     else:
-        cols = [xyz[:, i] for i in range(3)] + ([rgb[:, i] for i in range(3)] if rgb is not None else [])
-        lines = [" ".join(repr(float(v)) if j < 3 else str(int(v)) for j, v in enumerate(row)) for row in zip(*cols)]
-        body = ("\n".join(lines) + "\n").encode("ascii")
+        import io
+
+        buf = io.StringIO()
+        table = np.column_stack([xyz.astype(np.float64)] + ([rgb] if rgb is not None else []))
+        np.savetxt(buf, table, fmt=["%.9g"] * 3 + ["%d"] * (3 if rgb is not None else 0))
+        body = buf.getvalue().encode("ascii")
     return atomic_write_bytes(Path(path), ("\n".join(header) + "\n").encode("ascii") + body)
 
 
