@@ -22,13 +22,16 @@ SCENES = {
     "Scene", "PointMaps", "FrameStore", "ImageFolderStore", "ArrayStore", "VideoStore", "VideoWriter", "write_video",
     "numeric_frame_id", "sorted_numerically", "load_scene", "detect_format", "scene_loaders", "load_native_scene",
     "write_native_scene", "GeometryPredictions", "load_predictions", "save_predictions", "scene_summary",
+    "PointCloud", "scene_point_cloud", "grid_sample_points", "load_point_cloud", "save_point_cloud", "read_ply",
+    "write_ply",
 }
 
 SPATIAL = {
     "SpatialEncoder", "SpatialEncoding", "spatial_encoders", "load_spatial_encoder", "resolve_layers", "VGGT",
     "VGGTConfig", "AggregatorOutput", "VGGTPrediction", "decode_pose_encoding", "load_vggt", "save_vggt", "CheckpointError",
     "KeyReport", "resolve_checkpoint", "compare_keys", "load_weights", "save_weights", "resolve_precision",
-    "apply_dtype_policy",
+    "apply_dtype_policy", "PointBatch", "voxelize_points", "PointEncoderConfig", "PointEncoder", "VoxelMLPEncoder",
+    "point_encoders", "build_point_encoder",
 }
 
 

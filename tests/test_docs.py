@@ -81,6 +81,41 @@ def test_readme_python_examples_run(title, tmp_path, monkeypatch):
         assert info["camera_attention"]["mode"] == "prope" and info["camera_attention"]["bias"] == "alibi"
 
 
+def test_readme_point_cloud_example_runs(tmp_path, monkeypatch):
+    """The README's point-cloud example, with MODEL a tiny local Qwen2 checkpoint and SCENE a synthetic scan."""
+    import sys
+
+    transformers = pytest.importorskip("transformers")
+    sys.path.insert(0, str(ROOT / "tests" / "eval"))
+    from tiny_models import QWEN3_VL_CHAT_TEMPLATE, build_tokenizer
+
+    from posevlm.scenes.synthetic import SynthConfig, generate_dataset
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    generate_dataset(tmp_path / "synthetic", 1, SynthConfig(seed=1, num_frames=30, image_hw=(48, 64)))
+    tokenizer = build_tokenizer(QWEN3_VL_CHAT_TEMPLATE)
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    decoder = transformers.Qwen2ForCausalLM(transformers.Qwen2Config(
+        vocab_size=(len(tokenizer) + 15) // 16 * 16, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id))
+    decoder.save_pretrained(tmp_path / "qwen2")
+    tokenizer.save_pretrained(tmp_path / "qwen2")
+    blocks = re.findall(r"```python\n(.*?)```", _readme_section("Point clouds and MixedRoPE3D"), flags=re.S)
+    assert len(blocks) == 1
+    printed = []
+    namespace = {"MODEL": str(tmp_path / "qwen2"), "SCENE": str(next((tmp_path / "synthetic").glob("synth_*"))),
+                 "print": printed.append}
+    exec(compile(blocks[0], "README.md", "exec"), namespace)  # noqa: S102
+    assert len(printed) == 1 and isinstance(printed[0], str)
+    model, inputs = namespace["model"], namespace["inputs"]
+    assert model.decoder.config.posevlm_mixed_rope3d["rope3d"]["learned_mixing"] is True
+    tokens = int(inputs["points"].token_counts[0])
+    assert tokens > 10 and int((inputs["input_ids"] == model.config.point_pad_id).sum()) == tokens
+    assert namespace["out"].shape[1] > inputs["input_ids"].shape[1]
+
+
 def test_readme_plugin_example_defines_working_entries():
     """The README's plug-in example: its sampler selects, its backend answers, through the spec types."""
     import numpy as np

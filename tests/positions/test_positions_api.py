@@ -12,7 +12,8 @@ POSITIONS = {
     "build_position_plan", "merge_tubelet_scalars", "pose_rows_per_tubelet", "MultiAxisRotary",
     "chunked_slot_axis", "interleaved_qwen3_slot_axis", "POSITION_MODES", "PositionPreset", "position_presets",
     "position_spec", "parse_spec_overrides",
-    "resolve_position_spec", "spec_needs",
+    "resolve_position_spec", "spec_needs", "mixed_axis_angles", "rotary_tables", "apply_rotary", "MixedRoPE3D",
+    "MixedRoPE3DConfig", "RotaryTables", "rope3d_layout", "rope3d_presets", "rope3d_config", "normalize_point_coords",
 }
 
 

@@ -18,6 +18,10 @@ KINDS: dict[str, tuple[str, str]] = {
     "models": ("posevlm.models.families:model_families", "model families (pose positions, camera attention)"),
     "spatial-encoders": ("posevlm.spatial.base:spatial_encoders",
                          "spatial encoders (posevlm.spatial.load_spatial_encoder): tokens per layer, cameras"),
+    "rope3d": ("posevlm.positions.rope3d:rope3d_presets",
+               "MixedRoPE3D presets for point-cloud tokens (posevlm.models.enable_mixed_rope3d, PointCloudLM)"),
+    "point-encoders": ("posevlm.spatial.points:point_encoders",
+                       "point-cloud encoders: SpatialLM [N, 9] clouds -> voxel tokens (PointCloudLM)"),
 }
 
 
@@ -25,9 +29,9 @@ def list_cmd(
     kind: Optional[str] = typer.Argument(None, help=f"One of: {', '.join(KINDS)}. Default: all of them."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable: {kind: [{name, description, origin}]}."),
 ) -> None:
-    """List registered samplers, backends, benchmarks, position modes, camera attention modes, model families and
-    spatial encoders, each with a one-line description and where it comes from (builtin, or the plug-in's
-    distribution).
+    """List registered samplers, backends, benchmarks, position modes, camera attention modes, model families,
+    spatial encoders, MixedRoPE3D presets and point encoders, each with a one-line description and where it comes
+    from (builtin, or the plug-in's distribution).
 
     Examples:
 

@@ -1,4 +1,4 @@
-"""Position-id builders (mRoPE variants, pose index P) and multi-axis rotary tables.
+"""Position-id builders (mRoPE variants, pose index P), multi-axis rotary tables and MixedRoPE3D (point tokens).
 
 Never imports transformers."""
 
@@ -17,7 +17,23 @@ from posevlm.positions.presets import (
     resolve_position_spec,
     spec_needs,
 )
-from posevlm.positions.rotary import MultiAxisRotary, chunked_slot_axis, interleaved_qwen3_slot_axis
+from posevlm.positions.rope3d import (
+    MixedRoPE3D,
+    MixedRoPE3DConfig,
+    RotaryTables,
+    normalize_point_coords,
+    rope3d_config,
+    rope3d_layout,
+    rope3d_presets,
+)
+from posevlm.positions.rotary import (
+    MultiAxisRotary,
+    apply_rotary,
+    chunked_slot_axis,
+    interleaved_qwen3_slot_axis,
+    mixed_axis_angles,
+    rotary_tables,
+)
 from posevlm.positions.spec import PositionSpec
 from posevlm.positions.token_map import IMAGE, PAD, TEXT, VIDEO, TokenMap, build_token_map
 
@@ -25,5 +41,8 @@ __all__ = [
     "TokenMap", "build_token_map", "TEXT", "IMAGE", "VIDEO", "PAD",
     "PositionSpec", "PositionPlan", "build_position_plan", "merge_tubelet_scalars", "pose_rows_per_tubelet",
     "POSITION_MODES", "PositionPreset", "position_presets", "position_spec", "parse_spec_overrides", "resolve_position_spec", "spec_needs",
-    "MultiAxisRotary", "chunked_slot_axis", "interleaved_qwen3_slot_axis",
+    "MultiAxisRotary", "chunked_slot_axis", "interleaved_qwen3_slot_axis", "mixed_axis_angles", "rotary_tables",
+    "apply_rotary",
+    "MixedRoPE3D", "MixedRoPE3DConfig", "RotaryTables", "rope3d_layout", "rope3d_presets", "rope3d_config",
+    "normalize_point_coords",
 ]

@@ -6,6 +6,8 @@
 - :mod:`posevlm.spatial.vggt`: VGGT (aggregator, camera head, DPT depth / point heads) in the released
   facebook/VGGT-1B key layout; :func:`load_vggt`.
 - :mod:`posevlm.spatial.weights`: safetensors / hub loading with key reports, saving, dtype policy.
+- :mod:`posevlm.spatial.points`: point clouds (SpatialLM ``[N, 9]``) -> voxel tokens: ``voxelize_points``, the
+  ``point_encoders`` registry and its built-in ``voxel_mlp`` encoder.
 
 The model and weight modules load on first use of one of their names, so the registry can be read cheaply.
 """
@@ -22,6 +24,8 @@ _LAZY = {
                              "load_vggt", "save_vggt"),
     "posevlm.spatial.weights": ("CheckpointError", "KeyReport", "resolve_checkpoint", "compare_keys", "load_weights",
                                 "save_weights", "resolve_precision", "apply_dtype_policy"),
+    "posevlm.spatial.points": ("PointBatch", "voxelize_points", "PointEncoderConfig", "PointEncoder",
+                               "VoxelMLPEncoder", "point_encoders", "build_point_encoder"),
 }
 _WHERE = {name: module for module, names in _LAZY.items() for name in names}
 
