@@ -6,7 +6,9 @@ video inputs (``posevlm.eval.backends._qwen_video``) share one copy without impo
 * sizes: :func:`smart_resize_hw` (nearest multiples of patch·merge, no pixel clamps) and
   :func:`video_resize_hw` (qwen-vl-utils 0.0.14 ``fetch_video``: pixel budget of ``QWEN_VL_UTILS_BUDGET``);
 * frame counts: :func:`qwen_nframes` (``round_by_factor(n, 2)``) and :func:`fps_nframes` (``smart_nframes``
-  with ``fps``).
+  with ``fps``);
+* Qwen3-VL prompt timestamps: :func:`qwen3_timestamps` (the ``<t seconds>`` of each temporal patch, as
+  transformers' ``Qwen3VLProcessor._calculate_timestamps``; tested live against it in tests/train).
 
 ``video_resize_hw``, ``qwen_nframes`` and ``fps_nframes`` are tested live against the pinned qwen-vl-utils
 (tests/eval/test_qwen_vl_utils_parity.py, dev extra).
@@ -17,7 +19,7 @@ from __future__ import annotations
 import math
 
 __all__ = ["QWEN_VL_UTILS_BUDGET", "FRAME_FACTOR", "smart_resize_hw", "video_resize_hw", "qwen_nframes",
-           "fps_nframes"]
+           "fps_nframes", "qwen3_timestamps"]
 
 #: qwen-vl-utils 0.0.14 ``fetch_video`` budget: merged tokens per frame (VIDEO_MIN/MAX_TOKEN_NUM) and
 #: the sequence length the total pixel budget derives from (MODEL_SEQ_LEN; 90 % of it is used).
@@ -69,3 +71,20 @@ def fps_nframes(total_frames: int, video_fps: float, fps: float, min_frames: int
     hi = (min(768, total_frames) if max_frames is None else max_frames) // FRAME_FACTOR * FRAME_FACTOR
     n = min(min(max(total_frames / video_fps * fps, lo), hi), total_frames)
     return math.floor(n / FRAME_FACTOR) * FRAME_FACTOR
+
+
+def qwen3_timestamps(frames_indices, fps: float, temporal_patch_size: int = FRAME_FACTOR) -> list[float]:
+    """Seconds of each temporal patch of a Qwen3-VL video, the ``<t seconds>`` its processor writes before the patch.
+
+    transformers 5.23 ``Qwen3VLProcessor._calculate_timestamps``: the frame indices padded to a multiple of
+    ``temporal_patch_size`` by repeating the last one, each index divided by ``fps``, then the mean of the first and
+    the last frame of each patch. ``frames_indices``: the video metadata's (source frame ids, or qwen-vl-utils'
+    ``0..S'-1`` list form), in processor order; ``fps``: the metadata's fps (the processor's fallback for None is
+    24). Returns T = ceil(S / temporal_patch_size) floats (same float arithmetic as the processor, so the ``.1f``
+    texts are identical).
+    """
+    ids = [int(i) for i in frames_indices]
+    ids += [ids[-1]] * (-len(ids) % temporal_patch_size)
+    seconds = [i / fps for i in ids]
+    first, last = seconds[::temporal_patch_size], seconds[temporal_patch_size - 1::temporal_patch_size]
+    return [(a + b) / 2 for a, b in zip(first, last)]

@@ -1,5 +1,6 @@
-"""Shared inputs of the training-data tests: a tiny Qwen2.5-VL checkpoint and its processor, a small synthetic
-training set (manifest variant, 4 frames per scene, cameras included) plus a 6-frame selection of the same scans."""
+"""Shared inputs of the training-data tests: tiny Qwen2.5-VL / Qwen3-VL checkpoints and their processors, a small
+synthetic training set (manifest variant, 4 frames per scene, cameras included) plus a 6-frame selection of the same
+scans."""
 
 import json
 import sys
@@ -22,6 +23,21 @@ def processor(tiny_qwen):
     from posevlm.train import load_train_processor
 
     return load_train_processor(tiny_qwen)
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen3(tmp_path_factory):
+    """The ``tiny`` preset's Qwen3-VL checkpoint (posevlm.train.tiny), as ``posevlm train`` builds it."""
+    from posevlm.train.tiny import save_tiny_checkpoint
+
+    return save_tiny_checkpoint(tmp_path_factory.mktemp("tiny_qwen3") / "ckpt", "qwen3_vl")
+
+
+@pytest.fixture(scope="session")
+def processor3(tiny_qwen3):
+    from posevlm.train import load_train_processor
+
+    return load_train_processor(tiny_qwen3, "qwen3_vl")
 
 
 @pytest.fixture(scope="session")

@@ -54,7 +54,8 @@ def test_every_problem_is_reported_at_once_with_its_key_and_fix():
     (["run.deepspeed=zero3", "tune.lora={r: 8}", "tune.policy=train=lora"], "use run.deepspeed=zero2"),
     (["model.tiny.hidden_size=48"], "head dim of 16"),
     (["bogus=1"], "bogus: unknown key"),
-    (["model.family=qwen3_vl"], "training data for Qwen3-VL is not supported yet"),
+    (["model.family=qwen3_vl", "model.positions=pthw", "data.require_cameras=true"],
+     "model.positions='pthw' with model.family=qwen3_vl: position mode 'pthw' is not defined for layout 'qwen3'"),
 ])
 def test_cross_section_rules(overrides, needle):
     with pytest.raises(ConfigError, match="invalid training config") as info:

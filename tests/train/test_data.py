@@ -1,5 +1,7 @@
-"""SFTDataset samples: parity with the checkpoint's processor (ids, pixels, grids, seconds per grid step), images,
-and the bad-sample rule (logged, counted per kind, named, skipped deterministically, or raised)."""
+"""SFTDataset samples: parity with the checkpoint's processor (ids, pixels, grids, seconds per grid step), Qwen3-VL
+samples equal to its processor (per-patch timestamps from the video metadata: manifest, mp4, frame folder without
+fps) and to the prompt the hf eval backend feeds the model, images, and the bad-sample rule (logged, counted per
+kind, named, skipped deterministically, or raised)."""
 
 import json
 import os
@@ -12,7 +14,7 @@ from posevlm.errors import ConfigError, PosevlmError
 from posevlm.eval.backends._qwen_video import resize_frames, video_metadata
 from posevlm.eval.errors import MissingInputError
 from posevlm.qwen_vision import video_resize_hw
-from posevlm.train import BadSampleLog, DataConfig, DataItem, SFTDataset, build_sample, read_records
+from posevlm.train import IGNORE_INDEX, BadSampleLog, DataConfig, DataItem, SFTDataset, build_sample, read_records
 from posevlm.train.media import load_video
 from posevlm.train.records import parse_record
 from posevlm.train.tokenize import ChatFormat
@@ -56,6 +58,82 @@ def test_sample_equals_the_processor_on_the_chat_template(train_world, processor
     # 6 of 30 frames at 5 fps: sampled fps 1, so 2 s per temporal patch; the qwen-vl-utils list form fakes 2 fps
     assert sample["second_per_grid_ts"].tolist() == [2.0 if metadata == "source" else 1.0]
     assert "position_ids" not in sample
+
+
+def _qwen3_video(world, tmp_path, source):
+    """(record video path, frame settings) of a video source: a 6-frame manifest (fps known), 5 frames of an mp4
+    (odd: the last temporal patch repeats a frame), 4 of a plain frame folder (fps unknown)."""
+    if source == "manifest":
+        return _manifest(world, "six", "synth_100001"), {"num_frames": 6}
+    if source == "mp4":
+        return "synthetic_train_posed/scenes/synthetic_train/synth_100000/rgb.mp4", {"num_frames": 5,
+                                                                                       "frame_rule": "floor_full"}
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(1)
+    for frame_id in (0, 4, 9, 13, 18, 22, 27):
+        Image.fromarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)).save(tmp_path / f"frame_{frame_id}.png")
+    return str(tmp_path), {"num_frames": 4}
+
+
+QWEN3_TURNS = [{"from": "human", "value": "<video>How many chairs?"}, {"from": "gpt", "value": "B"},
+               {"from": "human", "value": "Sure?"}, {"from": "gpt", "value": "Yes, 3."}]
+QWEN3_MESSAGES = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": "How many chairs?"}]},
+                  {"role": "assistant", "content": "B"}, {"role": "user", "content": "Sure?"},
+                  {"role": "assistant", "content": "Yes, 3."}]
+
+
+@pytest.mark.parametrize("source,metadata", [("manifest", "source"), ("manifest", "qwen_vl_utils_list"),
+                                             ("mp4", "source"), ("folder", "source")])
+def test_qwen3_sample_equals_the_processor_on_the_chat_template(train_world, processor3, tmp_path, source, metadata):
+    """Live parity with the Qwen3-VL processor + chat template given the same frames and video metadata: ids (the
+    ``<t seconds>`` blocks nested in the template's markers), token types, pixels, grid; no second_per_grid_ts;
+    labels on the two answers only. The metadata falls back to qwen-vl-utils' list form where the fps is unknown."""
+    video, frames = _qwen3_video(train_world, tmp_path, source)
+    config = DataConfig(frame_metadata=metadata, **frames, **PIXELS)
+    item = DataItem(parse_record({"id": "r", "video": video, "conversations": QWEN3_TURNS}), str(train_world["root"]),
+                    "t")
+    sample = build_sample(item, processor3, config, chat=ChatFormat.for_family("qwen3_vl"))
+    spec = load_video(train_world["root"] / video, config.frames)
+    hw = video_resize_hw(*spec.frames.shape[1:3], spec.n_frames, patch_size=16, **PIXELS)
+    meta = video_metadata(spec.frame_ids, spec.source_fps, spec.total_frames, metadata)
+    ref = processor3(text=[processor3.apply_chat_template(QWEN3_MESSAGES, tokenize=False)],
+                     videos=[resize_frames(spec.frames, hw)], video_metadata=[{k: v for k, v in meta.items()
+                                                                              if k != "mode"}],
+                     do_resize=False, do_sample_frames=False, cap_pixels_per_frame=False, return_tensors="pt")
+    assert torch.equal(sample["input_ids"], ref["input_ids"][0])
+    assert torch.equal(sample["mm_token_type_ids"], ref["mm_token_type_ids"][0])
+    assert torch.equal(sample["pixel_values_videos"], ref["pixel_values_videos"])
+    assert torch.equal(sample["video_grid_thw"], ref["video_grid_thw"])
+    assert "second_per_grid_ts" not in sample and "second_per_grid_ts" not in ref
+    assert sample["video_metadata"] == [meta]
+    assert meta["mode"] == ("source" if source != "folder" and metadata == "source" else "qwen_vl_utils_list")
+    grid_t = int(sample["video_grid_thw"][0, 0])
+    assert grid_t == (spec.n_frames + 1) // 2 and (source != "mp4" or (spec.n_frames, grid_t) == (5, 3))
+    text = processor3.tokenizer.decode(sample["input_ids"])
+    assert text.count(" seconds><|vision_start|>") == grid_t
+    assert text.count("<|vision_start|>") == text.count("<|vision_end|>") == grid_t + 1  # nested in the template's
+    trained = sample["labels"] != IGNORE_INDEX
+    assert processor3.tokenizer.decode(sample["input_ids"][trained]) == "B<|im_end|>Yes, 3.<|im_end|>"
+
+
+def test_qwen3_training_prompt_is_what_the_hf_eval_backend_feeds(train_world, tiny_qwen3, processor3):
+    """The masked prefix of a training sample (everything before the answer) equals, token for token, the input
+    ids the hf eval backend builds for the same frames and question (same checkpoint, pixel budget, metadata)."""
+    from posevlm.eval.backends.hf import HFBackend, HFBackendConfig
+
+    video = _manifest(train_world, "six", "synth_100001")
+    config = DataConfig(num_frames=6, **PIXELS)
+    item = DataItem(parse_record(_record(video, "B")), str(train_world["root"]), "t")
+    sample = build_sample(item, processor3, config, chat=ChatFormat.for_family("qwen3_vl"))
+    backend = HFBackend(HFBackendConfig(model=str(tiny_qwen3), **PIXELS))
+    inputs, per = backend._prepare([("How many chairs?", load_video(train_world["root"] / video, config.frames))])
+    first_label = int((sample["labels"] != IGNORE_INDEX).nonzero()[0])
+    assert torch.equal(sample["input_ids"][:first_label], inputs["input_ids"][0])
+    assert torch.equal(sample["mm_token_type_ids"][:first_label], inputs["mm_token_type_ids"][0])
+    assert torch.equal(sample["pixel_values_videos"], inputs["pixel_values_videos"])
+    assert sample["video_metadata"] == [per[0]["video_metadata"]]
 
 
 def test_video_tchw_and_cameras_are_the_resized_frames_and_the_manifest_cameras(train_world, processor):

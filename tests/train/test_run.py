@@ -104,6 +104,27 @@ def test_spatial_mllm_with_lora_trains_and_exports_an_evaluable_checkpoint(train
         "source"] == str(result.final)
 
 
+def test_spatial_mllm_on_a_qwen3_base_trains_on_timestamped_prompts(train_world, tiny_qwen3, tmp_path):
+    """A Spatial-MLLM composed on a Qwen3-VL base gets Qwen3-VL samples (per-patch ``<t seconds>`` in the text, no
+    second_per_grid_ts) and trains."""
+    from posevlm.train.run import finish_run, prepare_run
+
+    config = _config(train_world, tmp_path / "sm3", "model.family=spatial_mllm", f"model.source={tiny_qwen3}",
+                     "model.vggt=tiny", "model.connector=add", "model.positions=null", "data.with_video_tchw=true",
+                     "data.require_cameras=false", "tune.policy=train=connector,llm", "run.max_steps=1")
+    run = prepare_run(config, log=lambda _m: None)
+    dataset = run.trainer.train_dataset
+    sample = dataset[0]
+    text = dataset.processor.tokenizer.decode(sample["input_ids"])
+    assert dataset.chat.layout == "qwen3" and text.count(" seconds><|vision_start|>") == 2  # 4 frames, 2 patches
+    assert "second_per_grid_ts" not in sample and not text.startswith("<|im_start|>system")
+    run.trainer.train()
+    result = finish_run(run, log=lambda _m: None)
+    record = json.loads((result.output_dir / RUN_RECORD_NAME).read_text())
+    assert record["model"]["spatial_mllm"]["base_family"] == "qwen3_vl" and result.global_step == 1
+    assert all(v == v for v in result.losses)
+
+
 def test_nan_at_a_step_stops_the_run_naming_tensor_step_and_batch(train_world, tmp_path, monkeypatch):
     import posevlm.train.trainer as trainer_module
 

@@ -1,11 +1,14 @@
 """ChatML tokenisation: the assistant-only label rule pinned token by token on the tiny tokenizer, parity of the
-input ids with the checkpoint's chat template + processor, the default system prompt, refusals."""
+input ids with the checkpoint's chat template + processor, the default system prompt per layout, the Qwen3-VL
+layout (per-patch timestamps inside the template's markers, as transformers 5.23's processor writes them; its
+timestamps equal the processor's), refusals."""
 
 import pytest
 import torch
 
 from posevlm.errors import ConfigError
 from posevlm.eval.errors import InvalidInputError
+from posevlm.qwen_vision import qwen3_timestamps
 from posevlm.train import (
     IGNORE_INDEX, ChatFormat, NoAssistantTurnError, SampleTooLongError, Turn, tokenize_conversation,
 )  # fmt: skip
@@ -77,6 +80,64 @@ def test_refusals(tokenizer):
         tokenize_conversation([Turn("user", "<|video_pad|>hi"), Turn("assistant", "ok")], tokenizer)
     with pytest.raises(InvalidInputError, match="1 <video> tag"):
         tokenize_conversation([Turn("user", "<video>hi"), Turn("assistant", "ok")], tokenizer)
-    with pytest.raises(ConfigError, match="Qwen3-VL is not supported yet"):
-        ChatFormat.for_family("qwen3_vl")
+    with pytest.raises(ConfigError, match=r"layout must be one of \('qwen2_5', 'qwen3'\); got 'qwen4'"):
+        ChatFormat("qwen4")
     assert ChatFormat.for_family("qwen2_5_vl").layout == "qwen2_5"
+
+
+def test_default_system_turn_is_the_layouts_chat_template_default():
+    """``auto`` resolves to what the family's template adds to a conversation without a system turn."""
+    assert ChatFormat.for_family("qwen2_5_vl") == ChatFormat("qwen2_5", "You are a helpful assistant.")
+    assert ChatFormat.for_family("qwen3_vl") == ChatFormat("qwen3", None)
+    assert ChatFormat.for_family("qwen3_vl", system_prompt="Be brief.").system_prompt == "Be brief."
+    assert ChatFormat("qwen2_5", system_prompt=None).system_prompt is None
+
+
+@pytest.fixture(scope="module")
+def tokenizer3():
+    return tiny_models.build_tokenizer(tiny_models.QWEN3_VL_CHAT_TEMPLATE)
+
+
+def test_qwen3_golden_text_labels_and_token_types(tokenizer3):
+    """Per temporal patch ``<t seconds>`` + a marked block of pads, all inside the template's own markers; the
+    timestamps print with Python's ``.1f`` (0.25 -> "0.2": round half to even on an exact binary value)."""
+    chat = ChatFormat.for_family("qwen3_vl")
+    turns = [Turn("user", "<video>in?"), Turn("assistant", "the")]
+    out = tokenize_conversation(turns, tokenizer3, video_tokens=[4], video_timestamps=[[0.25, 1.35]], chat=chat)
+    block = "<|vision_start|><|video_pad|><|video_pad|><|vision_end|>"
+    assert out.text == (f"<|im_start|>user\n<|vision_start|><0.2 seconds>{block}<1.4 seconds>{block}<|vision_end|>"
+                        "in?<|im_end|>\n<|im_start|>assistant\nthe<|im_end|>\n")
+    messages = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": "in?"}]},
+                {"role": "assistant", "content": "the"}]
+    template = tokenizer3.apply_chat_template(messages, tokenize=False)  # what the processor expands
+    expanded = f"<0.2 seconds>{block}<1.4 seconds>{block}"
+    assert out.text == template.replace("<|video_pad|>", expanded, 1)
+    assert out.input_ids.tolist() == tokenizer3(out.text, add_special_tokens=False)["input_ids"]
+    trained = out.labels != IGNORE_INDEX
+    assert tokenizer3.decode(out.input_ids[trained]) == "the<|im_end|>"
+    assert torch.equal(out.labels[trained], out.input_ids[trained])
+    video = tokenizer3.convert_tokens_to_ids("<|video_pad|>")
+    assert out.mm_token_type_ids.tolist() == [2 if i == video else 0 for i in out.input_ids.tolist()]
+    assert int((out.mm_token_type_ids == 2).sum()) == 4
+
+
+def test_qwen3_timestamp_refusals(tokenizer3):
+    chat, turns = ChatFormat("qwen3"), [Turn("user", "<video>in?"), Turn("assistant", "the")]
+    with pytest.raises(InvalidInputError, match="1 <video> tag\\(s\\) but 0 timestamp list"):
+        tokenize_conversation(turns, tokenizer3, video_tokens=[4], chat=chat)
+    with pytest.raises(InvalidInputError, match="4 video tokens cannot split into 3 temporal patches"):
+        tokenize_conversation(turns, tokenizer3, video_tokens=[4], video_timestamps=[[0.0, 1.0, 2.0]], chat=chat)
+    with pytest.raises(InvalidInputError, match="layout qwen2_5 has none"):
+        tokenize_conversation(turns, tokenizer3, video_tokens=[4], video_timestamps=[[0.0]])
+
+
+@pytest.mark.parametrize("ids,fps", [([0, 7, 14, 21, 28], 30.0), (list(range(8)), 2.0), ([3, 250, 251], 29.97),
+                                     ([5], 24.0), ([0, 10, 19, 29], 5.0)])
+def test_qwen3_timestamps_equal_the_processors(ids, fps):
+    """Bit-equal to transformers' ``Qwen3VLProcessor._calculate_timestamps`` (odd counts repeat the last frame)."""
+    from transformers.models.qwen3_vl.processing_qwen3_vl import Qwen3VLProcessor
+
+    expected = Qwen3VLProcessor._calculate_timestamps(None, list(ids), fps, 2)
+    got = qwen3_timestamps(ids, fps, 2)
+    assert got == expected and len(got) == (len(ids) + 1) // 2
+    assert [f"{t:.1f}" for t in got] == [f"{t:.1f}" for t in expected]

@@ -2,7 +2,7 @@
 at a random step and resumed (through ``accelerate launch``) reproduces the uninterrupted losses and weights exactly;
 2-process DDP (gloo, torchrun) equals one process with the doubled batch, and so does DeepSpeed ZeRO-3; the README's
 command trains the tiny model ~200 steps, its loss falls well below the start, and its checkpoints evaluate with
-``posevlm eval``; errors are one line."""
+``posevlm eval``; the tiny Qwen3-VL config trains and evaluates the same way; errors are one line."""
 
 import json
 import os
@@ -169,6 +169,32 @@ def test_readme_command_trains_the_tiny_model_and_its_checkpoints_evaluate(data_
     assert "15 answered, 0 errors" in ev.stdout
     (info,) = json.loads(next((tmp_path / "ev100" / "backend").glob("rank*.json")).read_text())
     assert info["positions_origin"] == "checkpoint" and info["positions"]["spec"]["pose"] == "scalar"  # PTHW back
+
+
+def test_tiny_qwen3_config_trains_and_its_checkpoints_evaluate(data_root, tmp_path):
+    """Qwen3-VL with PHW positions: a few steps of the shipped config (same synthetic data as the Qwen2.5-VL one), the
+    run's own evaluation of final/, then ``posevlm eval --backend hf`` on a checkpoint, which reloads its positions."""
+    qwen3 = ROOT / "configs" / "train" / "tiny_qwen3_synthetic.yaml"
+    assert load_train_config(qwen3).synthetic == load_train_config(CONFIG).synthetic  # data_root serves it
+    out = tmp_path / "qwen3"
+    run = posevlm("train", qwen3, f"run.output_dir={out}", f"data.dataset_root={data_root}", "run.max_steps=4",
+                  "run.save_steps=2", "run.batch_size=2")
+    losses = [e["loss"] for e in LossLog.read(out)]
+    assert len(losses) == 4 and all(v == v for v in losses)
+    record = json.loads((out / "run.json").read_text())
+    assert record["model"]["model_class"] == "Qwen3VLForConditionalGeneration"
+    assert record["model"]["positions"]["layout"] == "qwen3" and record["collator"]["pose_inputs"] == "cameras"
+    assert "eval: 15 answered, 0 errors" in run.stdout
+    slug = json.loads((data_root / "synthetic_train_posed" / "synthetic_train.json").read_text())["sampling"]["slug"]
+    ev = posevlm("eval", "--benchmark", "synthetic_vsi", "--source",
+                 data_root / "synthetic_train_posed" / "test_benchmark.jsonl", "--backend", "hf", "--model",
+                 out / "checkpoint-2", "--frames", "folder_manifest", "--frames-root",
+                 data_root / "synthetic_train_posed" / "sampled" / slug, "--num-frames", 4,
+                 "--backend-set", "min_pixels=3136", "--backend-set", "max_pixels=4704", "--out", tmp_path / "ev2")
+    assert "15 answered, 0 errors" in ev.stdout
+    (info,) = json.loads(next((tmp_path / "ev2" / "backend").glob("rank*.json")).read_text())
+    assert info["family"] == "qwen3_vl" and info["positions_origin"] == "checkpoint"
+    assert info["positions"]["spec"]["layout"] == "qwen3" and info["positions"]["spec"]["pose"] == "scalar"
 
 
 def test_errors_are_one_line(tmp_path):

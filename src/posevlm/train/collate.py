@@ -11,6 +11,7 @@ Batch::
     labels              (B, L) int64, -100 on padding (and wherever the sample had -100)
     mm_token_type_ids   (B, L) int64, 0 text / 1 image / 2 video (transformers 5 builds stock mRoPE from it)
     pixel_values_videos (sum P, D) concatenated; video_grid_thw (V, 3) stacked; second_per_grid_ts (V,) float32
+                        (Qwen2.5-VL samples; Qwen3-VL samples carry their timestamps in the text and have none)
     pixel_values, image_grid_thw    the same for images, when a sample has images
     pose_inputs="frame_ids":  frame_ids  list of V (S_v,) int64
     pose_inputs="cameras":    posevlm.models.pose_inputs.model_kwargs of the videos: frame_ids, w2c_opencv
@@ -89,7 +90,12 @@ class SFTCollator:
         if with_video:
             batch["pixel_values_videos"] = torch.cat([s["pixel_values_videos"] for s in with_video])
             batch["video_grid_thw"] = torch.cat([s["video_grid_thw"] for s in with_video])
-            batch["second_per_grid_ts"] = torch.cat([s["second_per_grid_ts"] for s in with_video])
+            timed = ["second_per_grid_ts" in s for s in with_video]
+            if all(timed):
+                batch["second_per_grid_ts"] = torch.cat([s["second_per_grid_ts"] for s in with_video])
+            elif any(timed):
+                raise ConfigError("some samples of the batch carry second_per_grid_ts (layout qwen2_5) and others "
+                                  "not (qwen3): build every sample for one model family", field="samples")
         with_image = [s for s in samples if "image_grid_thw" in s]
         if with_image:
             batch["pixel_values"] = torch.cat([s["pixel_values"] for s in with_image])

@@ -113,11 +113,16 @@ class ModelSection:
         if self.family != "spatial_mllm" and self.connector != "auto":
             p.append("model.connector applies to family spatial_mllm only")
         if self.positions is not None:
-            from posevlm.positions import position_presets
+            from posevlm.positions import position_presets, resolve_position_spec
 
             if self.positions not in position_presets:
                 p.append(f"model.positions={self.positions!r}: allowed {', '.join(position_presets.names())} (or "
                          "null for the stock positions)")
+            elif isinstance(self.position_set, Mapping):  # the mode and its overrides on the family's layout
+                try:
+                    resolve_position_spec({"mode": self.positions, **dict(self.position_set)}, self.layout)
+                except ConfigError as exc:
+                    p.append(f"model.positions={self.positions!r} with model.family={self.family}: {exc}")
         if self.camera_attention is not None:
             from posevlm.attention import camera_modes
 
@@ -126,6 +131,11 @@ class ModelSection:
             if not isinstance(getattr(self, key), Mapping):
                 p.append(f"model.{key} must be a mapping of KEY: VALUE; got {getattr(self, key)!r}")
         return p
+
+    @property
+    def layout(self) -> str:
+        """The position layout of the family (a Spatial-MLLM is taken as Qwen2.5-VL-based, as released)."""
+        return "qwen3" if self.family == "qwen3_vl" else "qwen2_5"
 
     @property
     def pose_aware(self) -> bool:
@@ -303,10 +313,6 @@ class TrainConfig:
                 and self._needs_cameras():
             problems.append("model.positions / camera attention read per-frame cameras: set data.require_cameras=true "
                             "(train on sampling-manifest folders) so samples without cameras are skipped by rule")
-        if self.model.family == "qwen3_vl":
-            problems.append("model.family=qwen3_vl: training data for Qwen3-VL is not supported yet (its processor "
-                            "writes per-tubelet timestamps that transformers 5.23 nests differently from the "
-                            "releases); train a Qwen2.5-VL-based model")
         if self.model.family == "spatial_mllm" and not self.data.with_video_tchw:
             problems.append("model.family=spatial_mllm feeds the frames to VGGT: set data.with_video_tchw=true")
         if self.run.evaluate and (self.synthetic is None or self.synthetic.media != "manifest"):
@@ -326,8 +332,7 @@ class TrainConfig:
         if self.model.camera_attention is not None or self.model.pose_bias != "none":
             return True
         try:
-            spec = resolve_position_spec(self.model.positions, "qwen2_5" if self.model.family != "qwen3_vl"
-                                         else "qwen3", **dict(self.model.position_set))
+            spec = resolve_position_spec(self.model.positions, self.model.layout, **dict(self.model.position_set))
         except ConfigError:
             return False
         return "w2c_opencv" in spec_needs(spec)

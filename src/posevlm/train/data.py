@@ -11,16 +11,23 @@ the way the hf eval backend builds a prompt (one copy of each rule):
 2. resize to the qwen-vl-utils pixel budget (``posevlm.qwen_vision.video_resize_hw``, the eval's
    ``resize_frames``), then the checkpoint's video processor with ``do_resize=False`` (rescale, normalise,
    patchify; the torch-only stand-in when torchvision is missing); images go through its image processor;
-3. ``second_per_grid_ts`` per video = ``temporal_patch_size / sampled_fps`` from the same video metadata the
-   eval hands the processor (``frame_metadata``: ``source`` fps and frame ids, or qwen-vl-utils' list form);
-4. ChatML with assistant-only labels (:mod:`posevlm.train.tokenize`).
+3. the video metadata the eval hands the processor (:func:`posevlm.eval.backends._qwen_video.video_metadata`,
+   ``frame_metadata``): ``source`` = the source fps, the frame ids and the frame count of the video; when the fps
+   or the count is unknown (image folders, manifests without a ``video.fps``) or with ``qwen_vl_utils_list``, the
+   list form qwen-vl-utils fakes for a list of frames (fps 2, ids 0..S'-1, S' = S rounded up to even). From it:
+   Qwen2.5-VL (layout ``qwen2_5``): ``second_per_grid_ts`` per video = ``temporal_patch_size / sampled_fps``;
+   Qwen3-VL (layout ``qwen3``): the ``<t seconds>`` of each temporal patch in the text
+   (:func:`posevlm.qwen_vision.qwen3_timestamps`) and no ``second_per_grid_ts`` (its processor returns none);
+4. ChatML with assistant-only labels (:mod:`posevlm.train.tokenize`, the layout of the family).
 
 Sample (``dataset[i]``; every tensor on CPU)::
 
     sample_id           str, "<dataset>/<record id>"; index: int, the index actually served (after skips)
     input_ids, labels, mm_token_type_ids     (L,) int64; labels -100 outside assistant answers
-    pixel_values_videos (P, D) float32       video_grid_thw (V, 3) int64      second_per_grid_ts (V,) float32
+    pixel_values_videos (P, D) float32       video_grid_thw (V, 3) int64
+    second_per_grid_ts  (V,) float32, layout qwen2_5 only
     frame_ids           list of V (S,) int64 source frame ids, in processor order
+    video_metadata      list of V dicts: fps, frames_indices, total_num_frames, mode (what the processor is given)
     w2c_opencv          list of V (S, 4, 4) float64 world-to-camera (OpenCV) or None (no cameras)
     K_pixels, image_hw  list of V (S, 3, 3) float64 / (S, 2) int64 (intrinsics of the *source* image size) or None
     video_tchw          list of V (S, 3, h, w) float32 in [0, 1], the resized frames (``with_video_tchw``)
@@ -53,12 +60,12 @@ from posevlm.errors import ConfigError, PosevlmError
 from posevlm.eval.backends._qwen_video import resize_frames, video_metadata
 from posevlm.eval.errors import ProcessorError, SampleError
 from posevlm.eval.frames import COUNT_POLICIES, UNIFORM_RULES, FrameSpec
-from posevlm.qwen_vision import video_resize_hw
+from posevlm.qwen_vision import qwen3_timestamps, video_resize_hw
 from posevlm.train.bad_samples import BadSampleLog
 from posevlm.train.datasets import DataItem, load_mix
 from posevlm.train.errors import MissingCamerasError, NoAssistantTurnError
 from posevlm.train.media import FrameConfig, load_image, load_video, resolve_media
-from posevlm.train.tokenize import DEFAULT_SYSTEM_PROMPT, ChatFormat, SpecialTokens, tokenize_conversation
+from posevlm.train.tokenize import TEMPLATE_SYSTEM_PROMPT, ChatFormat, SpecialTokens, tokenize_conversation
 
 __all__ = ["DataConfig", "SFTDataset", "load_train_processor", "sampled_fps", "build_sample"]
 
@@ -71,8 +78,9 @@ class DataConfig:
     ``%N``. Frames: ``num_frames`` / ``frame_rule`` / ``manifest_policy`` (:class:`~posevlm.train.media.
     FrameConfig`). Pixels: ``min_pixels`` / ``max_pixels`` per frame and ``total_pixels`` per video override
     the qwen-vl-utils budget (None: the eval's defaults). ``frame_metadata``: as the hf eval backend.
-    ``model_max_length``: longer samples are bad samples (never truncated). ``system_prompt``: the default
-    system turn (None: none). ``with_video_tchw``: keep the resized frames (Spatial-MLLM's VGGT input).
+    ``model_max_length``: longer samples are bad samples (never truncated). ``system_prompt``: the system turn
+    added to a conversation without one: ``auto`` (the chat template's: Qwen2.5-VL's "You are a helpful
+    assistant.", none for Qwen3-VL), a text, or None (none). ``with_video_tchw``: keep the resized frames (Spatial-MLLM's VGGT input).
     ``require_cameras``: a video without per-frame cameras is a bad sample (pose-aware training).
     ``on_error``: ``skip`` or ``raise``; ``max_skips``: consecutive bad samples tolerated.
     """
@@ -88,7 +96,7 @@ class DataConfig:
     total_pixels: int | None = None
     frame_metadata: Literal["source", "qwen_vl_utils_list"] = "source"
     model_max_length: int = 8192
-    system_prompt: str | None = DEFAULT_SYSTEM_PROMPT
+    system_prompt: str | None = TEMPLATE_SYSTEM_PROMPT
     with_video_tchw: bool = False
     require_cameras: bool = False
     on_error: Literal["skip", "raise"] = "skip"
@@ -151,7 +159,7 @@ def sampled_fps(metadata: Mapping[str, Any]) -> float:
 
 
 def _video_inputs(spec: FrameSpec, processor, config: DataConfig) -> dict[str, Any]:
-    """Pixel values, grid, seconds per grid step and the resized frames of one decoded video."""
+    """Pixel values, grid, video metadata, seconds per grid step and the resized frames of one decoded video."""
     vp = processor.video_processor
     hw = video_resize_hw(*spec.frames.shape[1:3], spec.n_frames, patch_size=int(vp.patch_size),
                          min_pixels=config.min_pixels, max_pixels=config.max_pixels, total_pixels=config.total_pixels)
@@ -164,7 +172,7 @@ def _video_inputs(spec: FrameSpec, processor, config: DataConfig) -> dict[str, A
                              f"{exc})", input=spec.provenance.get("path") or spec.provenance.get("scene_dir")) from exc
     meta = video_metadata(spec.frame_ids, spec.source_fps, spec.total_frames, config.frame_metadata)
     return {"pixel_values_videos": out["pixel_values_videos"].to(torch.float32),
-            "video_grid_thw": out["video_grid_thw"].to(torch.int64).reshape(1, 3),
+            "video_grid_thw": out["video_grid_thw"].to(torch.int64).reshape(1, 3), "video_metadata": meta,
             "second_per_grid_ts": int(vp.temporal_patch_size) / sampled_fps(meta), "video": video}
 
 
@@ -201,7 +209,10 @@ def build_sample(item: DataItem, processor, config: DataConfig, *, chat: ChatFor
     if videos:
         sample["pixel_values_videos"] = torch.cat([v["pixel_values_videos"] for _, v in videos])
         sample["video_grid_thw"] = torch.cat([v["video_grid_thw"] for _, v in videos])
-        sample["second_per_grid_ts"] = torch.tensor([v["second_per_grid_ts"] for _, v in videos], dtype=torch.float32)
+        if chat.layout == "qwen2_5":
+            sample["second_per_grid_ts"] = torch.tensor([v["second_per_grid_ts"] for _, v in videos],
+                                                        dtype=torch.float32)
+    sample["video_metadata"] = [v["video_metadata"] for _, v in videos]
     sample["frame_ids"] = [torch.as_tensor(s.frame_ids, dtype=torch.int64) for s, _ in videos]
     sample["w2c_opencv"] = [_as_tensor(s.w2c_opencv, torch.float64) for s, _ in videos]
     sample["K_pixels"] = [_as_tensor(s.K_pixels, torch.float64) for s, _ in videos]
@@ -214,9 +225,13 @@ def build_sample(item: DataItem, processor, config: DataConfig, *, chat: ChatFor
         sample["pixel_values"] = torch.cat([i["pixel_values"] for i in images])
         sample["image_grid_thw"] = torch.cat([i["image_grid_thw"] for i in images])
     video_tokens = [int(v["video_grid_thw"].prod()) // merge2 for _, v in videos]
+    temporal_patch = int(processor.video_processor.temporal_patch_size)
+    timestamps = [qwen3_timestamps(v["video_metadata"]["frames_indices"], v["video_metadata"]["fps"], temporal_patch)
+                  for _, v in videos] if chat.layout == "qwen3" else []
     image_tokens = [int(i["image_grid_thw"].prod()) // int(processor.image_processor.merge_size) ** 2 for i in images]
     tok = tokenize_conversation(record.turns, processor.tokenizer, video_tokens=video_tokens, image_tokens=image_tokens,
-                                chat=chat, max_length=config.model_max_length, tokens=tokens)
+                                video_timestamps=timestamps, chat=chat, max_length=config.model_max_length,
+                                tokens=tokens)
     return {"sample_id": item.sample_id, "input_ids": tok.input_ids, "labels": tok.labels,
             "mm_token_type_ids": tok.mm_token_type_ids, **sample}
 

@@ -2,15 +2,31 @@
 
 Notation: L tokens.
 
-Text (Qwen2.5-VL conventions; every token string and id comes from the tokenizer, never hard-coded)::
+Text (every token string and id comes from the tokenizer, never hard-coded)::
 
-    <|im_start|>system\\nYou are a helpful assistant.<|im_end|>\\n        (unless the record has a system turn)
-    <|im_start|>user\\n...<|vision_start|><|video_pad|> x n<|vision_end|>...<|im_end|>\\n
+    <|im_start|>system\\nYou are a helpful assistant.<|im_end|>\\n        (the layout's default system turn, below)
+    <|im_start|>user\\n...<video placeholder>...<|im_end|>\\n
     <|im_start|>assistant\\n<answer><|im_end|>\\n
 
-Each ``<video>`` tag becomes ``<|vision_start|>`` + ``<|video_pad|>`` x n + ``<|vision_end|>`` with
-n = t*h*w / merge² of that video's grid (``<image>``: ``<|image_pad|>``), exactly what the checkpoint's
-chat template plus processor produce for ``[{"type": "video"}, {"type": "text", ...}]`` (tested live).
+The text is what posevlm's evaluation feeds the same model (``posevlm.eval.backends.hf``: the checkpoint's chat
+template on ``[{"type": "video"}, {"type": "text", ...}]``, then its processor with the video metadata), one
+layout per model family (tested live against the processor of a tiny checkpoint of each):
+
+* ``qwen2_5`` (Qwen2.5-VL and Spatial-MLLM): a ``<video>`` tag becomes ``<|vision_start|>`` + ``<|video_pad|>``
+  x n + ``<|vision_end|>``, n = t*h*w / merge² of that video's grid (``<image>``: ``<|image_pad|>``); the default
+  system turn is ``You are a helpful assistant.`` (the template adds it).
+* ``qwen3`` (Qwen3-VL): the template writes ``<|vision_start|><|video_pad|><|vision_end|>`` and the installed
+  processor (transformers 5.23 ``Qwen3VLProcessor.replace_video_token``) replaces the ``<|video_pad|>`` by, per
+  temporal patch, ``<{t:.1f} seconds>`` + ``<|vision_start|>`` + ``<|video_pad|>`` x (h*w / merge²) +
+  ``<|vision_end|>``: the per-patch blocks sit *inside* the template's own markers (the Qwen3-VL releases
+  replaced the whole marker triple instead; the text here follows the installed processor, as the evaluation
+  does). The timestamps ``t`` (:func:`posevlm.qwen_vision.qwen3_timestamps`) come from the video metadata the
+  evaluation hands the processor (source frame ids / fps, or qwen-vl-utils' list form when the fps is unknown;
+  :func:`posevlm.eval.backends._qwen_video.video_metadata`). Images as ``qwen2_5``. No default system turn (the
+  Qwen3-VL template adds none).
+
+``mm_token_type_ids`` is 2 on ``<|video_pad|>``, 1 on ``<|image_pad|>`` and 0 elsewhere (markers and timestamp
+text included), as the processor's.
 
 Labels (the rule, pinned by a golden test): ``labels[i] = input_ids[i]`` for the tokens of each assistant
 turn's content and the ``<|im_end|>`` that closes it; -100 everywhere else: system and user turns, each
@@ -21,11 +37,6 @@ trailing ``\\n`` is never generated (decoding stops at ``<|im_end|>``), so here 
 characters (any vocabulary) and the ``\\n`` is not trained. Labels are found from the tokenizer's character
 offsets over the whole text (tokenised once, as the processor does); a token straddling the header/content
 boundary would be masked.
-
-Qwen3-VL is refused for now (``ConfigError``): its processor writes a ``<t seconds>`` timestamp before every
-temporal patch pair, and transformers 5.23 nests those blocks inside the template's own
-``<|vision_start|>`` / ``<|vision_end|>`` while the Qwen3-VL releases do not; training data should follow
-whichever the evaluation uses, which is not settled yet.
 """
 
 from __future__ import annotations
@@ -42,35 +53,36 @@ from posevlm.eval.errors import InvalidInputError
 from posevlm.train.errors import NoAssistantTurnError, SampleTooLongError
 from posevlm.train.records import IMAGE_TAG, VIDEO_TAG, Turn
 
-__all__ = ["IGNORE_INDEX", "DEFAULT_SYSTEM_PROMPT", "MM_TOKEN_TYPES", "ChatFormat", "SpecialTokens", "Tokenized",
-           "render_chatml", "tokenize_conversation"]
+__all__ = ["IGNORE_INDEX", "DEFAULT_SYSTEM_PROMPT", "TEMPLATE_SYSTEM_PROMPT", "LAYOUT_SYSTEM_PROMPTS", "MM_TOKEN_TYPES",
+           "ChatFormat", "SpecialTokens", "Tokenized", "render_chatml", "tokenize_conversation", "video_placeholder"]
 
 IGNORE_INDEX = -100
 DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant."
 #: ``mm_token_type_ids`` values (transformers' processors): text 0, image 1, video 2.
 MM_TOKEN_TYPES = {"text": 0, "image": 1, "video": 2}
 _TAGS = re.compile(f"({re.escape(VIDEO_TAG)}|{re.escape(IMAGE_TAG)})")
-_SUPPORTED_LAYOUTS = ("qwen2_5",)
+#: ``system_prompt`` value meaning "the system turn the layout's chat template adds when a conversation has none".
+TEMPLATE_SYSTEM_PROMPT = "auto"
+#: That system turn per layout: Qwen2.5-VL's template adds one, Qwen3-VL's none.
+LAYOUT_SYSTEM_PROMPTS: dict[str, str | None] = {"qwen2_5": DEFAULT_SYSTEM_PROMPT, "qwen3": None}
 
 
 @dataclass(frozen=True)
 class ChatFormat:
     """How a conversation becomes ChatML for a model family. ``layout``: the family's position layout
-    (``qwen2_5``: Qwen2.5-VL and models built on it; ``qwen3`` is refused, see the module docstring).
-    ``system_prompt``: added as a system turn when the conversation does not start with one (None: never)."""
+    (``qwen2_5``: Qwen2.5-VL and models built on it; ``qwen3``: Qwen3-VL, per-patch timestamps; module docstring).
+    ``system_prompt``: added as a system turn when the conversation does not start with one (None: never;
+    ``auto``, the default: the layout's chat-template default, :data:`LAYOUT_SYSTEM_PROMPTS`, resolved here)."""
 
     layout: str = "qwen2_5"
-    system_prompt: str | None = DEFAULT_SYSTEM_PROMPT
+    system_prompt: str | None = TEMPLATE_SYSTEM_PROMPT
 
     def __post_init__(self) -> None:
-        if self.layout == "qwen3":
-            raise ConfigError("training data for Qwen3-VL is not supported yet: its processor writes '<t seconds>' "
-                              "timestamps per temporal patch pair and transformers 5.23 nests them inside the "
-                              "template's vision markers (the releases do not); train a Qwen2.5-VL-based model",
+        if self.layout not in LAYOUT_SYSTEM_PROMPTS:
+            raise ConfigError(f"layout must be one of {tuple(LAYOUT_SYSTEM_PROMPTS)}; got {self.layout!r}",
                               field="layout", value=self.layout)
-        if self.layout not in _SUPPORTED_LAYOUTS:
-            raise ConfigError(f"layout must be one of {_SUPPORTED_LAYOUTS}; got {self.layout!r}", field="layout",
-                              value=self.layout)
+        if self.system_prompt == TEMPLATE_SYSTEM_PROMPT:
+            object.__setattr__(self, "system_prompt", LAYOUT_SYSTEM_PROMPTS[self.layout])
 
     @classmethod
     def for_family(cls, family: str, **overrides: Any) -> "ChatFormat":
@@ -123,13 +135,28 @@ class Tokenized:
         return int((self.labels != IGNORE_INDEX).sum())
 
 
+def video_placeholder(tokens: SpecialTokens, n_tokens: int, timestamps: Sequence[float] | None = None) -> str:
+    """The text one ``<video>`` tag becomes (module docstring): ``qwen2_5`` (``timestamps`` None): the markers
+    around ``n_tokens`` pads; ``qwen3``: the template's markers around one ``<t seconds>`` + marked block of
+    ``n_tokens / T`` pads per temporal patch (T = ``len(timestamps)``, which must divide ``n_tokens``)."""
+    if timestamps is None:
+        return tokens.vision_start + tokens.video_pad * n_tokens + tokens.vision_end
+    if not timestamps or n_tokens % len(timestamps):
+        raise InvalidInputError(f"{n_tokens} video tokens cannot split into {len(timestamps)} temporal patches; pass "
+                                "one timestamp per temporal patch (grid t) of the video")
+    block = tokens.vision_start + tokens.video_pad * (n_tokens // len(timestamps)) + tokens.vision_end
+    return tokens.vision_start + "".join(f"<{t:.1f} seconds>{block}" for t in timestamps) + tokens.vision_end
+
+
 def render_chatml(turns: Sequence[Turn], tokens: SpecialTokens, *, video_tokens: Sequence[int] = (),
-                  image_tokens: Sequence[int] = (), chat: ChatFormat = ChatFormat()
-                  ) -> tuple[str, list[tuple[int, int]]]:
+                  image_tokens: Sequence[int] = (), video_timestamps: Sequence[Sequence[float]] = (),
+                  chat: ChatFormat = ChatFormat()) -> tuple[str, list[tuple[int, int]]]:
     """(ChatML text, trained character spans ``[start, end)``: each assistant content + its ``<|im_end|>``).
 
     ``video_tokens[k]`` / ``image_tokens[k]``: placeholder count of the k-th ``<video>`` / ``<image>`` tag.
-    Raises InvalidInputError when the tags and the counts disagree.
+    ``video_timestamps[k]``: the seconds of each temporal patch of the k-th video (layout ``qwen3`` only, where
+    it is required; :func:`posevlm.qwen_vision.qwen3_timestamps`).
+    Raises InvalidInputError when the tags, the counts and the timestamps disagree.
     """
     turns = list(turns)
     if chat.system_prompt is not None and (not turns or turns[0].role != "system"):
@@ -140,19 +167,21 @@ def render_chatml(turns: Sequence[Turn], tokens: SpecialTokens, *, video_tokens:
     for tag, n in n_tags.items():
         if n != len(counts[tag]):
             raise InvalidInputError(f"{n} {tag} tag(s) but {len(counts[tag])} token count(s) given")
-    pad = {VIDEO_TAG: tokens.video_pad, IMAGE_TAG: tokens.image_pad}
-    used = {VIDEO_TAG: 0, IMAGE_TAG: 0}
+    qwen3 = chat.layout == "qwen3"
+    if qwen3 and len(video_timestamps) != n_tags[VIDEO_TAG]:
+        raise InvalidInputError(f"layout qwen3 writes per-patch timestamps: {n_tags[VIDEO_TAG]} {VIDEO_TAG} tag(s) "
+                                f"but {len(video_timestamps)} timestamp list(s) given")
+    if not qwen3 and len(video_timestamps):
+        raise InvalidInputError(f"video_timestamps are for layout qwen3 (Qwen3-VL); layout {chat.layout} has none")
+    videos = [video_placeholder(tokens, n, video_timestamps[k] if qwen3 else None)
+              for k, n in enumerate(counts[VIDEO_TAG])]
+    placeholders = {VIDEO_TAG: iter(videos),
+                    IMAGE_TAG: iter(tokens.vision_start + tokens.image_pad * n + tokens.vision_end
+                                    for n in counts[IMAGE_TAG])}
     text, spans = [], []
     length = 0
     for turn in turns:
-        body = []
-        for piece in _TAGS.split(turn.text):
-            if piece in pad:
-                n = counts[piece][used[piece]]
-                used[piece] += 1
-                body.append(tokens.vision_start + pad[piece] * n + tokens.vision_end)
-            else:
-                body.append(piece)
+        body = [next(placeholders[piece]) if piece in placeholders else piece for piece in _TAGS.split(turn.text)]
         header, content = f"{tokens.im_start}{turn.role}\n", "".join(body)
         if turn.role == "assistant":
             start = length + len(header)
@@ -164,14 +193,16 @@ def render_chatml(turns: Sequence[Turn], tokens: SpecialTokens, *, video_tokens:
 
 
 def tokenize_conversation(turns: Sequence[Turn], tokenizer, *, video_tokens: Sequence[int] = (),
-                          image_tokens: Sequence[int] = (), chat: ChatFormat = ChatFormat(),
-                          max_length: int | None = None, tokens: SpecialTokens | None = None) -> Tokenized:
+                          image_tokens: Sequence[int] = (), video_timestamps: Sequence[Sequence[float]] = (),
+                          chat: ChatFormat = ChatFormat(), max_length: int | None = None,
+                          tokens: SpecialTokens | None = None) -> Tokenized:
     """Tokenise a conversation with assistant-only labels (module docstring).
 
     Args:
         turns: the record's turns (tags ``<video>`` / ``<image>`` where the media go).
         tokenizer: a fast (offset-reporting) tokenizer of the checkpoint.
         video_tokens / image_tokens: placeholder count per video / image (``prod(grid_thw) // merge**2``).
+        video_timestamps: layout ``qwen3``: seconds of each temporal patch per video (:func:`render_chatml`).
         max_length: ``model_max_length``; longer samples raise (never truncated).
     Raises:
         NoAssistantTurnError, SampleTooLongError, InvalidInputError (tags vs counts, or literal vision tokens in
@@ -181,7 +212,8 @@ def tokenize_conversation(turns: Sequence[Turn], tokenizer, *, video_tokens: Seq
         raise NoAssistantTurnError("the conversation has no assistant turn, so nothing would be trained; fix or "
                                    "drop the record")
     tokens = tokens or SpecialTokens.from_tokenizer(tokenizer)
-    text, spans = render_chatml(turns, tokens, video_tokens=video_tokens, image_tokens=image_tokens, chat=chat)
+    text, spans = render_chatml(turns, tokens, video_tokens=video_tokens, image_tokens=image_tokens,
+                                video_timestamps=video_timestamps, chat=chat)
     try:
         enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     except NotImplementedError as exc:

@@ -155,10 +155,6 @@ def _build_spatial_mllm(config: ModelSection, work_dir: Path, dtype: torch.dtype
         model.qwen.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
         model.qwen.config.use_cache = False
     base_family = model.config.base_family
-    if base_family != "qwen2_5_vl":
-        raise ConfigError(f"training data for a {base_family} Spatial-MLLM is not supported yet (Qwen3-VL prompts need "
-                          "per-tubelet timestamps); train a Qwen2.5-VL-based one", field="model.source",
-                          value=config.source)
     info = {"family": "spatial_mllm", "source": config.source, "vggt": config.vggt, "model_class": "SpatialMLLM",
             "spatial_mllm": model.config.to_dict(), "dtype": str(dtype).removeprefix("torch.")}
     return BuiltModel(model, load_train_processor(processor_source, base_family), processor_source, base_family,
