@@ -187,6 +187,53 @@ def test_models_without_hidden_size_need_it_passed(filled):
     assert filled["with_hidden_size"] == [] and filled["filled_later"] == []
 
 
+SPATIAL_RECIPE = """
+import json
+from posevlm.train.config import load_train_config
+from posevlm.train.run import finish_run, prepare_run
+
+config = load_train_config(None, {overrides!r})
+run = prepare_run(config, log=lambda _m: None)
+trainer = run.trainer
+plugin = trainer.accelerator.state.deepspeed_plugin.hf_ds_config  # what deepspeed_init finalizes
+zero = dict(plugin.config["zero_optimization"])
+plugin.trainer_config_finalize(trainer.args, trainer.model, 10)
+trainer.train()
+result = finish_run(run, log=lambda _m: None)
+print("RESULT", json.dumps({{"zero": zero, "has_hidden_size": hasattr(trainer.model.config, "hidden_size"),
+                            "losses": list(result.losses), "final": (result.final / "model.safetensors").is_file()}}))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["zero2", "zero3"])
+def test_spatial_mllm_recipe_under_deepspeed(train_world, tmp_path, name):
+    """``posevlm train`` of a Spatial-MLLM (its config has no hidden_size) with a shipped DeepSpeed preset: the
+    recipe fills the hidden-size bucket sizes from the built model into the config the Trainer's DeepSpeed plugin
+    finalizes (which would raise otherwise), and a step trains and saves (ZeRO-3 included: VGGT's aggregator output
+    must be readable by ZeRO-3's post-forward hook). One process, gloo."""
+    pytest.importorskip("deepspeed")
+    sys.path.insert(0, str(Path(__file__).parent))
+    from train_world import PIXELS
+
+    pixels = [f"data.{k}={v}" for k, v in PIXELS.items()]
+    overrides = ["name=t", f"run.output_dir={tmp_path / 'run'}", f"data.dataset_root={train_world['root']}",
+                 "data.datasets=synthetic_train_posed", "data.num_frames=4", *pixels, "model.family=spatial_mllm",
+                 "model.vggt=tiny", "data.with_video_tchw=true", "tune.policy=train=connector", "run.batch_size=2",
+                 "run.max_steps=1", "run.num_workers=0", f"run.deepspeed={name}"]
+    env = {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1",
+           "MASTER_PORT": str(_free_port()), "OMP_NUM_THREADS": "1"}
+    run = run_python(textwrap.dedent(SPATIAL_RECIPE.format(overrides=overrides)), env=env, timeout=600)
+    assert run.returncode == 0, run.stderr[-4000:]
+    got = json.loads(run.stdout.split("RESULT ", 1)[1])
+    assert got["has_hidden_size"] is False  # the Trainer alone could not fill the bucket sizes
+    zero = got["zero"]
+    assert zero["reduce_bucket_size"] == 64 * 64  # the tiny LLM's width, from hidden_size_of(model)
+    if name == "zero3":
+        assert (zero["stage3_prefetch_bucket_size"], zero["stage3_param_persistence_threshold"]) == (3686, 640)
+    assert len(got["losses"]) == 1 and got["losses"][0] == got["losses"][0] and got["final"]
+
+
 # ---- ZeRO-3-safe VGGT loading ---------------------------------------------------------------------------------
 class Holder(torch.nn.Module):
     def __init__(self, encoder):

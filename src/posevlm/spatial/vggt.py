@@ -366,9 +366,11 @@ class Aggregator(nn.Module):
         self.camera_token = nn.Parameter(torch.zeros(1, 2, 1, C))
         self.register_token = nn.Parameter(torch.zeros(1, 2, R, C))
 
-    def forward(self, images: Tensor, layers: Sequence[int]) -> dict[int, Tensor]:
-        """images: (B, S, 3, H, W) in [0, 1]; layers: absolute indices. Returns {layer: (B, S, N, DD)}, computing
-        the rounds up to the deepest requested layer only and keeping only the requested outputs."""
+    def forward(self, images: Tensor, layers: Sequence[int]) -> tuple[Tensor, ...]:
+        """images: (B, S, 3, H, W) in [0, 1]; layers: absolute indices, ascending. Returns one (B, S, N, DD) per
+        layer in that order, computing the rounds up to the deepest requested layer only and keeping only the
+        requested outputs. (A tuple, not a dict keyed by layer: DeepSpeed ZeRO-3's post-forward hook reads a
+        module's non-tuple output by its string keys.)"""
         cfg = self.config
         B, S, _, H, W = images.shape
         grid_hw = (H // cfg.patch_size, W // cfg.patch_size)
@@ -392,7 +394,7 @@ class Aggregator(nn.Module):
             tokens = self.global_blocks[i](tokens.view(B, S * N, C), rope_global)
             if frame_out is not None:
                 out[i] = torch.cat([frame_out.view(B, S, N, C), tokens.view(B, S, N, C)], dim=-1)
-        return out
+        return tuple(out[i] for i in layers)
 
 
 # ==== camera head ===========================================================================================
@@ -776,7 +778,8 @@ class VGGT(nn.Module):
         dtype = resolve_precision(precision, images.device)
         context = torch.autocast(images.device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
         with context:
-            tokens = self.aggregator(images.to(self.aggregator.camera_token.dtype), sorted(layers))
+            ordered = sorted(layers)
+            tokens = dict(zip(ordered, self.aggregator(images.to(self.aggregator.camera_token.dtype), ordered)))
         H, W = images.shape[-2:]
         p = self.config.patch_size
         return AggregatorOutput({i: tokens[i] for i in layers}, tuple(layers), self.config.depth,
