@@ -171,6 +171,51 @@ def test_gradient_accumulation_equals_one_large_batch(train_world, tmp_path):
     assert all(torch.allclose(wa[k], wb[k], atol=1e-6, rtol=1e-5) for k in wa)
 
 
+def _first_step_gradients(config):
+    """The trainable parameters' gradients of the first batch through the prepared ``Trainer``'s own loss."""
+    from posevlm.train.run import prepare_run
+
+    run = prepare_run(config, log=lambda _m: None)
+    trainer = run.trainer
+    model = trainer.model.train()
+    batch = next(iter(trainer.get_train_dataloader()))
+    batch.pop("sample_ids", None)
+    torch.manual_seed(0)
+    trainer.compute_loss(model, batch).backward()
+    return {n: p.grad for n, p in model.named_parameters() if p.requires_grad}, model
+
+
+CHECKPOINTING_CASES = {  # embeddings frozen in each; nothing trainable before the first checkpointed layer
+    "qwen2_5_gta_lora": ["model.positions=null", "model.camera_attention=gta", "tune.policy=train=lora",
+                         "tune.lora={r: 4, alpha: 8}"],
+    "qwen3_phw_llm": ["model.family=qwen3_vl", "model.positions=phw", "tune.policy=train=llm"],
+    "spatial_mllm_lora": ["model.family=spatial_mllm", "model.vggt=tiny", "model.positions=null",
+                          "data.with_video_tchw=true", "data.require_cameras=false", "tune.policy=train=lora",
+                          "tune.lora={r: 4, alpha: 8}"],
+}
+
+
+@pytest.mark.parametrize("case", list(CHECKPOINTING_CASES))
+def test_gradient_checkpointing_with_frozen_embeddings_gives_the_plain_gradients(train_world, tmp_path, case):
+    """Embeddings frozen (LoRA-only, train=llm; a Spatial-MLLM's inner Qwen): with activation checkpointing on, the
+    trained parameters inside the checkpointed decoder layers receive non-zero gradients equal to the run without
+    checkpointing. (Reentrant checkpointing without input gradients leaves them None: the failure this pins.)"""
+    runs = {}
+    for flag in (False, True):
+        config = _config(train_world, tmp_path / str(flag), *CHECKPOINTING_CASES[case],
+                         f"model.gradient_checkpointing={str(flag).lower()}")
+        runs[flag] = _first_step_gradients(config)
+    (plain, _), (ckpt, model) = runs[False], runs[True]
+    qwen = getattr(model, "qwen", model)
+    assert qwen.is_activation_checkpointing and qwen.training
+    assert plain.keys() == ckpt.keys() and not any("embed_tokens" in n for n in plain)
+    inside = [n for n in plain if ".layers." in n]  # all but train=llm's final norm
+    assert len(inside) >= len(plain) - 1 > 0
+    assert all(ckpt[n] is not None for n in plain), [n for n in plain if ckpt[n] is None][:3]
+    assert all(torch.allclose(plain[n], ckpt[n], atol=1e-6, rtol=1e-5) for n in plain)
+    assert any(float(ckpt[n].abs().max()) > 0 for n in inside)
+
+
 def test_model_of_a_config_dtype_gradient_checkpointing_and_qwen3(tmp_path):
     from posevlm.train.config import ModelSection
     from posevlm.train.trainer import build_model, resolve_dtype

@@ -4,7 +4,11 @@ callbacks. The recipe that puts them together is :mod:`posevlm.train.run`.
 * :func:`build_model` -> :class:`BuiltModel`: a stock Qwen2.5-VL / Qwen3-VL (a directory, a hub id, or the ``tiny``
   preset built from the config) made pose-aware with :func:`posevlm.models.enable_pose_positions` (position mode,
   camera attention, learned slopes), or a Spatial-MLLM (``from_pretrained`` / ``compose``); fp32 on CPU, bf16 on
-  GPU unless the config says otherwise; gradient checkpointing on the decoder.
+  GPU unless the config says otherwise; activation checkpointing (``model.gradient_checkpointing``) on the
+  Qwen model's layers, non-reentrant: gradients reach trained parameters inside checkpointed layers even when
+  nothing before them is trained (frozen embeddings: LoRA-only, ``train=llm``); transformers also hooks the
+  input embeddings to require grad (``enable_input_require_grads``), which reentrant checkpointing would need
+  (tested: equal gradients with and without checkpointing).
 * :class:`PosevlmTrainer`: ``Trainer`` with posevlm's optimiser groups (lr / projector lr / vision lr, no decay on
   norms and biases), the loss normalised by the label tokens of the whole optimiser step across micro-batches and
   ranks (so gradient accumulation and DDP equal one large batch), batches whose ``sample_ids`` reach the NaN guard
