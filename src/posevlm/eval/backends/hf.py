@@ -236,17 +236,9 @@ def _resolve_family(cfg: HFBackendConfig, model_config: dict):
 
 def _load_processor(source: str, family, hub_kwargs: dict) -> tuple[Any, str]:
     """(processor, video processor implementation): transformers' own when torchvision works."""
-    import transformers
+    from posevlm.models.qwen_video import load_processor
 
-    try:
-        import torchvision  # noqa: F401
-    except Exception:  # missing, or built for another torch
-        from posevlm.eval.backends._qwen_video import build_processor_without_torchvision
-
-        processor_cls = family.transformers_class("processor")
-        processor = build_processor_without_torchvision(source, processor_cls, hub_kwargs)
-        return processor, "posevlm_torch_fallback"
-    return transformers.AutoProcessor.from_pretrained(source, **hub_kwargs), "transformers"
+    return load_processor(source, family.transformers_class("processor"), hub_kwargs)
 
 
 class HFBackend:
