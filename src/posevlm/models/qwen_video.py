@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -68,12 +69,23 @@ def video_metadata(frame_ids: np.ndarray, source_fps: float | None, total_frames
     return {"fps": 2.0, "frames_indices": list(range(n)), "total_num_frames": n, "mode": "qwen_vl_utils_list"}
 
 
-def make_torch_video_processor(config: dict[str, Any]):
-    """A ``Qwen3VLVideoProcessor`` subclass instance whose torchvision calls are replaced by torch."""
+def make_torch_video_processor(config: dict[str, Any], *, video_processor_type: str | None = None):
+    """A ``Qwen3VLVideoProcessor`` subclass instance whose torchvision calls are replaced by torch.
+
+    It saves as the checkpoint's own video processor: ``to_dict`` (what ``save_pretrained`` writes) returns
+    ``config`` with ``video_processor_type`` = the config's, else ``video_processor_type``, else
+    ``Qwen2VLVideoProcessor``, so a checkpoint saved without torchvision loads with transformers' classes."""
     from transformers.models.qwen3_vl.video_processing_qwen3_vl import Qwen3VLVideoProcessor
+
+    saved = {k: v for k, v in config.items() if k not in ("image_processor_type", "processor_class")}
+    saved["video_processor_type"] = config.get("video_processor_type") or video_processor_type or \
+        "Qwen2VLVideoProcessor"
 
     class TorchQwenVideoProcessor(Qwen3VLVideoProcessor):
         """Rescale + normalise + patchify only; the caller resizes (``do_resize=False``)."""
+
+        def to_dict(self) -> dict[str, Any]:
+            return dict(saved)
 
         def convert_to_rgb(self, video: torch.Tensor, *args, **kwargs) -> torch.Tensor:
             if video.shape[-3] == 1:
@@ -111,8 +123,12 @@ def build_processor_without_torchvision(source: str, processor_cls, hub_kwargs: 
 
     tokenizer = AutoTokenizer.from_pretrained(source, **hub_kwargs)
     image_processor = AutoImageProcessor.from_pretrained(source, **hub_kwargs)
-    video_config = _read_file(source, "video_preprocessor_config.json", hub_kwargs)
-    video_config = video_config or _read_file(source, "preprocessor_config.json", hub_kwargs) or "{}"
+    # the video processor's config: its own file, the composite processor_config.json (transformers 5.x
+    # save_pretrained), or the image processor's (older checkpoints)
+    video_config = json.loads(_read_file(source, "video_preprocessor_config.json", hub_kwargs) or "{}")
+    video_config = video_config or json.loads(_read_file(source, "processor_config.json", hub_kwargs) or "{}").get(
+        "video_processor") or json.loads(_read_file(source, "preprocessor_config.json", hub_kwargs) or "{}")
+    video_type = "Qwen3VLVideoProcessor" if processor_cls.__name__.startswith("Qwen3") else "Qwen2VLVideoProcessor"
     chat_template = _read_file(source, "chat_template.jinja", hub_kwargs)
     if chat_template is None:
         legacy = json.loads(_read_file(source, "chat_template.json", hub_kwargs) or "{}")
@@ -128,9 +144,23 @@ def build_processor_without_torchvision(source: str, processor_cls, hub_kwargs: 
                 return type(argument)
             return super().check_argument_for_proper_class(argument_name, argument)
 
+        # saved under the stock class names, so the checkpoint loads with transformers' own classes
+        def to_dict(self) -> dict[str, Any]:
+            return {**super().to_dict(), "processor_class": processor_cls.__name__}
+
+        def save_pretrained(self, save_directory, *args, **kwargs):
+            files = super().save_pretrained(save_directory, *args, **kwargs)
+            path = Path(save_directory) / "tokenizer_config.json"
+            if path.is_file():
+                data = json.loads(path.read_text())
+                if data.get("processor_class") == type(self).__name__:
+                    path.write_text(json.dumps({**data, "processor_class": processor_cls.__name__}, indent=2,
+                                               ensure_ascii=False) + "\n")
+            return files
+
     Processor.__name__ = Processor.__qualname__ = f"{processor_cls.__name__}WithTorchVideo"
     return Processor(image_processor=image_processor, tokenizer=tokenizer, chat_template=chat_template,
-                     video_processor=make_torch_video_processor(json.loads(video_config)))
+                     video_processor=make_torch_video_processor(video_config, video_processor_type=video_type))
 
 
 def load_processor(source: str, processor_cls, hub_kwargs: dict) -> tuple[Any, str]:

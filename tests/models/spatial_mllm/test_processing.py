@@ -128,3 +128,21 @@ def test_frames_from_memory_files_folders_and_manifests_are_the_same_frames(tmp_
         read_frames(tmp_path / "nowhere.mp4")
     with pytest.raises(ShapeError, match="one size"):
         read_frames([frames[0], frames[0][:10]])
+
+
+def test_a_processor_saved_without_torchvision_names_the_stock_classes_and_reloads_the_same(processors, tmp_path):
+    """The torch-only stand-in saves as the checkpoint's own processor (stock class names, the same video config),
+    so transformers' classes can load it; reloaded, it makes the same pixel values."""
+    for family, proc in processors.items():
+        proc.save_pretrained(tmp_path / family)
+        saved = json.loads((tmp_path / family / "processor_config.json").read_text())
+        cls = {"qwen2_5": "Qwen2_5_VLProcessor", "qwen3": "Qwen3VLProcessor"}[family]
+        assert saved["processor_class"] == cls
+        assert saved["video_processor"]["video_processor_type"] == \
+            {"qwen2_5": "Qwen2VLVideoProcessor", "qwen3": "Qwen3VLVideoProcessor"}[family]
+        assert json.loads((tmp_path / family / "tokenizer_config.json").read_text())["processor_class"] == cls
+        again = load_processor(str(tmp_path / family), getattr(transformers, cls), {"local_files_only": True})[0]
+        a = prepare_inputs(proc, video(2, 96, 128), "Q?", min_pixels=None, max_pixels=None)
+        b = prepare_inputs(again, video(2, 96, 128), "Q?", min_pixels=None, max_pixels=None)
+        assert torch.equal(a["pixel_values_videos"], b["pixel_values_videos"])
+        assert torch.equal(a["input_ids"], b["input_ids"])
