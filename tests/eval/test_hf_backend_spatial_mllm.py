@@ -99,6 +99,32 @@ def test_cameras_from_vggt_or_from_the_frame_manifest(checkpoints, monkeypatch):
                                                                                  dtype=torch.float32))
 
 
+def test_learned_pose_bias_slopes_start_at_zero_or_come_from_the_checkpoint(checkpoints, tmp_path):
+    """A learned pose bias on a checkpoint without slopes loads (slopes 0, with a warning), as for stock models; a
+    Spatial-MLLM saved with trained slopes is evaluated with them and its stored camera attention."""
+    from posevlm.models.camera_attention import SLOPES_NAME
+    from posevlm.models.spatial_mllm import from_pretrained
+
+    with pytest.warns(UserWarning, match="holds no learned slopes"):
+        fresh = HFBackend(HFBackendConfig(model=str(checkpoints["add"]), camera_attention="prope", pose_bias="learned",
+                                          **PIXELS))
+    assert fresh.info["learned_slopes"] == "zeros"
+    model = from_pretrained(checkpoints["add"], device="cpu", local_files_only=True,
+                            camera_attention={"mode": "prope", "bias": "learned"})
+    slopes = [p for n, p in model.named_parameters() if n.endswith(SLOPES_NAME)]
+    assert len(slopes) == 2 and all(float(p.abs().sum()) == 0 for p in slopes)
+    with torch.no_grad():
+        for i, p in enumerate(slopes):
+            p.copy_(torch.linspace(0.1, 0.4, p.numel()).view_as(p) * (i + 1))
+    model.save_pretrained(tmp_path / "trained")
+    trained = HFBackend(HFBackendConfig(model=str(tmp_path / "trained"), **PIXELS))
+    assert trained.info["learned_slopes"] == "checkpoint" and trained.info["camera_attention"]["bias"] == "learned"
+    assert trained.info["positions_origin"] == "checkpoint"
+    loaded = [p for n, p in trained.model.named_parameters() if n.endswith(SLOPES_NAME)]
+    assert all(torch.equal(a, b) for a, b in zip(loaded, slopes))
+    assert isinstance(trained.generate(BATCH[:1], generation=GEN)[0].text, str)
+
+
 def test_model_type_and_pose_source_checks():
     """--model-type takes a family or a checkpoint model_type; pose_source belongs to Spatial-MLLM families; a
     Spatial-MLLM family needs no frame manifest for camera attention (VGGT), unless pose_source='manifest'."""

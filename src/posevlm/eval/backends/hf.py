@@ -169,7 +169,8 @@ class HFBackendConfig:
 @dataclass
 class GenerationResult:
     """One answer. ``n_input_tokens`` excludes left padding and includes the ``n_visual_tokens`` video
-    placeholders (``prod(video_grid_thw) // merge**2``); ``video_grid_thw`` is (T, h, w) in patches;
+    placeholders (``prod(video_grid_thw) // merge**2``, times 1 + e for a Spatial-MLLM connector with e extra tokens
+    per merged token, ``sequence_cat``); ``video_grid_thw`` is (T, h, w) in patches;
     ``prompt`` is the chat-templated text before placeholder expansion; ``timings_ms`` are those of
     the batch the sample ran in (``batch_size``)."""
 
@@ -361,8 +362,14 @@ class HFBackend:
         requested = config.positions is not None or camera is not None
         slopes = None
         if self.camera_spec is not None and self.camera_spec.bias == "learned":
+            from posevlm.models.camera_attention import SLOPES_NAME
+
             report = model.load_report
-            slopes = "checkpoint" if report is not None and any("slopes" in k for k in report.loaded) else "zeros"
+            slopes = "checkpoint" if report is not None and any(k.endswith(SLOPES_NAME) for k in report.loaded) \
+                else "zeros"
+            if slopes == "zeros":
+                warnings.warn(f"pose_bias='learned' but {config.model} holds no learned slopes: they start at 0, "
+                              "so the bias changes nothing", stacklevel=3)
         return model, impl[0] if impl else "transformers", {
             "positions": stored, "positions_origin": ("backend config" if requested else "checkpoint") if stored else None,
             "checkpoint_positions": _stored_spatial_positions(model_config),

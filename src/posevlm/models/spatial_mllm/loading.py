@@ -241,6 +241,8 @@ def _load_tensors(model: SpatialMLLM, files, *, source: str, strict: bool, devic
     """Read the checkpoint ``files`` (and, for spatial-encoder keys they lack, ``vggt_files``) into ``model``."""
     from safetensors import safe_open
 
+    from posevlm.models.camera_attention import SLOPES_NAME
+
     shapes = checkpoint_shapes(files)
     extra_shapes = checkpoint_shapes(vggt_files) if vggt_files else {}
     state = model.state_dict(keep_vars=True)
@@ -264,7 +266,9 @@ def _load_tensors(model: SpatialMLLM, files, *, source: str, strict: bool, devic
         module_key = "spatial_encoder." + key
         if module_key in state and module_key not in mapped:
             from_vggt[module_key] = (key, shape)
-    model_shapes = {k: tuple(v.shape) for k, v in state.items() if k not in tied}
+    # learned pose-bias slopes the checkpoint does not hold start at 0 (_materialise_slopes), as in stock models
+    absent_slopes = {k for k in state if k.endswith(SLOPES_NAME) and k not in mapped}
+    model_shapes = {k: tuple(v.shape) for k, v in state.items() if k not in tied and k not in absent_slopes}
     given = {k: s for k, (_, s) in {**from_vggt, **mapped}.items()}
     report = compare_keys(model_shapes, given, source=source)
     layout = detect_layout(shapes)
