@@ -29,3 +29,4 @@ bench: setup
 	$(PY) benchmarks/attention/pose_bias_bench.py
 	$(PY) benchmarks/eval/demo_bench.py
 	$(PY) benchmarks/train/train_bench.py --threads 1
+	$(PY) benchmarks/models/spatial_mllm_bench.py --shape tiny
