@@ -11,7 +11,7 @@ from rich.console import Console
 
 def demo(
     out: Path = typer.Option(Path("runs/demo"), "--out", help="Where every stage writes (resumable)."),
-    scenes: int = typer.Option(4, "--scenes", min=1, help="Synthetic scenes."),
+    scenes: int = typer.Option(8, "--scenes", min=1, help="Synthetic scenes."),
     seed: int = typer.Option(0, "--seed"),
     preset: str = typer.Option("hard", "--preset",
                                help="Scan preset: hard (2-3 rooms, clutter, 60 s walks) or standard (one room)."),

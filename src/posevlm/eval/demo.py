@@ -38,7 +38,7 @@ class DemoConfig:
         questions_per_task: at most this many questions per question type and scene (room size: one per scene).
     """
 
-    scenes: int = 4
+    scenes: int = 8
     preset: str = "hard"
     frames_per_scene: int | None = None
     fps: float = 10.0
