@@ -214,7 +214,7 @@ def test_plot_panels_are_the_present_tasks_and_a_paired_delta_panel(tmp_path):
             band, value = e["bootstrap"]["columns"][c], e["aggregate"]["columns"][c]
             assert (band is None) == (value is None)
             if band is not None:
-                assert band[0] <= value <= band[1]
+                assert band[0] - 1e-12 <= value <= band[1] + 1e-12
 
 
 def test_paired_delta_band_is_compares_bootstrap_ci(tmp_path):
