@@ -1,5 +1,5 @@
 # Two entry points; each sets itself up (virtual environment + install) on a fresh machine.
-#   make demo   synthetic scans -> frame selection -> oracle evaluation -> report (~25 s on 2 CPUs after setup)
+#   make demo   synthetic scans -> frame selection -> oracle evaluation -> report (~1 CPU-minute after setup)
 #   make test   run the whole test suite (what CI runs)
 #   make test-fast   the fast lane: everything but the subprocess end-to-end tests marked slow (< 3 min)
 PY := .venv/bin/python
@@ -29,3 +29,4 @@ bench: setup
 	$(PY) benchmarks/attention/pose_bias_bench.py
 	$(PY) benchmarks/eval/demo_bench.py
 	$(PY) benchmarks/train/train_bench.py --threads 1
+	$(PY) benchmarks/models/spatial_mllm_bench.py --shape tiny

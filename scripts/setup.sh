@@ -46,3 +46,13 @@ if [ ! -f "$stamp" ]; then
   rm -f "$VENV"/.posevlm-installed-*
   touch "$stamp"
 fi
+
+# Debian's headless Chromium for the run explorer's browser test (tests/viz/test_run_explorer.py), with the dev extra
+if [[ ",$EXTRAS," == *",dev,"* ]] && ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 \
+    && [ "$(id -u)" = 0 ]; then
+  echo "[setup] installing chromium (Debian package) for the headless browser test"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y --no-install-recommends chromium >/dev/null 2>&1 \
+    || { apt-get update >/dev/null 2>&1 && apt-get install -y --no-install-recommends chromium >/dev/null 2>&1; } \
+    || echo "[setup] warning: could not install chromium; the explorer's browser test will fail" >&2
+fi

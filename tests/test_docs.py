@@ -134,3 +134,32 @@ def test_readme_plugin_example_defines_working_entries():
     record = {"ground_truth": "B"}
     assert backend.factory({}).generate([(record, "prompt", None)])[0]["text"] == "B"
     assert backend.model_config({"set": {"x": 1}}) == {"backend": "ground_truth", "name": "ground_truth", "x": 1}
+
+
+def test_readme_spatial_mllm_example_runs(tmp_path, monkeypatch):
+    """The Spatial-MLLM section's Python example, with BASE a tiny Qwen2.5-VL, SCENE a sampled folder, OUT new."""
+    import sys
+
+    pytest.importorskip("transformers")
+    sys.path.insert(0, str(ROOT / "tests" / "eval"))
+    from tiny_models import save_tiny_qwen2_5_vl
+
+    from posevlm.models.spatial_mllm import from_pretrained
+    from posevlm.sampling import SamplingConfig
+    from posevlm.sampling.runner import run_sampling
+    from posevlm.scenes.synthetic import SynthConfig, generate_dataset
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    generate_dataset(tmp_path / "data" / "synthetic", 1, SynthConfig(seed=1, num_frames=20, image_hw=(48, 64)))
+    sampler = SamplingConfig("uniform", 8, {})
+    assert run_sampling(tmp_path / "data", [sampler], tmp_path / "sampled").ok
+    scene = next((tmp_path / "sampled" / sampler.slug).rglob("selected_frames.json")).parent
+    blocks = re.findall(r"```python\n(.*?)```", _readme_section("Spatial-MLLM"), flags=re.S)
+    assert len(blocks) == 1
+    printed = []
+    namespace = {"BASE": str(save_tiny_qwen2_5_vl(tmp_path / "base")), "SCENE": str(scene),
+                 "OUT": str(tmp_path / "spatial"), "print": printed.append}
+    exec(compile(blocks[0], "README.md", "exec"), namespace)  # noqa: S102
+    assert len(printed) == 1 and isinstance(printed[0], str)
+    again = from_pretrained(tmp_path / "spatial", device="cpu", local_files_only=True)
+    assert again.config.camera_attention.mode == "prope" and again.processor is not None

@@ -1,7 +1,7 @@
 """Qwen-VL vision-input arithmetic: frame sizes and frame counts as the Qwen processors and qwen-vl-utils
 compute them. Pure integer / float rules (``math`` only: no torch, numpy, transformers or decoder), so the
 position inspector (``posevlm.positions``), the frame sources (``posevlm.eval.frames``) and the hf backend's
-video inputs (``posevlm.eval.backends._qwen_video``) share one copy without importing each other.
+video inputs (``posevlm.models.qwen_video``) share one copy without importing each other.
 
 * sizes: :func:`smart_resize_hw` (nearest multiples of patch·merge, no pixel clamps) and
   :func:`video_resize_hw` (qwen-vl-utils 0.0.14 ``fetch_video``: pixel budget of ``QWEN_VL_UTILS_BUDGET``);

@@ -53,3 +53,30 @@ def test_errors_are_one_clear_line(tmp_path):
 def test_bad_size_is_a_usage_error(tmp_path, size):
     proc = run("synth", "--out", tmp_path / "x", "--size", size, check=False)
     assert proc.returncode != 0 and "WIDTHxHEIGHT" in proc.stderr
+
+
+def test_synth_hard_preset_writes_the_benchmark_with_questions_per_task(tmp_path):
+    from typer.testing import CliRunner
+
+    from posevlm.cli import app
+    from posevlm.eval.benchmarks import read_benchmark_jsonl
+    from posevlm.scenes import load_scene
+
+    out, bench = tmp_path / "hard", tmp_path / "hard.jsonl"
+    args = ["synth", "--out", str(out), "--preset", "hard", "--scenes", "1", "--seed", "1", "--frames", "60",
+            "--fps", "2", "--size", "64x48", "--benchmark", str(bench)]
+    result = CliRunner().invoke(app, [*args, "--questions-per-task", "2"])
+    assert result.exit_code == 0, result.output
+    scene = load_scene(out / "synth_0000")
+    assert scene.metadata["generator"]["config"]["room_shape"] == "multi"
+    assert scene.metadata["generator"]["config"]["clutter"] is True and len(scene) == 60
+    two = read_benchmark_jsonl(bench)
+    types = [r["question_type"] for r in two]
+    assert "route_planning" in types and max(types.count(t) for t in set(types)) == 2
+    assert {r["dataset"] for r in two} == {"hard"}
+    result = CliRunner().invoke(app, [*args, "--questions-per-task", "5"])  # scenes kept, more questions
+    assert result.exit_code == 0 and "kept" in result.output
+    five = read_benchmark_jsonl(bench)
+    assert len(five) > len(two)
+    by_id = {r["id"]: r for r in five}
+    assert all(by_id[r["id"]] == r for r in two)  # more questions per task extend the set, never change it

@@ -279,5 +279,21 @@ def test_records_of_another_scene_or_type_are_refused(bench):
     s, recs, _ = bench["synth_0000"]
     with pytest.raises(ConfigError, match="group records by scene_name"):
         answer_oracle({**recs[0], "scene_name": "synth_0009"}, s, s.frame_ids)
-    with pytest.raises(ConfigError, match="route_planning"):
-        answer_oracle({**recs[0], "question_type": "route_planning"}, s, s.frame_ids)
+    with pytest.raises(ConfigError, match="object_material"):
+        answer_oracle({**recs[0], "question_type": "object_material"}, s, s.frame_ids)
+
+
+def test_all_frames_route_planning_is_right_and_unseen_routes_fall_back(bench, tmp_path_factory):
+    from posevlm.scenes.synthetic import synth_config
+
+    hard = synth_config("hard", seed=1, num_frames=60, image_hw=(48, 64), fps=2.0)
+    cases = [(s, [r for r in recs if r["question_type"] == "route_planning"]) for s, recs, _ in bench.values()]
+    cases += [(s, [r for r in generate_questions(s, seed=1) if r["question_type"] == "route_planning"])
+              for s in map(load_scene, generate_dataset(tmp_path_factory.mktemp("oracle_hard"), 2, hard))]
+    n = 0
+    for s, routes in cases:
+        for r, a in zip(routes, answer_oracle_many(routes, s, s.frame_ids)):
+            assert a == r["ground_truth"], (s.name, r["meta"]["turn_angles_deg"])
+            n += 1
+        assert answer_oracle_many(routes, s, []) == [FALLBACK_LETTER] * len(routes)
+    assert n >= 8

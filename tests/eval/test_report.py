@@ -190,3 +190,44 @@ def test_run_facets_and_label():
     assert run_label({"frames": {"source": "mp4_uniform", "rule": "round_full", "num_frames": 16},
                       "model": {"backend": "hf"}}) == "mp4_uniform-round_full 16f hf"
     assert run_label({}) == "run"
+
+
+def test_plot_panels_are_the_present_tasks_and_a_paired_delta_panel(tmp_path):
+    from posevlm.eval.report import plot_columns, score_vs_frames_figure
+
+    rows = [r for r in vsi_rows(2) if r["question_type"] not in ("route_planning", "obj_appearance_order")]
+    runs = [make_run(tmp_path / f"{s}{n}", rows, answers(rows, 0.4 + 0.1 * k, seed=k), config=eval_config(s, n))
+            for k, (s, n) in enumerate([("uniform", 8), ("uniform", 16), ("pose_fps", 8), ("pose_fps", 16)])]
+    paths = write_report(runs, tmp_path / "report")
+    doc = json.loads(paths["metrics"].read_text())
+    entries = doc["runs"]
+    assert plot_columns(entries) == tuple(c for c in TABLE_COLUMNS if c not in ("RoutePl", "ApprOrd"))
+    fig = score_vs_frames_figure(entries, deltas=doc["paired_deltas"])
+    titles = [ax.get_title() for ax in fig.axes if ax.get_visible()]
+    assert titles == [COLUMN_HEADERS[c] for c in plot_columns(entries)] + [
+        "Avg (official macro): paired delta vs uniform"]
+    deltas = doc["paired_deltas"]
+    assert [(d["sampler"].split("__")[0], d["num_frames"]) for d in deltas] == [("pose_fps", 8), ("pose_fps", 16)]
+    assert "## Paired deltas vs uniform" in paths["markdown"].read_text()
+    for e in entries:  # every present column has a band around its value; absent ones have none
+        for c in TABLE_COLUMNS:
+            band, value = e["bootstrap"]["columns"][c], e["aggregate"]["columns"][c]
+            assert (band is None) == (value is None)
+            if band is not None:
+                assert band[0] - 1e-12 <= value <= band[1] + 1e-12
+
+
+def test_paired_delta_band_is_compares_bootstrap_ci(tmp_path):
+    from posevlm.eval.bands import paired_delta_band
+    from posevlm.eval.compare import compare_records
+    from posevlm.eval.run_store import load_run
+
+    rows = vsi_rows(3)
+    a = load_run(make_run(tmp_path / "a", rows, answers(rows, 0.5, seed=1)))
+    b = load_run(make_run(tmp_path / "b", rows, answers(rows, 0.6, seed=2)))
+    band = paired_delta_band(a.records, b.records, ["macro_official_all", "RelDir"], n_bootstrap=500, seed=4)
+    ref = compare_records(a.records, b.records, n_bootstrap=500, seed=4)
+    for c in ("macro_official_all", "RelDir"):
+        assert band[c] == (ref.column(c).ci_low, ref.column(c).ci_high)
+    other = load_run(make_run(tmp_path / "c", rows[:-1], answers(rows[:-1], 0.6, seed=2)))
+    assert paired_delta_band(a.records, other.records, ["macro_official_all"]) is None  # not the same questions

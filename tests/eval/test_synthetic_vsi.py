@@ -22,11 +22,12 @@ from posevlm.eval.benchmarks import (
     write_benchmark_jsonl,
 )
 from posevlm.scenes import load_scene
-from posevlm.scenes.synthetic import SynthConfig, generate_dataset
+from posevlm.scenes.synthetic import SynthConfig, generate_dataset, synth_config
 
 CFG = SynthConfig(seed=3, num_frames=60, image_hw=(48, 64), fps=3.0)  # 20 s walks: most of each room is seen
 OPTION_COUNTS = {"object_rel_direction_easy": 2, "object_rel_direction_medium": 3,
-                 "object_rel_direction_hard": 4, "object_rel_distance": 4, "obj_appearance_order": 4}
+                 "object_rel_direction_hard": 4, "object_rel_distance": 4, "obj_appearance_order": 4,
+                 "route_planning": 4}
 ROLES = ("positioning", "orienting", "querying")
 NA_TYPES = {"object_counting", "object_size_estimation", "room_size_estimation", "object_abs_distance"}
 
@@ -243,3 +244,76 @@ def test_appearance_distractors_are_distinct_orders(records):
                 assert len(set(orders)) == 4
                 assert all(sorted(o) == sorted(r["meta"]["categories"]) for o in orders)
                 assert set(itertools.chain(*orders)) == set(r["meta"]["categories"])
+
+
+# ----------------------------------------------------------------------------- route planning
+
+HARD = synth_config("hard", seed=1, num_frames=60, image_hw=(48, 64), fps=2.0)  # 30 s walks through 2-3 rooms
+
+
+@pytest.fixture(scope="module")
+def hard_scenes(tmp_path_factory):
+    return [load_scene(p) for p in generate_dataset(tmp_path_factory.mktemp("vsi_hard"), 2, HARD)]
+
+
+def _robot_turn(heading_xy, new_xy):
+    """Reference turn: the new direction in a robot frame (z forward along the heading, x = z x up = right)."""
+    z = np.array([*heading_xy, 0.0]) / np.linalg.norm(heading_xy)
+    x = np.cross(z, [0.0, 0.0, 1.0])
+    v = np.array([*new_xy, 0.0])
+    right, front = v @ x, v @ z
+    turn = np.degrees(np.arctan2(abs(right), front))  # 0 = straight on, 180 = straight back
+    label = "back" if turn >= 135 else ("right" if right > 0 else "left")
+    return label, turn
+
+
+def _walkable(room, objs, a, b, ends, n=4001):
+    """Dense reference: every sample of leg a-b inside a floor box and >= 0.1 m from other footprints."""
+    p = np.asarray(a)[:2] + np.linspace(0, 1, n)[:, None] * (np.asarray(b)[:2] - np.asarray(a)[:2])
+    boxes = np.asarray(room["boxes_xy"])
+    inside = ((p[:, None] >= boxes[None, :, :2]) & (p[:, None] <= boxes[None, :, 2:])).all(-1).any(1).all()
+    clear = True
+    for i, o in objs.items():
+        if i not in ends:
+            half = np.divide(o["size"], 2)
+            lo, hi = np.subtract(o["center"], half)[:2], np.add(o["center"], half)[:2]
+            g = np.maximum(0.0, np.maximum(lo - p, p - hi))
+            clear &= np.hypot(g[:, 0], g[:, 1]).min() >= 0.1 - 1e-9
+    return inside and clear
+
+
+def test_route_ground_truth_from_scene_json(scenes, records, hard_scenes):
+    routes = [(s, r) for s in scenes for r in records[s.name] if r["question_type"] == "route_planning"]
+    routes += [(s, r) for s in hard_scenes for r in generate_questions(s, seed=7)
+               if r["question_type"] == "route_planning"]
+    assert len(routes) >= 8 and {r["meta"]["template"] for _, r in routes} == {"facing_first", "turn_first"}
+    for scene, r in routes:
+        objs, meta, first = _objects(scene), r["meta"], _first_frames(scene)
+        count = {}
+        for o in objs.values():
+            count[o["category"]] = count.get(o["category"], 0) + 1
+        roles = [meta["start"], meta["facing"], *meta["waypoints"]]
+        assert all(count[x["category"]] == 1 and x["instance_id"] in first for x in roles)  # unique, visible
+        xy = [np.array(objs[x["instance_id"]]["center"][:2]) for x in roles]
+        start, facing, way = xy[0], xy[1], xy[2:]
+        path = [start, *way]
+        for (a, b), (ia, ib) in zip(zip(path, path[1:]), zip([roles[0], *roles[2:]], roles[2:])):
+            assert np.linalg.norm(b - a) >= 1.0
+            assert _walkable(scene.metadata["room"], objs, a, b, {ia["instance_id"], ib["instance_id"]})
+        headings = [b - a for a, b in zip(path, path[1:])]
+        if meta["template"] == "facing_first":
+            assert meta["facing"] == meta["waypoints"][0]
+            pairs = list(zip(headings, headings[1:]))
+        else:
+            assert meta["facing"] not in meta["waypoints"]
+            pairs = [(facing - start, headings[0])] + list(zip(headings, headings[1:]))
+        turns = [_robot_turn(h, n) for h, n in pairs]
+        assert [t[0] for t in turns] == meta["turns"]
+        for _, turn in turns:  # clear of the 45 / 135 degree boundaries, never straight on
+            assert 60 - 1e-9 <= turn <= 120 + 1e-9 or turn >= 150 - 1e-9
+        correct = ", ".join(f"Turn {t.capitalize()}" for t in meta["turns"])
+        assert r["options"]["ABCD".index(r["ground_truth"])][3:] == correct
+        assert len(set(r["options"])) == 4 and sum(o[3:] == correct for o in r["options"]) == 1
+        names = [x["category"].replace("_", " ") for x in roles]
+        assert r["question"].startswith(f"You are a robot beginning at the {names[0]} facing the {names[1]}. "
+                                        f"You want to navigate to the {names[-1]}.")

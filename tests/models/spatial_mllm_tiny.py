@@ -99,3 +99,16 @@ def count_calls(module) -> list[int]:
 
     module.register_forward_pre_hook(hook)
     return counter
+
+
+def save_tiny_spatial_mllm(out, *, connector="add", seed: int = 0, **compose_kwargs):
+    """A tiny Spatial-MLLM checkpoint directory with its processor (``save_pretrained``): tiny Qwen2.5-VL base
+    saved next to it (``<out>_base``), tiny VGGT, a fresh connector (seed ``seed``)."""
+    from posevlm.models.spatial_mllm import SpatialMLLM
+
+    out = Path(out)
+    base = tiny_models.save_tiny_qwen2_5_vl(out.parent / f"{out.name}_base", seed=seed)
+    model = SpatialMLLM.compose(str(base), tiny_vggt(seed), connector, seed=seed, processor=True,
+                                local_files_only=True, device="cpu", **compose_kwargs)
+    model.save_pretrained(out)
+    return out

@@ -77,7 +77,7 @@ def test_importing_models_loads_no_inputs_package():
     from layering import matching, modules_loaded_by
 
     loaded = modules_loaded_by("import posevlm.models\nfrom posevlm.models.pose_inputs import PoseInputs, model_kwargs")
-    assert matching(loaded, (*NOT_BELOW_MODELS, "posevlm.pose_io")) == []
+    assert matching(loaded, (*NOT_BELOW_MODELS, "posevlm.pose_io", "posevlm.frames_io")) == []
 
 
 def test_old_reader_names_resolve_to_the_input_module():

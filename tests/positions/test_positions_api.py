@@ -8,7 +8,8 @@ import posevlm.positions
 from layering import IMPORT_ALL, forbidden_static_imports, matching, modules_loaded_by
 
 POSITIONS = {
-    "TokenMap", "build_token_map", "TEXT", "IMAGE", "VIDEO", "PAD", "PositionSpec", "PositionPlan",
+    "TokenMap", "build_token_map", "TEXT", "IMAGE", "VIDEO", "PAD", "ExtraVideoTokens", "locate_extra_video_tokens",
+    "PositionSpec", "PositionPlan",
     "build_position_plan", "merge_tubelet_scalars", "pose_rows_per_tubelet", "MultiAxisRotary",
     "chunked_slot_axis", "interleaved_qwen3_slot_axis", "POSITION_MODES", "PositionPreset", "position_presets",
     "position_spec", "parse_spec_overrides",

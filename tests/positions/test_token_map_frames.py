@@ -67,3 +67,54 @@ def test_source_frame_ids_tensor_input_and_errors():
 def test_no_videos_gives_minus_one():
     tm = build_token_map(torch.tensor([[1, 2, 3]]), video_token_id=103)
     assert tm.source_frame_ids([]).tolist() == [[[-1, -1]] * 3]
+
+
+@pytest.mark.parametrize("padding,qwen3,extra", [("left", False, 1), ("right", False, 2), ("left", True, 1)])
+def test_extra_video_tokens_match_a_per_token_loop(padding, qwen3, extra):
+    """e extra tokens per merged token after each video's own tokens (Qwen3: in the last tubelet's block): the mask,
+    the cell's own token of each extra token (extra j -> cell j mod N) and the per-row counts equal a loop."""
+    from posevlm.positions import locate_extra_video_tokens
+
+    parts = [[("text", 2), ("video", VID_A), ("text", 1), ("image", IMG)],
+             [("image", IMG), ("video", VID_B), ("text", 3), ("video", VID_A)]]
+    expanded = []
+    for i, p in enumerate(parts):  # the processor's prompt, then e * N more pads after each video's last pad
+        ids, types, images, vids = sample(p, qwen3=qwen3, seed=i)
+        counts = [g[0] * (g[1] // 2) * (g[2] // 2) for g in vids]
+        video, k, out_ids, out_types = 0, 0, [], []
+        for tok, typ in zip(ids, types):
+            out_ids.append(tok)
+            out_types.append(typ)
+            if typ == VIDEO:
+                k += 1
+                if k == counts[video]:
+                    out_ids += [tok] * (extra * counts[video])
+                    out_types += [VIDEO] * (extra * counts[video])
+                    video, k = video + 1, 0
+        expanded.append((out_ids, out_types, images, vids))
+    ids, types, mask, _, grid = batch(expanded, padding=padding)
+    got = locate_extra_video_tokens((types == VIDEO) & mask.bool(), grid, 2, extra)
+    want_mask = torch.zeros_like(mask, dtype=torch.bool)
+    want_source = torch.full_like(mask, -1)
+    counts = [int(t * (h // 2) * (w // 2)) for t, h, w in grid.tolist()]
+    video, k, cells = 0, 0, []
+    for b in range(ids.shape[0]):
+        for pos in range(ids.shape[1]):
+            if not (mask[b, pos] and types[b, pos] == VIDEO):
+                continue
+            if k < counts[video]:
+                cells.append(b * ids.shape[1] + pos)
+            else:
+                want_mask[b, pos] = True
+                want_source[b, pos] = cells[(k - counts[video]) % counts[video]]
+            k += 1
+            if k == (1 + extra) * counts[video]:
+                video, k, cells = video + 1, 0, []
+    assert torch.equal(got.mask, want_mask) and torch.equal(got.source, want_source)
+    assert got.count.tolist() == want_mask.sum(1).tolist() and int(got.count.sum()) == extra * sum(counts)
+    rows_in = torch.randn(3, *ids.shape)
+    filled = got.fill_rows(rows_in)
+    assert torch.equal(filled[:, ~want_mask], rows_in[:, ~want_mask])
+    assert torch.equal(filled[:, want_mask], rows_in.flatten(1)[:, want_source[want_mask]])
+    with pytest.raises(ShapeError, match="expand the prompt"):
+        locate_extra_video_tokens((types == VIDEO) & mask.bool(), grid, 2, extra + 1)

@@ -25,6 +25,10 @@ def eval_cmd(
                                           "min_pixels=3136 for hf, or any option of a plug-in backend."),
     answer: Optional[str] = typer.Option(None, "--answer", help="dummy: the answer given to every question (A)."),
     model: Optional[str] = typer.Option(None, "--model", help="hf: hub id or local directory."),
+    model_type: Optional[str] = typer.Option(
+        None, "--model-type", help="hf: model family (qwen2_5_vl, qwen3_vl, spatial_mllm, spatial_mllm_qwen3; "
+        "posevlm list models) or a checkpoint model_type (spatial-mllm); default: from the checkpoint's config.json. "
+        "Spatial-MLLM: cameras from its VGGT head (--backend-set pose_source=manifest: from the frame manifest)."),
     scenes_root: Optional[Path] = typer.Option(None, "--scenes", help="oracle: root of the synthetic scenes."),
     dtype: Optional[str] = typer.Option(None, "--dtype", help="hf: auto | float32 | bfloat16 | float16 (auto)."),
     attn: Optional[str] = typer.Option(None, "--attn", help="hf: sdpa | eager | flash_attention_2 (sdpa)."),
@@ -67,6 +71,8 @@ def eval_cmd(
 
         posevlm eval --backend hf --model /ckpt/qwen3-vl-2b --camera-attention prope --pose-bias alibi --frames folder_manifest --frames-root runs/sampled/<slug> --num-frames 16 --out runs/qwen3_prope16
 
+        posevlm eval --backend hf --model-type spatial_mllm --model Diankun/Spatial-MLLM-v1.1-Instruct-135K --positions thw --camera-attention prope --frames-root /data/vsibench --num-frames 16 --out runs/smllm_prope16
+
         posevlm eval --benchmark synthetic_vsi --source runs/demo/benchmark.jsonl --backend oracle --scenes runs/demo/data --frames folder_manifest --frames-root runs/demo/sampled/<slug> --num-frames 16 --out runs/oracle16
     """
     from posevlm.errors import ConfigError
@@ -77,7 +83,8 @@ def eval_cmd(
 
     filters = {"datasets": dataset or None, "question_types": question_type or None, "scenes": scene or None}
     spec = backends.get(backend)
-    given = {k: v for k, v in {"answer": answer, "model": model, "scenes": scenes_root, "dtype": dtype, "attn": attn,
+    given = {k: v for k, v in {"answer": answer, "model": model, "model_type": model_type, "scenes": scenes_root,
+                               "dtype": dtype, "attn": attn,
                                "positions": positions, "position_set": position_set, "position_legacy": position_legacy,
                                "camera_attention": camera_attention, "pose_bias": pose_bias,
                                "camera_set": camera_set}.items() if v not in (None, [], ())}

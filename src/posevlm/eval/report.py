@@ -9,7 +9,12 @@ with missing samples is refused unless ``allow_partial``; then every artefact sa
 
 Files written to the output directory (``REPORT_FILES``): ``metrics.json``, ``table.md``,
 ``table.tex`` (booktabs), ``results_long.csv`` (one value per row with its definition) and
-``score_vs_frames.png`` (x = frames, one line per sampler, panels: official average + 8 tasks).
+``score_vs_frames.png`` (x = frames, one line per sampler with its 95% bootstrap band; panels: official
+average and the tasks present in some run, absent tasks left out; with several samplers over the same
+questions, a last panel of paired deltas of the average against a reference sampler, ``uniform`` when
+present). Bands (:mod:`posevlm.eval.bands`, stratified by question type, seeded, paired across runs over
+the same ids) are stored per run in ``metrics.json`` under ``bootstrap`` and the paired deltas under
+``paired_deltas``; ``table.md`` lists the deltas under the per-dataset table.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, BinaryIO, Mapping, Sequence
 
+import numpy as np
+
 from posevlm.errors import ConfigError
 from posevlm.eval.aggregate import TASKS, aggregate_scored
 from posevlm.eval.metrics import MCA_QUESTION_TYPES, NA_QUESTION_TYPES
@@ -30,7 +37,9 @@ from posevlm.eval.run_store import RunData, load_run
 __all__ = [
     "REPORT_FORMAT", "REPORT_SCHEMA_VERSION", "REPORT_FILES", "TABLE_COLUMNS", "MICRO_COLUMNS",
     "COLUMN_HEADERS", "CSV_FIELDS", "run_facets", "run_label", "column_question_types", "format_pct",
-    "run_metrics", "markdown_table", "latex_table", "long_rows", "plot_score_vs_frames", "write_report",
+    "run_metrics", "markdown_table", "latex_table", "long_rows", "plot_columns", "plot_score_vs_frames",
+    "score_vs_frames_figure",
+    "paired_deltas", "deltas_markdown", "write_report",
 ]  # fmt: skip
 
 REPORT_FORMAT = "posevlm.eval_report"
@@ -246,11 +255,29 @@ def _csv_text(rows: Sequence[Mapping[str, Any]]) -> str:
     return buf.getvalue()
 
 
-def plot_score_vs_frames(entries: Sequence[Mapping[str, Any]],
-                         path: str | Path | BinaryIO) -> str | Path | BinaryIO:
-    """Score (×100) vs frame count as a PNG written to ``path`` (a file path or a binary file object): panel 1
-    the official average, then one panel per task; one line per sampler (per sampler and model when several
-    models are present). Runs without a frame count are left out and named in the figure's footer."""
+def _line_key(entry: Mapping[str, Any], models: set) -> str:
+    return str(entry["sampler"]) + (f" / {entry['model']}" if len(models) > 1 else "")
+
+
+def plot_columns(entries: Sequence[Mapping[str, Any]]) -> tuple[str, ...]:
+    """The table columns with a value in at least one run (the plot's panels; absent tasks are left out)."""
+    return tuple(c for c in TABLE_COLUMNS if any(e["aggregate"]["columns"][c] is not None for e in entries))
+
+
+def plot_score_vs_frames(entries: Sequence[Mapping[str, Any]], path: str | Path | BinaryIO, *,
+                         deltas: Sequence[Mapping[str, Any]] = ()) -> str | Path | BinaryIO:
+    """Score (×100) vs frame count as a PNG written to ``path`` (a file path or a binary file object); the
+    figure of :func:`score_vs_frames_figure`."""
+    score_vs_frames_figure(entries, deltas=deltas).savefig(path, dpi=110, format="png")
+    return path
+
+
+def score_vs_frames_figure(entries: Sequence[Mapping[str, Any]], *, deltas: Sequence[Mapping[str, Any]] = ()):
+    """A matplotlib ``Figure``: panel 1 the official average, then one panel per task present in some run
+    (absent tasks get no panel); one line per sampler (per sampler and model when several models are present),
+    shaded by the entry's ``bootstrap`` band when it has one. With ``deltas`` (``paired_deltas`` of
+    :func:`write_report`) a last panel shows each sampler's paired delta of the average against the reference,
+    with its band. Runs without a frame count are left out and named in the figure's footer."""
     from matplotlib.figure import Figure
 
     models = {e["model"] for e in entries}
@@ -258,40 +285,128 @@ def plot_score_vs_frames(entries: Sequence[Mapping[str, Any]],
     skipped = [e["label"] for e in entries if e["num_frames"] is None]
     for e in entries:
         if e["num_frames"] is not None:
-            key = str(e["sampler"]) + (f" / {e['model']}" if len(models) > 1 else "")
-            lines.setdefault(key, []).append((e["num_frames"], e))
-    fig = Figure(figsize=(13, 10), layout="constrained")
-    axes = fig.subplots(3, 3).ravel()
-    for ax, column in zip(axes, TABLE_COLUMNS):
-        for key, points in sorted(lines.items()):
-            pts = [(n, 100.0 * e["aggregate"]["columns"][column], e["partial"])
-                   for n, e in sorted(points, key=lambda p: p[0])
-                   if e["aggregate"]["columns"][column] is not None]
-            if pts:
-                ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=key)
-                part = [p for p in pts if p[2]]  # PARTIAL runs: hollow markers
-                ax.plot([p[0] for p in part], [p[1] for p in part], "o", color="white", markersize=4)
-        ax.set_title(COLUMN_HEADERS[column])
+            lines.setdefault(_line_key(e, models), []).append((e["num_frames"], e))
+    columns = plot_columns(entries) or TABLE_COLUMNS[:1]
+    n_panels = len(columns) + bool(deltas)
+    ncols = min(3, n_panels)
+    nrows = -(-n_panels // ncols)
+    fig = Figure(figsize=(4.4 * ncols, 3.4 * nrows + 1.0), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(nrows, ncols)).ravel()
+    colors = {key: f"C{k}" for k, key in enumerate(sorted(lines))}
+    ticks = sorted({n for points in lines.values() for n, _ in points})
+
+    def frame_axis(ax) -> None:
         ax.set_xlabel("frames")
-        ax.set_ylabel("score x100")
         ax.grid(alpha=0.3)
-        ticks = sorted({n for points in lines.values() for n, _ in points})
         if ticks:
             ax.set_xscale("log", base=2)
             ax.set_xticks(ticks, [str(t) for t in ticks])
             ax.minorticks_off()
+
+    for ax, column in zip(axes, columns):
+        for key, points in sorted(lines.items()):
+            pts = [(n, 100.0 * e["aggregate"]["columns"][column], e["partial"], (e.get("bootstrap") or {}).get(
+                    "columns", {}).get(column)) for n, e in sorted(points, key=lambda p: p[0])
+                   if e["aggregate"]["columns"][column] is not None]
+            if pts:
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=key, color=colors[key])
+                band = [p for p in pts if p[3] is not None]
+                if band:
+                    ax.fill_between([p[0] for p in band], [100.0 * p[3][0] for p in band],
+                                    [100.0 * p[3][1] for p in band], color=colors[key], alpha=0.15, lw=0)
+                part = [p for p in pts if p[2]]  # PARTIAL runs: hollow markers
+                ax.plot([p[0] for p in part], [p[1] for p in part], "o", color="white", markersize=4)
+        ax.set_title(COLUMN_HEADERS[column])
+        ax.set_ylabel("score x100")
+        frame_axis(ax)
+    if deltas:
+        ax = axes[len(columns)]
+        reference = deltas[0]["reference_sampler"]
+        by_key: dict[str, list[Mapping[str, Any]]] = {}
+        for d in deltas:
+            by_key.setdefault(d["line"], []).append(d)
+        for key, ds in sorted(by_key.items()):
+            ds = sorted(ds, key=lambda d: d["num_frames"])
+            x = [d["num_frames"] for d in ds]
+            ax.plot(x, [100.0 * d["delta"] for d in ds], marker="o", color=colors.get(key), label=key)
+            ax.fill_between(x, [100.0 * d["ci"][0] for d in ds], [100.0 * d["ci"][1] for d in ds],
+                            color=colors.get(key), alpha=0.15, lw=0)
+        ax.axhline(0.0, color="black", lw=0.8)
+        ax.set_title(f"{COLUMN_HEADERS[deltas[0]['column']]}: paired delta vs {reference}")
+        ax.set_ylabel("delta x100")
+        frame_axis(ax)
+    for ax in axes[n_panels:]:
+        ax.set_visible(False)
     handles, labels = axes[0].get_legend_handles_labels()
     if handles:  # one legend below all panels: long sampler names must not squeeze the grid
         short = [lab if len(lab) <= 90 else lab[:87] + "..." for lab in labels]
         fig.legend(handles, short, loc="outside lower center", ncol=1 if max(map(len, short)) > 45 else 3,
                    fontsize=8)
     partial = any(e["partial"] for e in entries)
+    banded = any(e.get("bootstrap") for e in entries)
     fig.suptitle(f"VSI-Bench score vs frames (mode {entries[0]['mode']})"
+                 + (f"; bands: {100 * _confidence(entries):.0f}% stratified bootstrap, paired across runs"
+                    if banded else "")
                  + (" - PARTIAL (hollow markers: runs with missing samples)" if partial else ""))
     if skipped:
         fig.supxlabel(f"no frame count, not plotted: {', '.join(skipped)}", fontsize=8)
-    fig.savefig(path, dpi=110, format="png")
-    return path
+    return fig
+
+
+def _confidence(entries: Sequence[Mapping[str, Any]]) -> float:
+    return next(e["bootstrap"]["confidence"] for e in entries if e.get("bootstrap"))
+
+
+def paired_deltas(runs: Sequence[RunData], entries: Sequence[Mapping[str, Any]], *, mode: str,
+                  column: str = "macro_official_all", confidence: float = 0.95) -> list[dict[str, Any]]:
+    """Paired deltas of ``column`` of every run against the reference sampler's run with the same frame count
+    and model (reference: ``uniform`` when some run uses it, else the first sampler by name), over the same
+    question ids only (samplers compared by their strategy, the slug up to its first ``__``). One dict per
+    run: line, sampler, num_frames, model, run_id, reference_sampler,
+    reference_run_id, column, delta (fraction), ci [low, high]."""
+    from posevlm.eval.bands import paired_delta_band
+
+    def strategy(e: Mapping[str, Any]) -> str:
+        return str(e["sampler"]).split("__")[0]  # the sampler slug's strategy part, as in run_label
+
+    samplers = sorted({strategy(e) for e in entries if e["num_frames"] is not None})
+    if len(samplers) < 2:
+        return []
+    reference = "uniform" if "uniform" in samplers else samplers[0]
+    models = {e["model"] for e in entries}
+    refs: dict[tuple, tuple[RunData, Mapping[str, Any]]] = {}
+    for run, e in zip(runs, entries):
+        if strategy(e) == reference and e["num_frames"] is not None:
+            refs.setdefault((e["num_frames"], e["model"]), (run, e))
+    out = []
+    for run, e in zip(runs, entries):
+        ref = refs.get((e["num_frames"], e["model"]))
+        if ref is None or strategy(e) == reference:
+            continue
+        band = paired_delta_band(ref[0].records, run.records, [column], mode=mode, confidence=confidence)
+        a, b = ref[1]["aggregate"]["columns"][column], e["aggregate"]["columns"][column]
+        if band is None or band[column] is None or a is None or b is None:
+            continue
+        out.append({"line": _line_key(e, models), "sampler": e["sampler"], "num_frames": e["num_frames"],
+                    "model": e["model"], "run_id": e["run_id"], "reference_sampler": reference,
+                    "reference_run_id": ref[1]["run_id"], "column": column, "delta": b - a,
+                    "ci": list(band[column])})
+    return out
+
+
+def deltas_markdown(deltas: Sequence[Mapping[str, Any]]) -> str:
+    """The paired deltas as a markdown section (empty string without deltas)."""
+    if not deltas:
+        return ""
+    d0 = deltas[0]
+    out = ["", f"## Paired deltas vs {d0['reference_sampler']} ({COLUMN_HEADERS[d0['column']]}, x100, "
+           "95% stratified bootstrap CI over the same questions)", "",
+           "| Sampler | Frames | Model | Delta | CI | CI excludes 0 |", "|---|---:|---|---:|---|---|"]
+    for d in sorted(deltas, key=lambda d: (d["line"], d["num_frames"])):
+        lo, hi = d["ci"]
+        out.append(f"| {d['sampler']} | {d['num_frames']} | {d['model']} | {100 * d['delta']:+.2f} | "
+                   f"[{100 * lo:+.2f}, {100 * hi:+.2f}] | {'yes' if not lo <= 0.0 <= hi else 'no'} |")
+    return "\n".join(out) + "\n"
 
 
 def write_report(run_dirs: Sequence[str | Path], out_dir: str | Path | None = None, *, mode: str = "official",
@@ -317,7 +432,16 @@ def write_report(run_dirs: Sequence[str | Path], out_dir: str | Path | None = No
             raise ConfigError("several runs need an explicit --out directory for the combined report",
                               field="out", value=None)
         out_dir = Path(run_dirs[0]) / "report"
-    entries = [run_metrics(load_run(d, allow_partial=allow_partial), mode=mode) for d in run_dirs]
+    runs = [load_run(d, allow_partial=allow_partial) for d in run_dirs]
+    entries = [run_metrics(run, mode=mode) for run in runs]
+    from posevlm.eval.bands import BAND_BOOTSTRAP, score_band
+
+    for run, e in zip(runs, entries):  # same seed and id order: runs over the same questions share draws
+        band = score_band(run.records, TABLE_COLUMNS, mode=mode)
+        e["bootstrap"] = {"n_bootstrap": BAND_BOOTSTRAP, "seed": 0, "confidence": 0.95,
+                          "stratified_by": "question_type",
+                          "columns": {c: None if v is None else list(v) for c, v in band.items()}}
+    deltas = paired_deltas(runs, entries, mode=mode)
     labels = Counter(e["label"] for e in entries)
     for e in entries:
         if labels[e["label"]] > 1:  # same sampler/N/model: tell rows apart by run id
@@ -330,16 +454,17 @@ def write_report(run_dirs: Sequence[str | Path], out_dir: str | Path | None = No
     out = writable_dir(out_dir, "--out")
     partial = any(e["partial"] for e in entries)
     doc = {"format": REPORT_FORMAT, "schema_version": REPORT_SCHEMA_VERSION, "mode": mode, "partial": partial,
-           "column_order": list(_columns(micro)), "runs": entries, "provenance": provenance()}
+           "column_order": list(_columns(micro)), "runs": entries, "paired_deltas": deltas,
+           "provenance": provenance()}
     paths = {name: out / file for name, file in REPORT_FILES.items()}
     # every file is written to a temporary name and renamed: a killed report leaves the previous files whole
     atomic_write_text(paths["metrics"], json.dumps(doc, indent=1, sort_keys=True, allow_nan=False) + "\n")
-    atomic_write_text(paths["markdown"], markdown_table(entries, micro=micro))
+    atomic_write_text(paths["markdown"], markdown_table(entries, micro=micro) + deltas_markdown(deltas))
     atomic_write_text(paths["latex"], latex_table(entries, micro=micro))
     atomic_write_text(paths["csv"], _csv_text(long_rows(entries)))
     if plot:
         buffer = io.BytesIO()
-        plot_score_vs_frames(entries, buffer)
+        plot_score_vs_frames(entries, buffer, deltas=deltas)
         atomic_write_bytes(paths["plot"], buffer.getvalue())
     else:
         del paths["plot"]

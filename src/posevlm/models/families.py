@@ -47,6 +47,16 @@ class ModelFamily:
         attention_forward: ``"module:function"`` of the camera-aware text attention forward installed on
             every decoder layer (``posevlm.models.camera_attention`` for the Qwen layout).
         description: one line for ``posevlm list models``.
+        loader: ``"module:function"`` loading a checkpoint of a posevlm model *around* a transformers one (a
+            wrapper such as Spatial-MLLM, which transformers cannot load); "" for a stock transformers family
+            (``model_class.from_pretrained``). Called as ``loader(source, dtype=, device=, attn_implementation=,
+            local_files_only=, revision=, processor=, positions=, slot_axis=, camera_attention=, pose_source=)``
+            (``processor``: a callable ``(source, hub_kwargs) -> processor``); the model it returns installs its
+            positions / camera attention itself, has ``processor`` / ``processor_source``, ``expand_inputs(inputs)``
+            (the prompt its connector needs) and takes ``video_tchw`` (the resized frames, unnormalised) in
+            ``generate``.
+        inner_model_path: attribute path from a wrapper to the stock transformers model inside it (``qwen``);
+            "" for a stock family (the model itself). ``text_model_path`` is relative to the top model.
     """
 
     name: str
@@ -59,6 +69,8 @@ class ModelFamily:
     text_config_path: str = "text_config"
     attention_forward: str = "posevlm.models.camera_attention:qwen_attention_forward"
     description: str = ""
+    loader: str = ""
+    inner_model_path: str = ""
 
     # -- where things are ------------------------------------------------------------------------
     def text_model(self, model: nn.Module) -> nn.Module:
@@ -70,6 +82,15 @@ class ModelFamily:
 
     def text_config(self, config: Any) -> Any:
         return _attr_path(config, self.text_config_path)
+
+    @property
+    def wraps(self) -> bool:
+        """A posevlm model around a transformers one, loaded by ``loader`` (Spatial-MLLM)."""
+        return bool(self.loader)
+
+    def inner_model(self, model: nn.Module) -> nn.Module:
+        """The stock transformers model (the model itself for a stock family; ``model.qwen`` for Spatial-MLLM)."""
+        return _attr_path(model, self.inner_model_path)
 
     def visual_token_ids(self, config: Any) -> tuple[int | None, int | None]:
         """(image token id, video token id) of the checkpoint (never hard-coded)."""
@@ -98,6 +119,15 @@ class ModelFamily:
 
         return getattr(transformers, self.model_class if which == "model" else self.processor_class)
 
+    def load(self, source: str, **options: Any) -> nn.Module:
+        """A wrapper family's checkpoint through ``loader`` (see the attribute for the options it takes)."""
+        from posevlm.registry import resolve_target
+
+        if not self.loader:
+            raise ConfigError(f"model family {self.name!r} is a stock transformers family: load it with "
+                              f"{self.model_class}.from_pretrained", field="loader", value=self.name)
+        return resolve_target(self.loader)(source, **options)
+
 
 #: Model families (``ModelFamily``); plug-ins add families through the entry-point group ``posevlm.models``.
 model_families: Registry[ModelFamily] = Registry("model family", "models")
@@ -108,6 +138,17 @@ for _family in (
     ModelFamily("qwen3_vl", ("qwen3_vl",), "qwen3", "Qwen3VLForConditionalGeneration", "Qwen3VLProcessor",
                 "transformers.models.qwen3_vl.modeling_qwen3_vl",
                 description="Qwen3-VL: interleaved THW mRoPE, timestamps as text, DeepStack visual features"),
+    ModelFamily("spatial_mllm", ("spatial-mllm",), "qwen2_5", "Qwen2_5_VLForConditionalGeneration",
+                "Qwen2_5_VLProcessor", "transformers.models.qwen2_5_vl.modeling_qwen2_5_vl",
+                text_model_path="qwen.model.language_model", inner_model_path="qwen",
+                loader="posevlm.models.spatial_mllm.loading:from_pretrained",
+                description="Spatial-MLLM on Qwen2.5-VL: stock Qwen2.5-VL + VGGT + connector (released layout); "
+                            "VGGT cameras for pose positions / camera attention"),
+    ModelFamily("spatial_mllm_qwen3", ("spatial-mllm-qwen3",), "qwen3", "Qwen3VLForConditionalGeneration",
+                "Qwen3VLProcessor", "transformers.models.qwen3_vl.modeling_qwen3_vl",
+                text_model_path="qwen.model.language_model", inner_model_path="qwen",
+                loader="posevlm.models.spatial_mllm.loading:from_pretrained",
+                description="Spatial-MLLM on Qwen3-VL: VGGT for cameras (pose-only) or fused through a connector"),
 ):
     model_families.register(_family.name, _family)
 

@@ -33,12 +33,14 @@ from torch import Tensor, nn
 
 from posevlm.errors import ConfigError, ShapeError
 from posevlm.positions import (
+    VIDEO,
     MultiAxisRotary,
     PositionSpec,
     build_position_plan,
     build_token_map,
     chunked_slot_axis,
     interleaved_qwen3_slot_axis,
+    locate_extra_video_tokens,
 )
 
 __all__ = ["CONFIG_KEY", "PoseRotaryEmbedding", "enable_pose_positions", "load_pose_model", "load_learned_slopes",
@@ -100,10 +102,11 @@ def pose_positions_config(model) -> dict | None:
 class _Controller:
     """Builds the ``[text; axes]`` rows for one model (prefill, decode, generate)."""
 
-    def __init__(self, model, spec: PositionSpec, family, camera=None, camera_dims=None):
+    def __init__(self, model, spec: PositionSpec, family, camera=None, camera_dims=None, extra_video_tokens: int = 0):
         self.model = model
         self.spec = spec
         self.camera, self.camera_dims = camera, camera_dims
+        self.extra_video_tokens = int(extra_video_tokens)
         self.last_token_map: tuple[Tensor | None, Any] = (None, None)
         self.generating = 0  # > 0 inside generate(): position rows come from generation_positions
         self.family = family
@@ -135,17 +138,40 @@ class _Controller:
     def prefill(self, input_ids: Tensor, attention_mask: Tensor | None, *, image_grid_thw=None,
                 video_grid_thw=None, second_per_grid_ts=None, mm_token_type_ids=None, w2c_opencv=None,
                 frame_ids=None, K_pixels=None, image_hw=None) -> Tensor:
-        """``[text; axes]`` rows of a prompt (``K_pixels`` / ``image_hw`` are camera-attention inputs, unused here)."""
-        tm = build_token_map(input_ids, image_grid_thw=image_grid_thw, video_grid_thw=video_grid_thw,
-                             spatial_merge_size=self.merge, attention_mask=attention_mask,
-                             mm_token_type_ids=mm_token_type_ids, image_token_id=self.image_token_id,
-                             video_token_id=self.video_token_id)
+        """``[text; axes]`` rows of a prompt (``K_pixels`` / ``image_hw`` are camera-attention inputs, unused here).
+
+        Extra video tokens (``extra_video_tokens`` > 0, e.g. Spatial-MLLM's ``sequence_cat``) are left out of the
+        token map and the plan, as if absent, and then take the rows of their cell's own token: text and own video
+        tokens sit exactly where they sit without the extra tokens."""
+        tm, extra = self._token_map(input_ids, attention_mask, mm_token_type_ids, image_grid_thw=image_grid_thw,
+                                    video_grid_thw=video_grid_thw)
         self.last_token_map = (input_ids, tm)  # generate() pops video_grid_thw before the forward pass
         plan = build_position_plan(tm, self.spec, second_per_grid_ts=second_per_grid_ts, frame_ids=frame_ids,
                                    w2c_opencv=w2c_opencv)
         # decode token k sits at position(last valid token) + k: the plan's continuation convention
-        self.model.model.rope_deltas = plan.continuation_deltas
-        return self._stack(plan.text_row, plan.rows)
+        if extra is None:
+            self.model.model.rope_deltas = plan.continuation_deltas
+            return self._stack(plan.text_row, plan.rows)
+        self.model.model.rope_deltas = plan.continuation_deltas - extra.count[:, None].to(plan.continuation_deltas)
+        mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask
+        text = (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 0)
+        return self._stack(text, extra.fill_rows(plan.rows))
+
+    def _token_map(self, input_ids: Tensor, attention_mask: Tensor | None, mm_token_type_ids: Tensor | None,
+                   **grids) -> tuple[Any, Any]:
+        """(TokenMap, ExtraVideoTokens or None): with extra video tokens the map sees them as padding (no
+        position of their own, no camera: camera attention and the pose-distance bias leave them untouched)."""
+        extra = None
+        if self.extra_video_tokens and grids.get("video_grid_thw") is not None:
+            valid = torch.ones_like(input_ids, dtype=torch.bool) if attention_mask is None else attention_mask.bool()
+            video = (mm_token_type_ids == VIDEO) if mm_token_type_ids is not None else input_ids == self.video_token_id
+            extra = locate_extra_video_tokens(video & valid, grids["video_grid_thw"], self.merge,
+                                              self.extra_video_tokens)
+            attention_mask = (valid & ~extra.mask).long()
+        tm = build_token_map(input_ids, spatial_merge_size=self.merge, attention_mask=attention_mask,
+                             mm_token_type_ids=mm_token_type_ids, image_token_id=self.image_token_id,
+                             video_token_id=self.video_token_id, **grids)
+        return tm, extra
 
     def continuation(self, text_row: Tensor) -> Tensor:
         deltas = self.model.model.rope_deltas
@@ -214,9 +240,7 @@ class _Controller:
                              "(generate(prefill_chunk_size=...)) and prompts whose video grids are unknown are not "
                              "supported; use prefill_chunk_size=None and pass video_grid_thw", name="input_ids",
                              shape=tuple(input_ids.shape))
-        tm = build_token_map(input_ids, spatial_merge_size=self.merge, attention_mask=a.get("attention_mask"),
-                             mm_token_type_ids=a.get("mm_token_type_ids"), image_token_id=self.image_token_id,
-                             video_token_id=self.video_token_id, **grids)
+        tm, _ = self._token_map(input_ids, a.get("attention_mask"), a.get("mm_token_type_ids"), **grids)
         return tm, 1, 0
 
     # -- the two hooks -------------------------------------------------------------------------------
@@ -331,7 +355,7 @@ def _outer_forward_for(cls):
 
 
 def enable_pose_positions(model, spec: PositionSpec | dict | None = None, *,
-                          slot_axis: Sequence[int] | None = None, camera_attention=None):
+                          slot_axis: Sequence[int] | None = None, camera_attention=None, extra_video_tokens: int = 0):
     """Make ``model`` build its positions with posevlm and rotate them with a :class:`MultiAxisRotary`.
 
     Args:
@@ -345,6 +369,12 @@ def enable_pose_positions(model, spec: PositionSpec | dict | None = None, *,
         camera_attention: a ``posevlm.models.camera_attention.CameraAttentionSpec`` (or its dict) installing
             PRoPE / GTA / CaPE and the pose-distance bias in every text attention layer; None: none (or the
             stored one when ``spec`` is None). Extra inputs ``K_pixels`` / ``image_hw`` (per video) for PRoPE.
+        extra_video_tokens: e >= 0 extra video tokens per merged video token that a wrapper adds after each
+            video's own tokens (Spatial-MLLM's ``sequence_cat``: its 3D tokens); see
+            :class:`~posevlm.positions.token_map.ExtraVideoTokens`. They take the position rows of their cell's
+            own token and no camera (identity transform, no pose-distance bias); text and own tokens keep the
+            positions they have without them. Pose-index specs (P axis) are refused: the extra tokens have no
+            pose of their own.
     Returns:
         the same model. Extra forward / generate inputs: ``w2c_opencv`` (per video (S, 4, 4) world-to-camera,
         OpenCV axes, one per sampled frame; required by pose ``scalar``) and ``frame_ids`` (per video (S,);
@@ -364,6 +394,15 @@ def enable_pose_positions(model, spec: PositionSpec | dict | None = None, *,
         camera_attention = stored.get("camera_attention") if camera_attention is None else camera_attention
     if isinstance(spec, dict):
         spec = PositionSpec.from_dict(spec)
+    if isinstance(extra_video_tokens, bool) or not isinstance(extra_video_tokens, int) or extra_video_tokens < 0:
+        raise ConfigError(f"extra_video_tokens={extra_video_tokens!r} (an int >= 0)", field="extra_video_tokens",
+                          value=extra_video_tokens)
+    if extra_video_tokens and spec.pose != "none":
+        raise ConfigError(f"pose-index positions {spec.axes} with {extra_video_tokens} extra video token(s) per "
+                          "merged token: the extra tokens have no camera, so the pose index P cannot apply to the "
+                          "video's own tokens only. Use a mode without P (thw, thw_index, thw_without_t, "
+                          "thw_readapt_t), optionally with camera attention, which does apply to the own tokens only",
+                          field="positions", value=spec.to_dict())
     if spec.layout != family.layout:
         raise ConfigError(f"PositionSpec layout {spec.layout!r} does not fit a {type(model).__name__} "
                           f"(use layout={family.layout!r})", field="layout", value=spec.layout)
@@ -412,7 +451,7 @@ def enable_pose_positions(model, spec: PositionSpec | dict | None = None, *,
                              num_axes=len(spec.axes))
     text_model.rotary_emb = PoseRotaryEmbedding(rotary, spec.axes).to(base.inv_freq.device)
 
-    controller = _Controller(model, spec, family, camera_attention, camera_dims)
+    controller = _Controller(model, spec, family, camera_attention, camera_dims, extra_video_tokens)
     # bound methods (not closures) so that copy.deepcopy(model) rebinds them to the copy
     object.__setattr__(model, "_posevlm_controller", controller)
     object.__setattr__(inner, "_posevlm_controller", controller)

@@ -35,10 +35,19 @@ from posevlm.positions.rotary import (
     rotary_tables,
 )
 from posevlm.positions.spec import PositionSpec
-from posevlm.positions.token_map import IMAGE, PAD, TEXT, VIDEO, TokenMap, build_token_map
+from posevlm.positions.token_map import (
+    IMAGE,
+    PAD,
+    TEXT,
+    VIDEO,
+    ExtraVideoTokens,
+    TokenMap,
+    build_token_map,
+    locate_extra_video_tokens,
+)
 
 __all__ = [
-    "TokenMap", "build_token_map", "TEXT", "IMAGE", "VIDEO", "PAD",
+    "TokenMap", "build_token_map", "TEXT", "IMAGE", "VIDEO", "PAD", "ExtraVideoTokens", "locate_extra_video_tokens",
     "PositionSpec", "PositionPlan", "build_position_plan", "merge_tubelet_scalars", "pose_rows_per_tubelet",
     "POSITION_MODES", "PositionPreset", "position_presets", "position_spec", "parse_spec_overrides", "resolve_position_spec", "spec_needs",
     "MultiAxisRotary", "chunked_slot_axis", "interleaved_qwen3_slot_axis", "mixed_axis_angles", "rotary_tables",

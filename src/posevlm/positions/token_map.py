@@ -18,7 +18,7 @@ from torch import Tensor
 
 from posevlm.errors import ConfigError, ShapeError
 
-__all__ = ["TokenMap", "build_token_map", "TEXT", "IMAGE", "VIDEO", "PAD"]
+__all__ = ["TokenMap", "build_token_map", "ExtraVideoTokens", "locate_extra_video_tokens", "TEXT", "IMAGE", "VIDEO", "PAD"]
 
 PAD, TEXT, IMAGE, VIDEO = -1, 0, 1, 2
 
@@ -212,3 +212,76 @@ def build_token_map(
                     row=row.view(shape), col=col.view(shape), camera_index=camera.view(shape), valid=valid,
                     image_grid_thw=img_grid, video_grid_thw=vid_grid, spatial_merge_size=m,
                     video_tubelet_offset=offset)
+
+
+@dataclass(frozen=True)
+class ExtraVideoTokens:
+    """Where a connector's extra video tokens sit in a tokenised batch, and which cell each one belongs to.
+
+    A video with N merged cells and ``e`` extra tokens per cell holds ``(1 + e) * N`` consecutive video tokens (in
+    its own order of the batch, row-major, as the media tokens of :func:`build_token_map`): the first N are its
+    own tokens, one per cell in ``[T, h', w']`` raster, the next ``e * N`` the extra ones (extra token j belongs to
+    cell ``j % N``, e.g. the ``sequence_cat`` connector's 3D token of that cell). With Qwen3-VL's one vision block
+    per tubelet, the extra tokens follow the video's last tubelet in its last block.
+
+    Attributes:
+        mask: (B, L) bool, True on extra tokens.
+        source: (B, L) int64 flat index (``b * L + l``) of the own token of the cell an extra token belongs to;
+            -1 elsewhere.
+        count: (B,) int64 extra tokens per batch row.
+    """
+
+    mask: Tensor
+    source: Tensor
+    count: Tensor
+
+    def fill_rows(self, rows: Tensor) -> Tensor:
+        """(A, B, L) position rows with every extra token's row copied from its cell's own token."""
+        flat = rows.reshape(rows.shape[0], -1)
+        src = torch.where(self.mask, self.source, torch.arange(flat.shape[1], device=rows.device).view_as(self.mask))
+        return flat[:, src.reshape(-1)].view_as(rows)
+
+
+def locate_extra_video_tokens(video_mask: Tensor, video_grid_thw: Tensor, spatial_merge_size: int,
+                              extra_per_token: int) -> ExtraVideoTokens:
+    """The extra video tokens of a batch whose videos each hold ``(1 + extra_per_token) * N`` video tokens.
+
+    Args:
+        video_mask: (B, L) bool, the video tokens under the attention mask (``mm_token_type_ids == 2`` or
+            ``input_ids == video_token_id``, and ``attention_mask != 0``).
+        video_grid_thw: (N_vid, 3) patch grids (t, h, w) before the merge, in batch order.
+        spatial_merge_size: m.
+        extra_per_token: e >= 0.
+    Returns:
+        :class:`ExtraVideoTokens`.
+    Raises:
+        ShapeError: the batch does not hold ``(1 + e) * N`` tokens per video (names the counts).
+    """
+    device = video_mask.device
+    grid = _grid(video_grid_thw, "video_grid_thw", device)
+    m = int(spatial_merge_size)
+    own = grid[:, 0] * (grid[:, 1] // m) * (grid[:, 2] // m)
+    counts = own * (1 + int(extra_per_token))
+    flat = video_mask.reshape(-1)
+    found, expected = int(flat.sum()), int(counts.sum())
+    if found != expected:
+        raise ShapeError(f"the batch holds {found} video tokens but video_grid_thw {grid.tolist()} with "
+                         f"{extra_per_token} extra token(s) per merged token needs {expected} ((1 + "
+                         f"{extra_per_token}) x t*(h/{m})*(w/{m}) per video); expand the prompt for the extra tokens "
+                         "(posevlm.models.spatial_mllm.expand_video_pads)", name="input_ids",
+                         shape=tuple(video_mask.shape))
+    positions = flat.nonzero().squeeze(-1)  # flat index of the video token of each rank
+    rank = torch.arange(found, device=device)
+    ends = torch.cumsum(counts, 0)
+    video = torch.searchsorted(ends, rank, right=True)
+    start = ends[video] - counts[video]
+    local = rank - start
+    n = own[video]
+    is_extra = local >= n
+    src = positions[start + torch.where(is_extra, (local - n) % n.clamp(min=1), local)]
+    mask = torch.zeros_like(flat)
+    mask[positions] = is_extra
+    source = torch.full_like(flat, -1, dtype=torch.long)
+    source[positions] = torch.where(is_extra, src, -1)
+    mask = mask.view_as(video_mask)
+    return ExtraVideoTokens(mask, source.view_as(video_mask), mask.long().sum(-1))

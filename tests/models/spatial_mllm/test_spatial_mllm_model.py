@@ -19,19 +19,10 @@ from posevlm.spatial import decode_pose_encoding  # noqa: E402
 
 from models_tiny_batches import trajectory  # noqa: E402
 from spatial_mllm_tiny import (  # noqa: E402
-    SAMPLES_QWEN2_5, SAMPLES_QWEN3, Recorder, count_calls, make_batch, tiny_models, tiny_vggt,
+    SAMPLES_QWEN2_5, SAMPLES_QWEN3, Recorder, count_calls, make_batch, tiny_vggt,
 )  # fmt: skip
 
 NEW_TOKENS = 4
-
-
-@pytest.fixture(scope="module")
-def bases(tmp_path_factory):
-    root = tmp_path_factory.mktemp("tiny_spatial")
-    q25 = tiny_models.save_tiny_qwen2_5_vl(root / "qwen2_5")
-    q3 = tiny_models.save_tiny_qwen3_vl(root / "qwen3")
-    return {"qwen2_5": transformers.Qwen2_5_VLForConditionalGeneration.from_pretrained(q25, dtype=torch.float32).eval(),
-            "qwen3": transformers.Qwen3VLForConditionalGeneration.from_pretrained(q3, dtype=torch.float32).eval()}
 
 
 def spatial(bases, family="qwen2_5", *, vggt=None, **kw) -> SpatialMLLM:

@@ -41,9 +41,9 @@ def test_written_depth_back_projects_into_the_room(tmp_path):
 
 def test_config_validation_lists_every_problem():
     with pytest.raises(ConfigError) as err:
-        SynthConfig(num_frames=1, image_hw=(47, 64), num_objects=40, room_shape="round")
+        SynthConfig(num_frames=1, image_hw=(47, 64), num_objects=70, room_shape="round", clutter="yes")
     msg = str(err.value)
-    assert all(s in msg for s in ("num_frames", "image_hw", "num_objects", "room_shape"))
+    assert all(s in msg for s in ("num_frames", "image_hw", "num_objects", "room_shape", "clutter"))
 
 
 def test_dataset_keeps_complete_scenes_and_refuses_other_configs(tmp_path):
@@ -90,3 +90,17 @@ def test_same_seed_writes_byte_identical_files_whatever_the_cpu_count_and_clock(
     assert {"synth_0000/rgb.mp4", "synth_0000/cameras.npz", "synth_0000/scene.json",
             "synth_0000/depth/000005.png", "synth_0000/instances/000005.png"} <= set(a)
     assert [name for name in a if a[name] != b[name]] == []
+
+
+def test_presets_fill_config_fields_and_unknown_presets_are_named():
+    from posevlm.scenes.synthetic import SYNTH_PRESETS, synth_config
+
+    assert synth_config("standard", seed=3) == SynthConfig(seed=3)
+    hard = synth_config("hard", num_frames=600, fps=10.0)
+    assert (hard.room_shape, hard.clutter, hard.num_frames, hard.fps) == ("multi", True, 600, 10.0)
+    assert synth_config("hard").num_frames == 1800
+    with pytest.raises(ConfigError, match="standard, hard"):
+        synth_config("harder")
+    assert set(SYNTH_PRESETS) == {"standard", "hard"}
+    # standard configs serialise as before clutter existed (scene.json and the resume check unchanged)
+    assert "clutter" not in SynthConfig().to_dict() and hard.to_dict()["clutter"] is True

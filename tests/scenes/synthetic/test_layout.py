@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from posevlm.errors import ConfigError
-from posevlm.scenes.synthetic.categories import CATEGORIES, Category
+from posevlm.scenes.synthetic.categories import CATEGORIES, CLUTTER_CATEGORY_NAMES, STANDARD_CATEGORY_NAMES, Category
 from posevlm.scenes.synthetic.layout import (
     Layout,
     distance_to_walls_xy,
@@ -22,6 +22,7 @@ from posevlm.scenes.synthetic.layout import (
 SETTINGS = settings(max_examples=25, deadline=None, derandomize=True)
 shapes = st.sampled_from([None, "rect", "L"])
 counts = st.one_of(st.none(), st.integers(5, 25))
+all_shapes = st.sampled_from([None, "rect", "L", "multi"])
 
 
 def _shoelace(poly: np.ndarray) -> float:
@@ -66,12 +67,14 @@ def test_room_ranges_and_area(seed, shape, n):
 
 
 @SETTINGS
-@given(seed=st.integers(0, 2**32 - 1), shape=shapes, n=counts)
-def test_objects_valid(seed, shape, n):
-    layout = generate_layout(np.random.default_rng(seed), num_objects=n, room_shape=shape)
+@given(seed=st.integers(0, 2**32 - 1), shape=all_shapes, n=counts, clutter=st.booleans())
+def test_objects_valid(seed, shape, n, clutter):
+    layout = generate_layout(np.random.default_rng(seed), num_objects=n, room_shape=shape, clutter=clutter)
     objs = layout.objects
-    assert 5 <= len(objs) <= 25 and (n is None or len(objs) <= n)
+    assert 5 <= len(objs) <= (60 if clutter else 25) and (n is None or len(objs) <= n)
     assert [o.instance_id for o in objs] == list(range(1, len(objs) + 1))
+    if not clutter:
+        assert {o.category for o in objs} <= set(STANDARD_CATEGORY_NAMES)
     for o in objs:
         cat = CATEGORIES[o.category]
         lmin, wmin, hmin = cat.size_min_m
@@ -125,7 +128,7 @@ def test_arrays_are_read_only():
         layout.objects[0].center[0] = 1.0
 
 
-@pytest.mark.parametrize("kwargs", [{"num_objects": 4}, {"num_objects": 26}, {"room_shape": "round"}])
+@pytest.mark.parametrize("kwargs", [{"num_objects": 4}, {"num_objects": 61}, {"room_shape": "round"}])
 def test_bad_arguments_raise_config_error(kwargs):
     with pytest.raises(ConfigError):
         generate_layout(np.random.default_rng(0), **kwargs)
@@ -146,3 +149,64 @@ def test_category_table():
         assert cat.size_max_m[2] < 2.4  # fits under the lowest ceiling
     with pytest.raises(ConfigError):
         Category("bad", (1.0, 1.0, 1.0), (0.5, 1.0, 1.0), (0, 0, 0), False)
+
+
+# standard layouts are those of the generator before multi-room and clutter existed (issue 17): sha256 of
+# json.dumps([generate_layout(default_rng(s), room_shape=shape).to_dict() ...]) computed on main at ddbcf5e
+STANDARD_LAYOUTS_SHA256 = "a56a9de96128c21eda08f70bfe9f5b05a15421f819609fb1a2abba83c7e9b79a"
+
+
+def test_standard_layouts_unchanged_by_the_multi_room_and_clutter_options():
+    import hashlib
+
+    out = [generate_layout(np.random.default_rng(s), room_shape=shape).to_dict()
+           for s in range(30) for shape in (None, "rect", "L")]
+    assert hashlib.sha256(json.dumps(out).encode()).hexdigest() == STANDARD_LAYOUTS_SHA256
+
+
+def _room_index(rooms: np.ndarray, points_xy: np.ndarray) -> np.ndarray:
+    """(N,) index of the room rectangle holding each point (-1: none, e.g. in a doorway)."""
+    p = points_xy[:, None]
+    inside = ((p >= rooms[None, :, :2]) & (p <= rooms[None, :, 2:])).all(-1)
+    return np.where(inside.any(1), inside.argmax(1), -1)
+
+
+@SETTINGS
+@given(seed=st.integers(0, 2**32 - 1), clutter=st.booleans())
+def test_multi_room_structure(seed, clutter):
+    room = generate_layout(np.random.default_rng(seed), room_shape="multi", clutter=clutter).room
+    n_rooms = (len(room.boxes_xy) + 1) // 2
+    rooms, doors = room.boxes_xy[:n_rooms], room.boxes_xy[n_rooms:]
+    assert n_rooms in (2, 3) and len(doors) == n_rooms - 1
+    sides = np.sort(rooms[:, 2:] - rooms[:, :2], axis=1)
+    assert (sides[:, 0] >= 3.0 - 1e-9).all() and (sides[:, 1] <= 5.5 + 1e-9).all()
+    # rooms never overlap: every pair is separated by a wall at least 15 cm thick
+    for a, b in itertools.combinations(rooms, 2):
+        gap = np.maximum(a[:2] - b[2:], b[:2] - a[2:])
+        assert gap.max() >= 0.15 - 1e-9
+    for door in doors:  # a doorway spans exactly one wall: thin side = wall, long side 1.2-1.5 m
+        thin, wide = np.sort(door[2:] - door[:2])
+        assert thin == pytest.approx(0.15) and 1.2 - 1e-9 <= wide <= 1.5 + 1e-9
+        touching = [r for r in rooms if np.maximum(door[:2] - r[2:], r[:2] - door[2:]).max() <= 1e-9]
+        assert len(touching) == 2
+    # the outline is counter-clockwise, rectilinear, and bounds exactly the union of rooms and doors
+    assert _shoelace(room.polygon_xy) > 0
+    assert room.floor_area_m2 == pytest.approx(_shoelace(room.polygon_xy), rel=1e-12)
+    edges = np.roll(room.polygon_xy, -1, axis=0) - room.polygon_xy
+    assert ((edges == 0).sum(1) == 1).all()
+    assert points_in_room_xy(room, room.polygon_xy).all()
+    lo, hi = room.boxes_xy[:, :2].min(0), room.boxes_xy[:, 2:].max(0)
+    pts = np.random.default_rng(0).uniform(lo, hi, size=(20000, 2))
+    wall = (_room_index(rooms, pts) == -1) & points_in_room_xy(room, pts)
+    assert wall.mean() < 0.05  # outside the rooms only in the doorways
+
+
+def test_clutter_draws_small_categories_and_repeats_them():
+    layouts = [generate_layout(np.random.default_rng(s), room_shape="multi", clutter=True) for s in range(6)]
+    cats = [[o.category for o in lay.objects] for lay in layouts]
+    assert all(set(c) & set(CLUTTER_CATEGORY_NAMES) for c in cats)
+    assert np.mean([len(c) for c in cats]) >= 20
+    per_area = [len(c) / lay.room.floor_area_m2 for c, lay in zip(cats, layouts)]
+    standard = [generate_layout(np.random.default_rng(s), room_shape="multi") for s in range(6)]
+    assert min(per_area) > max(len(lay.objects) / lay.room.floor_area_m2 for lay in standard)
+    assert max(max(np.unique(c, return_counts=True)[1]) for c in cats) >= 4

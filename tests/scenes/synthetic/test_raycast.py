@@ -88,7 +88,7 @@ def _reference(layout: Layout, w2c: np.ndarray, K_pixels: np.ndarray, hw) -> tup
 
 
 @settings(max_examples=6, deadline=None, derandomize=True)
-@given(seed=st.integers(0, 2**31), shape=st.sampled_from(["rect", "L"]))
+@given(seed=st.integers(0, 2**31), shape=st.sampled_from(["rect", "L", "multi"]))
 def test_backprojected_pixels_lie_on_reported_surface(seed, shape):
     layout, w2c = _scene(seed, shape=shape)
     out = render(layout, w2c, K, HW)
@@ -115,8 +115,8 @@ def test_backprojected_pixels_lie_on_reported_surface(seed, shape):
 
 
 def test_matches_slow_reference():
-    for seed in (1, 2):
-        layout, w2c = _scene(seed, shape=["rect", "L"][seed % 2])
+    for seed in (1, 2, 3):
+        layout, w2c = _scene(seed, shape=["multi", "rect", "L"][seed % 3])
         out = render(layout, w2c, K, HW)
         for k in range(len(w2c)):
             ref_depth, ref_inst = _reference(layout, w2c[k], K, HW)

@@ -42,9 +42,9 @@ def test_deterministic_given_rng():
 
 @SETTINGS
 @given(seed=st.integers(0, 2**31), frames=st.sampled_from([300, 450, 900]),
-       shape=st.sampled_from(["rect", "L"]))
-def test_camera_stays_in_free_space_at_head_height(seed, frames, shape):
-    layout, w2c = _scan(seed, frames, room_shape=shape)
+       shape=st.sampled_from(["rect", "L", "multi"]), clutter=st.booleans())
+def test_camera_stays_in_free_space_at_head_height(seed, frames, shape, clutter):
+    layout, w2c = _scan(seed, frames, room_shape=shape, clutter=clutter)
     assert w2c.shape == (frames, 4, 4) and w2c.dtype == np.float64
     c2w = _c2w(w2c)
     centres = c2w[:, :3, 3]
@@ -100,3 +100,14 @@ def test_bad_arguments_raise_config_error(kwargs):
     layout = generate_layout(np.random.default_rng(0))
     with pytest.raises(ConfigError):
         generate_trajectory(layout, np.random.default_rng(0), **kwargs)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_multi_room_walk_goes_through_the_doorways_into_every_room(seed):
+    layout, w2c = _scan(seed, 1800, room_shape="multi", clutter=True)
+    centres = _c2w(w2c)[:, :3, 3]
+    n_rooms = (len(layout.room.boxes_xy) + 1) // 2
+    rooms = layout.room.boxes_xy[:n_rooms]
+    p = centres[:, None, :2]
+    inside = ((p >= rooms[None, :, :2]) & (p <= rooms[None, :, 2:])).all(-1)
+    assert (inside.mean(0) > 0.05).all()  # every room holds a good part of the walk

@@ -1,128 +1,15 @@
-"""Qwen-VL video inputs: the qwen-vl-utils pixel budget, the frame resize, the video metadata handed
-to the processor, and a torch-only stand-in for the video processor when torchvision is missing.
+"""The Qwen-VL video inputs of the hf backend; they live in :mod:`posevlm.models.qwen_video` (shared with
+Spatial-MLLM's inputs) and are re-exported here under their old import path."""
 
-Why the stand-in: transformers' ``Qwen2VLVideoProcessor`` / ``Qwen3VLVideoProcessor`` resize, convert
-and normalise with ``torchvision.transforms.v2.functional``; with a CPU-only torch build and no
-matching torchvision, the first cannot even be imported, so ``AutoProcessor`` fails. The backend
-resizes frames itself and calls the processor with ``do_resize=False, do_sample_frames=False``, so the
-video processor only rescales, normalises and patchifies. ``make_torch_video_processor`` subclasses
-``Qwen3VLVideoProcessor`` (importable without torchvision) and replaces its three torchvision calls
-with torch code; ``_preprocess`` and ``patchify`` stay transformers' own, identical for Qwen2-VL and
-Qwen3-VL once resizing is off. Patch, merge and temporal sizes, mean and std come from the
-checkpoint's (video) preprocessor config.
-
-The pixel budget and the frame resize rule (``QWEN_VL_UTILS_BUDGET``, ``video_resize_hw``) live in the
-neutral :mod:`posevlm.qwen_vision` (pure arithmetic, shared with the position inspector) and are re-exported
-here. ``video_resize_hw`` and ``video_metadata`` are tested live against the pinned qwen-vl-utils
-(tests/eval/test_qwen_vl_utils_parity.py, dev extra).
-"""
-
-from __future__ import annotations
-
-import json
-import math
-from typing import Any
-
-import numpy as np
-import torch
-
-from posevlm.qwen_vision import QWEN_VL_UTILS_BUDGET, video_resize_hw
+from posevlm.models.qwen_video import (
+    QWEN_VL_UTILS_BUDGET,
+    build_processor_without_torchvision,
+    load_processor,
+    make_torch_video_processor,
+    resize_frames,
+    video_metadata,
+    video_resize_hw,
+)
 
 __all__ = ["QWEN_VL_UTILS_BUDGET", "video_resize_hw", "resize_frames", "video_metadata",
-           "make_torch_video_processor", "build_processor_without_torchvision"]
-
-#: Keys of a (video) preprocessor config the stand-in honours; everything else is ignored.
-FALLBACK_VIDEO_KEYS = ("patch_size", "temporal_patch_size", "merge_size", "image_mean", "image_std",
-                       "rescale_factor", "do_rescale", "do_normalize")
-
-
-def resize_frames(frames: np.ndarray, hw: tuple[int, int]) -> torch.Tensor:
-    """(S, H, W, 3) uint8 -> (S, 3, h, w) uint8: bicubic, antialiased, rounded and clamped, like
-    torchvision's uint8 tensor resize that qwen-vl-utils uses. Frames already at ``hw`` are copied."""
-    video = torch.from_numpy(np.array(frames, dtype=np.uint8, copy=True)).permute(0, 3, 1, 2)
-    if tuple(video.shape[-2:]) == tuple(hw):
-        return video.contiguous()
-    out = torch.nn.functional.interpolate(video.float(), size=hw, mode="bicubic", align_corners=False,
-                                          antialias=True)
-    return out.round_().clamp_(0, 255).to(torch.uint8)
-
-
-def video_metadata(frame_ids: np.ndarray, source_fps: float | None, total_frames: int | None,
-                   mode: str) -> dict[str, Any]:
-    """The processor's ``video_metadata`` plus the ``mode`` actually used.
-
-    ``source``: the source fps, original frame ids and total frame count (Qwen3-VL timestamps are
-    ``id / fps``; Qwen2.5-VL's ``second_per_grid_ts = 2 / (S / total * fps)``). Falls back to the list
-    form when fps or length is unknown. ``qwen_vl_utils_list``: what qwen-vl-utils fakes for a list of
-    frames: fps 2, ids 0..S'-1, total S', S' = S rounded up to even.
-    """
-    if mode == "source" and source_fps and total_frames:
-        return {"fps": float(source_fps), "frames_indices": [int(i) for i in frame_ids],
-                "total_num_frames": int(total_frames), "mode": "source"}
-    n = math.ceil(len(frame_ids) / 2) * 2
-    return {"fps": 2.0, "frames_indices": list(range(n)), "total_num_frames": n, "mode": "qwen_vl_utils_list"}
-
-
-def make_torch_video_processor(config: dict[str, Any]):
-    """A ``Qwen3VLVideoProcessor`` subclass instance whose torchvision calls are replaced by torch."""
-    from transformers.models.qwen3_vl.video_processing_qwen3_vl import Qwen3VLVideoProcessor
-
-    class TorchQwenVideoProcessor(Qwen3VLVideoProcessor):
-        """Rescale + normalise + patchify only; the caller resizes (``do_resize=False``)."""
-
-        def convert_to_rgb(self, video: torch.Tensor, *args, **kwargs) -> torch.Tensor:
-            if video.shape[-3] == 1:
-                return video.expand(*video.shape[:-3], 3, *video.shape[-2:])
-            return video[..., :3, :, :]
-
-        def normalize(self, image: torch.Tensor, mean, std, inplace: bool = False) -> torch.Tensor:
-            mean_t = torch.as_tensor(mean, dtype=image.dtype, device=image.device).view(-1, 1, 1)
-            std_t = torch.as_tensor(std, dtype=image.dtype, device=image.device).view(-1, 1, 1)
-            return image.sub_(mean_t).div_(std_t) if inplace else (image - mean_t) / std_t
-
-        def resize(self, *args, **kwargs):
-            raise RuntimeError("this video processor cannot resize without torchvision; posevlm resizes "
-                               "frames itself and calls the processor with do_resize=False")
-
-    processor = TorchQwenVideoProcessor(**{k: config[k] for k in FALLBACK_VIDEO_KEYS if k in config})
-    processor.do_sample_frames = False
-    return processor
-
-
-def _read_file(source: str, name: str, hub_kwargs: dict) -> str | None:
-    from transformers.utils import cached_file
-
-    path = cached_file(source, name, _raise_exceptions_for_missing_entries=False, **hub_kwargs)
-    if path is None:
-        return None
-    with open(path, encoding="utf-8") as fh:
-        return fh.read()
-
-
-def build_processor_without_torchvision(source: str, processor_cls, hub_kwargs: dict):
-    """``processor_cls`` (``Qwen2_5_VLProcessor`` / ``Qwen3VLProcessor``) assembled from the checkpoint's
-    tokenizer, image processor (PIL backend), chat template and the torch-only video processor."""
-    from transformers import AutoImageProcessor, AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(source, **hub_kwargs)
-    image_processor = AutoImageProcessor.from_pretrained(source, **hub_kwargs)
-    video_config = _read_file(source, "video_preprocessor_config.json", hub_kwargs)
-    video_config = video_config or _read_file(source, "preprocessor_config.json", hub_kwargs) or "{}"
-    chat_template = _read_file(source, "chat_template.jinja", hub_kwargs)
-    if chat_template is None:
-        legacy = json.loads(_read_file(source, "chat_template.json", hub_kwargs) or "{}")
-        chat_template = legacy.get("chat_template")
-    if chat_template is None:
-        chat_template = getattr(tokenizer, "chat_template", None)
-
-    class Processor(processor_cls):
-        # transformers checks the video processor against ``VideoProcessorMixin``, which it does not
-        # export without torchvision; accept the stand-in, check everything else as usual.
-        def check_argument_for_proper_class(self, argument_name, argument):
-            if argument_name == "video_processor":
-                return type(argument)
-            return super().check_argument_for_proper_class(argument_name, argument)
-
-    Processor.__name__ = Processor.__qualname__ = f"{processor_cls.__name__}WithTorchVideo"
-    return Processor(image_processor=image_processor, tokenizer=tokenizer, chat_template=chat_template,
-                     video_processor=make_torch_video_processor(json.loads(video_config)))
+           "make_torch_video_processor", "build_processor_without_torchvision", "load_processor"]

@@ -1,4 +1,4 @@
-"""Hugging Face transformers backend: Qwen2.5-VL and Qwen3-VL answering from decoded frames.
+"""Hugging Face transformers backend: Qwen2.5-VL, Qwen3-VL and Spatial-MLLM answering from decoded frames.
 
 ``HFBackend(HFBackendConfig(model=...))`` loads a checkpoint (hub id or local directory) with
 ``from_pretrained``; ``generate([(prompt_text, FrameSpec), ...])`` returns one ``GenerationResult`` per
@@ -9,6 +9,12 @@ metadata: Qwen3-VL renders ``<t seconds>`` from it, Qwen2.5-VL derives ``second_
 (``frame_metadata="source"``: real fps and frame ids; ``"qwen_vl_utils_list"``: the fake metadata
 qwen-vl-utils uses for frame lists). Batches are left-padded; decoding is greedy unless the
 ``GenerationSettings`` say otherwise.
+
+The model family (``HFBackendConfig.family``, ``posevlm eval --model-type``; default from ``config.json``'s
+``model_type``) comes from ``posevlm.models.families.model_families``: a stock family loads with its transformers
+class and gets positions / camera attention installed here; a wrapper family (``spatial_mllm``,
+``spatial_mllm_qwen3``: stock Qwen + VGGT + connector) loads through the family's loader, which installs them, and
+gets the processor's resized frames as ``video_tchw`` plus the prompt its connector needs (``expand_inputs``).
 
 Failures raise ``posevlm.eval.errors``: ``ProcessorError``, ``GenerationError``, ``OutOfMemoryError``
 (after one retry at batch size 1), ``ModelLoadError`` (construction). Without torchvision the
@@ -67,6 +73,13 @@ class HFBackendConfig:
     ``camera_attention``: None, a mode (``prope``, ``gta``, ``cape``) or a ``CameraAttentionSpec`` dict;
     ``pose_bias``: ``none``, ``alibi`` (fixed slopes) or ``learned`` (slopes from the checkpoint, else 0).
     Either one installs the positions too (``positions`` default ``thw``: stock positions, our builder).
+    ``family`` (``posevlm eval --model-type``): a name of ``posevlm.models.families.model_families`` or ``auto``
+    (from ``config.json``'s ``model_type``). Spatial-MLLM families (``spatial_mllm``, ``spatial_mllm_qwen3``) load
+    through the family's loader (stock Qwen + VGGT + connector) with the positions / camera attention above as
+    load options (a difference from what the checkpoint stores warns); their VGGT branch reads the same resized
+    frames as the processor (``video_tchw``); ``pose_source`` (``vggt``: the model's camera head; ``manifest``:
+    the frame manifest's cameras; None: what the checkpoint stores, VGGT by default) says where their cameras come
+    from.
     """
 
     model: str
@@ -86,6 +99,7 @@ class HFBackendConfig:
     position_slot_axis: list[int] | None = None
     camera_attention: str | dict | None = None
     pose_bias: str = "none"
+    pose_source: str | None = None
     schema_version: int = 1
 
     def __post_init__(self) -> None:
@@ -104,6 +118,12 @@ class HFBackendConfig:
         problems += [f"{k}={v!r} (None or >= 1)" for k, v in pixels.items() if v is not None and v < 1]
         if self.pose_bias not in ("none", "alibi", "learned"):
             problems.append(f"pose_bias={self.pose_bias!r} (allowed: none, alibi, learned)")
+        if self.pose_source not in (None, "vggt", "manifest"):
+            problems.append(f"pose_source={self.pose_source!r} (allowed: vggt, manifest, or None for the checkpoint's)")
+        elif self.pose_source is not None and self.family in model_families.names() \
+                and not model_families.get(self.family).wraps:
+            problems.append(f"pose_source={self.pose_source!r} is a Spatial-MLLM option; family {self.family!r} reads "
+                            "cameras from the frame manifest only")
         try:
             self.camera_spec()
         except ConfigError as exc:
@@ -149,7 +169,8 @@ class HFBackendConfig:
 @dataclass
 class GenerationResult:
     """One answer. ``n_input_tokens`` excludes left padding and includes the ``n_visual_tokens`` video
-    placeholders (``prod(video_grid_thw) // merge**2``); ``video_grid_thw`` is (T, h, w) in patches;
+    placeholders (``prod(video_grid_thw) // merge**2``, times 1 + e for a Spatial-MLLM connector with e extra tokens
+    per merged token, ``sequence_cat``); ``video_grid_thw`` is (T, h, w) in patches;
     ``prompt`` is the chat-templated text before placeholder expansion; ``timings_ms`` are those of
     the batch the sample ran in (``batch_size``)."""
 
@@ -217,6 +238,17 @@ def _layout(family: str) -> str:
     return model_families.get("qwen2_5_vl" if family == "auto" else family).layout
 
 
+def _stored_spatial_positions(model_config: dict) -> dict | None:
+    """What a Spatial-MLLM ``config.json`` stores about positions: posevlm's block, or the fork's
+    ``pose_rope_config``; None when it stores neither."""
+    block = model_config.get("posevlm_spatial_mllm") or {}
+    stored = {k: block.get(k) for k in ("positions", "slot_axis", "camera_attention", "pose_source")
+              if block.get(k) is not None}
+    if model_config.get("pose_rope_config"):
+        stored["pose_rope_config"] = model_config["pose_rope_config"]
+    return stored or None
+
+
 def _resolve_family(cfg: HFBackendConfig, model_config: dict):
     """The ``ModelFamily`` of the checkpoint (``config.json``'s ``model_type``), or the forced one."""
     from posevlm.models.families import family_for_model_type, model_families
@@ -236,17 +268,9 @@ def _resolve_family(cfg: HFBackendConfig, model_config: dict):
 
 def _load_processor(source: str, family, hub_kwargs: dict) -> tuple[Any, str]:
     """(processor, video processor implementation): transformers' own when torchvision works."""
-    import transformers
+    from posevlm.models.qwen_video import load_processor
 
-    try:
-        import torchvision  # noqa: F401
-    except Exception:  # missing, or built for another torch
-        from posevlm.eval.backends._qwen_video import build_processor_without_torchvision
-
-        processor_cls = family.transformers_class("processor")
-        processor = build_processor_without_torchvision(source, processor_cls, hub_kwargs)
-        return processor, "posevlm_torch_fallback"
-    return transformers.AutoProcessor.from_pretrained(source, **hub_kwargs), "transformers"
+    return load_processor(source, family.transformers_class("processor"), hub_kwargs)
 
 
 class HFBackend:
@@ -262,30 +286,41 @@ class HFBackend:
         self.device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
         dtype = _DTYPES.get(config.dtype) or (torch.bfloat16 if self.device.type == "cuda" else torch.float32)
         hub_kwargs = {"local_files_only": offline, "revision": config.revision}
-        model_cls = self.model_family.transformers_class("model")
+        if config.pose_source is not None and not self.model_family.wraps:
+            raise ModelLoadError(f"pose_source={config.pose_source!r} is a Spatial-MLLM option but {config.model} is a "
+                                 f"{self.family} checkpoint; drop it (cameras come from the frame manifest)",
+                                 model=config.model)
         try:
-            self.processor, video_impl = _load_processor(source, self.model_family, hub_kwargs)
-            model = model_cls.from_pretrained(source, dtype=dtype, device_map=str(self.device),
-                                              attn_implementation=config.attn_implementation, **hub_kwargs)
+            if self.model_family.wraps:  # a posevlm model around a transformers one (Spatial-MLLM)
+                model, video_impl, pose_info = self._load_wrapper(source, model_config, dtype, hub_kwargs)
+                model_class = type(model).__name__
+            else:
+                self.processor, video_impl = _load_processor(source, self.model_family, hub_kwargs)
+                model_cls = self.model_family.transformers_class("model")
+                model = model_cls.from_pretrained(source, dtype=dtype, device_map=str(self.device),
+                                                  attn_implementation=config.attn_implementation, **hub_kwargs)
+                model_class = model_cls.__name__
         except (OSError, ImportError, ValueError) as exc:
             raise ModelLoadError(f"cannot load {config.model} as {self.family} ({type(exc).__name__}: "
                                  f"{exc}); check the checkpoint is complete, the attention backend is "
                                  "installed and, offline, that every file is in the local cache",
                                  model=config.model) from exc
-        model, pose_info = self._enable_pose(model, source, hub_kwargs)
+        if not self.model_family.wraps:
+            model, pose_info = self._enable_pose(model, source, hub_kwargs)
         self.model = model.eval()
+        self.inner_model = self.model_family.inner_model(self.model)
         self.tokenizer = self.processor.tokenizer
         self.video_token_id = self.tokenizer.convert_tokens_to_ids(self.processor.video_token)
         vp = self.processor.video_processor
         self.patch_size, self.merge_size = int(vp.patch_size), int(vp.merge_size)
         self.info = {
             "backend": "hf", "config": config.to_dict(), "family": self.family, "source": source,
-            "model_class": model_cls.__name__, "processor_class": type(self.processor).__name__,
+            "model_class": model_class, "processor_class": type(self.processor).__name__,
             "video_processor": video_impl, "dtype": str(dtype).removeprefix("torch."),
             "device": str(self.device),
             "patch_size": self.patch_size, "merge_size": self.merge_size,
             "temporal_patch_size": int(vp.temporal_patch_size),
-            "tokens_per_second": getattr(self.model.config.vision_config, "tokens_per_second", None),
+            "tokens_per_second": getattr(self.inner_model.config.vision_config, "tokens_per_second", None),
             "pixel_budget": {**QWEN_VL_UTILS_BUDGET, "min_pixels": config.min_pixels,
                              "max_pixels": config.max_pixels, "total_pixels": config.total_pixels,
                              "resize": "torch_bicubic_antialias_uint8"},
@@ -294,6 +329,57 @@ class HFBackend:
             "transformers": transformers.__version__,
             "torch": torch.__version__,
         }
+
+    def _load_wrapper(self, source: str, model_config: dict, dtype: torch.dtype,
+                      hub_kwargs: dict) -> tuple[Any, str, dict[str, Any]]:
+        """A wrapper family's checkpoint (Spatial-MLLM) through its loader, with the processor (the checkpoint's,
+        else the base Qwen repo's) and the positions / camera attention of the config as load options. Returns
+        (model, video processor implementation, the pose entries of ``info``)."""
+        from posevlm.models import pose_positions_config
+        from posevlm.models.qwen_video import load_processor
+        from posevlm.positions import PositionSpec
+
+        config, family = self.config, self.model_family
+        impl = []
+        processor_cls = family.transformers_class("processor")
+
+        def processor(where: str, kwargs: dict):
+            built, how = load_processor(where, processor_cls, kwargs)
+            impl.append(how)
+            return built
+
+        camera = config.camera_spec()
+        model = family.load(source, dtype=dtype, device=self.device, attn_implementation=config.attn_implementation,
+                            processor=processor, positions=config.positions, slot_axis=config.position_slot_axis,
+                            camera_attention=camera, pose_source=config.pose_source, **hub_kwargs)
+        if model.processor is None:
+            raise OSError(f"no processor for {config.model} (looked in {model.processor_source}); add the processor "
+                          "files to the checkpoint directory")
+        self.processor = model.processor
+        stored = pose_positions_config(family.inner_model(model))
+        self.position_spec = None if stored is None else PositionSpec.from_dict(stored["spec"])
+        self.camera_spec = model.config.camera_attention
+        requested = config.positions is not None or camera is not None
+        slopes = None
+        if self.camera_spec is not None and self.camera_spec.bias == "learned":
+            from posevlm.models.camera_attention import SLOPES_NAME
+
+            report = model.load_report
+            slopes = "checkpoint" if report is not None and any(k.endswith(SLOPES_NAME) for k in report.loaded) \
+                else "zeros"
+            if slopes == "zeros":
+                warnings.warn(f"pose_bias='learned' but {config.model} holds no learned slopes: they start at 0, "
+                              "so the bias changes nothing", stacklevel=3)
+        return model, impl[0] if impl else "transformers", {
+            "positions": stored, "positions_origin": ("backend config" if requested else "checkpoint") if stored else None,
+            "checkpoint_positions": _stored_spatial_positions(model_config),
+            "camera_attention": None if self.camera_spec is None
+            else self.camera_spec.to_dict(), "learned_slopes": slopes,
+            "spatial_mllm": {**model.config.to_dict(), "cameras_from": (
+                model.config.pose_source if model.config.needs_cameras else None),
+                "extra_tokens_per_visual_token": model.extra_tokens_per_visual_token,
+                "processor_source": model.processor_source, "load_report": model.load_report.summary()
+                if model.load_report is not None else None}}
 
     def _enable_pose(self, model, source: str, hub_kwargs: dict) -> tuple[Any, dict[str, Any]]:
         """Install the position spec / camera attention the config asks for, else the checkpoint's own
@@ -381,6 +467,9 @@ class HFBackend:
         inputs = self.processor(text=texts, videos=videos, video_metadata=metas, do_resize=False,
                                 do_sample_frames=False, cap_pixels_per_frame=False, padding=True,
                                 padding_side="left", return_tensors="pt")
+        if self.model_family.wraps:  # Spatial-MLLM: its connector's prompt, and the frames the processor got
+            inputs = self.model.expand_inputs(dict(inputs))
+            inputs["video_tchw"] = videos
         return inputs, per
 
     def _run(self, batch: Sequence[Item], settings: GenerationSettings,
@@ -393,7 +482,8 @@ class HFBackend:
             raise ProcessorError(f"the {self.family} processor rejected the input ({type(exc).__name__}: "
                                  f"{exc}); check the frames (size, count) and the prompt", sample_id=one,
                                  input=self.config.model) from exc
-        inputs = inputs.to(self.device)
+        inputs = {k: v.to(self.device) if isinstance(v, torch.Tensor) else
+                  [x.to(self.device) for x in v] if k == "video_tchw" else v for k, v in inputs.items()}
         inputs["pixel_values_videos"] = inputs["pixel_values_videos"].to(self.model.dtype)
         pose_kwargs = self._pose_kwargs(batch, ids)
         generation = self.effective_generation(settings)
@@ -432,7 +522,11 @@ class HFBackend:
         from posevlm.positions import spec_needs
 
         needs = spec_needs(self.position_spec)
-        if not needs["w2c_opencv"] and self.camera_spec is None:
+        if self.model_family.wraps and self.model.config.pose_source == "vggt":  # the model's camera head
+            needs, cameras = {**needs, "w2c_opencv": False}, False
+        else:
+            cameras = self.camera_spec is not None
+        if not needs["w2c_opencv"] and not cameras:
             return {"frame_ids": [torch.as_tensor(s.frame_ids, device=self.device) for _, s in batch]} \
                 if needs["frame_ids"] else {}
         want_k = self.camera_spec is not None and self.camera_spec.mode == "prope"
@@ -551,6 +645,10 @@ def _from_cli(values: Mapping[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {"name": model, "model": model, "dtype": values.get("dtype") or "auto",
                            "attn_implementation": values.get("attn") or "sdpa",
                            "batch_size": int(values.get("batch_size") or 1)}
+    if values.get("model_type") is not None:
+        out["family"] = _family_name(values["model_type"])
+        if out["family"] != "auto":
+            out["name"] += f"+{out['family']}"
     if values.get("positions") is not None:
         from posevlm.positions import parse_spec_overrides
 
@@ -573,18 +671,38 @@ def _from_cli(values: Mapping[str, Any]) -> dict[str, Any]:
     return {**out, **dict(values.get("set") or {})}
 
 
+def _family_name(value: str) -> str:
+    """``--model-type``: a model family name (``posevlm list models``), ``auto``, or a checkpoint ``model_type``
+    (``spatial-mllm``, ``qwen2_5_vl``, ...) -> the family name."""
+    from posevlm.models.families import family_for_model_type, model_families
+
+    if value == "auto" or value in model_families.names():
+        return value
+    try:
+        return family_for_model_type(value).name
+    except ConfigError:
+        raise ConfigError(f"--model-type {value!r}: use a model family ({', '.join(model_families.names())}), auto, "
+                          "or a checkpoint model_type such as spatial-mllm", field="model_type", value=value) from None
+
+
 def _check(model: Mapping[str, Any], frames: Mapping[str, Any]) -> list[str]:
     """A pose position mode or camera attention needs per-frame cameras, which only a sampled frame folder's
-    manifest carries; the position mode must exist for the model family."""
+    manifest carries (a Spatial-MLLM family reads them from its VGGT camera head unless ``pose_source`` is
+    ``manifest``); the position mode must exist for the model family."""
     cams = model.get("camera_attention") is not None or model.get("pose_bias", "none") != "none"
     if model.get("positions") is None and not cams:
         return []
+    from posevlm.models.families import model_families
     from posevlm.positions import resolve_position_spec, spec_needs
 
+    family = model.get("family", "auto")
     try:
-        spec = resolve_position_spec(model.get("positions") or "thw", _layout(model.get("family", "auto")))
+        spec = resolve_position_spec(model.get("positions") or "thw", _layout(family))
     except ConfigError as exc:
         return [f"model.positions: {exc}"]
+    if family in model_families.names() and model_families.get(family).wraps \
+            and model.get("pose_source") != "manifest":
+        return []  # cameras from the model's own VGGT camera head
     if (spec_needs(spec)["w2c_opencv"] or cams) and frames.get("source") != "folder_manifest":
         what = "model.camera_attention / pose_bias" if cams else f"model.positions {model['positions']!r}"
         return [f"{what} needs one camera per frame; use frames.source folder_manifest (posevlm eval --frames "
@@ -594,8 +712,9 @@ def _check(model: Mapping[str, Any], frames: Mapping[str, Any]) -> list[str]:
 
 BACKEND = BackendSpec(
     "hf", HFEvalBackend,
-    "Qwen2.5-VL / Qwen3-VL through transformers (hub id or local dir), with pose-aware positions and camera attention",
+    "Qwen2.5-VL / Qwen3-VL / Spatial-MLLM through transformers (hub id or local dir), with pose-aware positions and "
+    "camera attention",
     from_cli=_from_cli, check=_check,
-    cli_options=("model", "dtype", "attn", "positions", "position_set", "position_legacy", "camera_attention",
-                 "camera_set", "pose_bias"),
+    cli_options=("model", "model_type", "dtype", "attn", "positions", "position_set", "position_legacy",
+                 "camera_attention", "camera_set", "pose_bias"),
 )

@@ -15,6 +15,7 @@ measure from what it saw. Per question type:
 | ``object_abs_distance`` | :func:`closest_distance` between the two objects' point sets, m |
 | ``object_rel_distance`` | choice whose seen instances come closest to the target's points |
 | ``object_rel_direction_*`` | ``direction_label`` (synthetic_vsi) of the observed centroids |
+| ``route_planning`` | option agreeing with the most turns of the route through the observed centroids (``routes.turn_label``) |
 | ``obj_appearance_order`` | option agreeing with the most pairs of first sightings (unseen = last) |
 
 Fallbacks (documented, deterministic): a numerical question about anything unseen (or nothing seen
@@ -43,6 +44,7 @@ import numpy as np
 
 from posevlm.errors import ConfigError
 from posevlm.eval.backends.base import BackendSpec
+from posevlm.eval.benchmarks.routes import route_turn_angles, turn_label
 from posevlm.eval.benchmarks.synthetic_vsi import direction_label, format_number, relative_direction_deg
 from posevlm.eval.errors import MissingInputError
 from posevlm.eval.perception import Observation, PerceptionConfig, observe, perception_config_problems
@@ -285,6 +287,18 @@ def _rel_direction(rec, seen, cfg):
     return _LETTERS[meta["choices"].index(label)]
 
 
+def _route(rec, seen, cfg):
+    meta = rec["meta"]
+    roles = [meta["start"], meta["facing"], *meta["waypoints"]]
+    pts = [seen.main_points(r["category"]) for r in roles]
+    if any(p is None for p in pts):
+        return FALLBACK_LETTER
+    xy = [p[:, :2].mean(0) for p in pts]
+    turns = [turn_label(a) for a in route_turn_angles(meta["template"], xy[0], xy[1], np.array(xy[2:]))]
+    agreement = [sum(a == b for a, b in zip(choice, turns)) for choice in meta["choices"]]
+    return _LETTERS[int(np.argmax(agreement))]
+
+
 def _appearance(rec, seen, cfg):
     listed = rec["meta"]["categories"]
     first = {c: min((seen.first[i] for i in seen.ids(c)), default=np.inf) for c in listed}
@@ -302,7 +316,8 @@ def _appearance(rec, seen, cfg):
 _ANSWER = {"object_counting": _counting, "object_size_estimation": _size, "room_size_estimation": _room,
            "object_abs_distance": _abs_distance, "object_rel_distance": _rel_distance,
            "object_rel_direction_easy": _rel_direction, "object_rel_direction_medium": _rel_direction,
-           "object_rel_direction_hard": _rel_direction, "obj_appearance_order": _appearance}
+           "object_rel_direction_hard": _rel_direction, "route_planning": _route,
+           "obj_appearance_order": _appearance}
 
 
 def _categories(scene: Scene) -> dict[int, str]:

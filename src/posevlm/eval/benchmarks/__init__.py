@@ -7,11 +7,10 @@ packages add benchmarks through the entry-point group ``posevlm.benchmarks``.
 ``vsibench``: VSI-Bench from a local copy or the hub (``vsibench.py``).
 
 ``synthetic_vsi``: VSI-Bench-style questions with exact ground truth from synthetic scenes
-(``posevlm synth``), nine of the ten VSI-Bench question types. ``route_planning`` is left out on
-purpose: VSI-Bench routes are human-written walkable paths ("go forward until the tv, [turn], go
-forward until the sofa") whose meaning depends on obstacles and on where "until X" stops; a purely
-geometric version would be a chained relative-direction question with the same name but a
-different skill, and scores would not be comparable with the real task.
+(``posevlm synth``), all ten VSI-Bench question types. Route planning (``routes.py``) follows VSI-Bench's
+wording and options; its routes are straight walkable legs between object centres checked exactly
+against the floor and the furniture, so it tests the same skill (turns along a described walk) on
+geometry the scene fixes, not on human-written paths.
 """
 
 from posevlm.eval.benchmarks.base import BenchmarkSpec

@@ -1,6 +1,6 @@
 """VSI-Bench-style questions with exact ground truth, generated from synthetic scenes' ``scene.json``.
 
-Records follow the VSI-Bench schema (spec eval.md §5.1: ``id``, ``dataset``, ``scene_name``,
+All ten VSI-Bench question types. Records follow the VSI-Bench schema (spec eval.md §5.1: ``id``, ``dataset``, ``scene_name``,
 ``question_type``, ``question``, ``options``, ``ground_truth``) plus ``meta``, the machine-readable
 facts behind the answer (instance ids, categories, exact values). Wording follows VSI-Bench.
 
@@ -13,6 +13,11 @@ Ground truth (world metres, z up; objects are axis-aligned boxes from ``metadata
 - ``object_rel_distance``: letter of the choice closest to the target (box gap, min over instances);
 - ``object_rel_direction_{easy,medium,hard}``: letter; floor plane, observer at the positioning
   object's centre facing the orienting object's centre (:func:`direction_label`);
+- ``route_planning``: letter of the turn sequence (``Turn Left`` / ``Turn Right`` / ``Turn Back``) of a
+  walk through object centres, VSI-Bench's wording (:mod:`~posevlm.eval.benchmarks.routes`): from the
+  start object facing the facing object, straight legs >= 1 m inside the floor (through doorways in
+  multi-room scenes) and >= 0.1 m from every other footprint, two turns, each >= 15 degrees from
+  the 45 / 135 degree boundaries;
 - ``obj_appearance_order``: letter of the order of the categories' first frames with >= ``min_pixels``
   pixels (instance masks of the full video).
 
@@ -22,8 +27,7 @@ categories with one instance in the room. Candidates are dropped (a type may get
 direction is within ``DIRECTION_MARGIN_DEG`` of a label boundary or its objects are closer than
 ``MIN_DIRECTION_DISTANCE_M``, an absolute distance is below ``MIN_ABS_DISTANCE_M``, the two nearest
 relative-distance choices differ by less than max(0.2 m, 20 %), or first sightings are less than
-max(3 frames, 5 % of the video) apart or would reorder at a 1-pixel threshold. ``route_planning``
-is not generated (see the package docstring).
+max(3 frames, 5 % of the video) apart or would reorder at a 1-pixel threshold.
 
 Determinism: each (seed, scene, question type) has its own numpy generator, so a record depends on
 nothing else. ``id`` = the first 48 bits of sha256("dataset/scene/seed/type/index") (index within
@@ -42,6 +46,7 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 
 from posevlm.errors import ConfigError, InputFileError, PosevlmError
+from posevlm.eval.benchmarks import routes
 from posevlm.eval.benchmarks.base import BenchmarkSpec
 from posevlm.eval.perception import scene_pixel_counts
 from posevlm.scenes import Scene, load_scene
@@ -55,11 +60,11 @@ __all__ = [
 ]  # fmt: skip
 
 BENCHMARK_NAME = "posevlm.synthetic_vsi"
-BENCHMARK_VERSION = 1
+BENCHMARK_VERSION = 2  # 2: route_planning questions
 QUESTION_TYPES: tuple[str, ...] = (
     "object_counting", "object_size_estimation", "room_size_estimation", "object_abs_distance",
     "object_rel_distance", "object_rel_direction_easy", "object_rel_direction_medium",
-    "object_rel_direction_hard", "obj_appearance_order",
+    "object_rel_direction_hard", "route_planning", "obj_appearance_order",
 )  # fmt: skip
 #: difficulty -> option texts before shuffling.
 DIRECTION_CHOICES: dict[str, tuple[str, ...]] = {
@@ -277,6 +282,60 @@ def _rel_direction(f: _Facts, rng, k, difficulty):
     return out
 
 
+def _route_legs(f: _Facts, cats: list[str]) -> np.ndarray:
+    """(U, U) bool: a walkable leg from the centre of unique category i to that of j (see routes.py)."""
+    ids = [f.by_cat[c][0] for c in cats]
+    xy = np.array([f.center[i][:2] for i in ids]).reshape(-1, 2)
+    all_ids = sorted(f.category)
+    rects = np.array([[*f.lo[i][:2], *f.hi[i][:2]] for i in all_ids]).reshape(-1, 4)
+    boxes = np.asarray(f.room["boxes_xy"], float)
+    ok = np.zeros((len(ids), len(ids)), bool)
+    for a, b in itertools.combinations(range(len(ids)), 2):
+        if np.linalg.norm(xy[b] - xy[a]) < routes.MIN_LEG_M or not routes.segment_in_floor(boxes, xy[a], xy[b]):
+            continue
+        others = [k for k, i in enumerate(all_ids) if i not in (ids[a], ids[b])]
+        gap = routes.segment_rect_distance(xy[a], xy[b], rects[others]) if others else np.array([np.inf])
+        ok[a, b] = ok[b, a] = bool(gap.min() >= routes.LEG_CLEARANCE_M)
+    return ok
+
+
+def _route(f: _Facts, rng, k, _):
+    cats = list(f.unique)
+    legs = _route_legs(f, cats)
+    xy = {c: f.center[f.by_cat[c][0]][:2] for c in cats}
+    valid = []
+
+    def add(template: str, start: str, facing: str, waypoints: tuple[str, ...]) -> None:
+        angles = routes.route_turn_angles(template, xy[start], xy[facing], np.array([xy[c] for c in waypoints]))
+        if min(routes.turn_margin_deg(a) for a in angles) >= routes.TURN_MARGIN_DEG:
+            valid.append((template, start, facing, waypoints, angles))
+
+    for s, w1 in zip(*np.nonzero(legs)):  # facing_first: start -> w1 (faced) -> w2 -> goal, turns at w1, w2
+        for w2 in np.flatnonzero(legs[w1]):
+            for g in np.flatnonzero(legs[w2]):
+                if len({s, w1, w2, g}) == 4:
+                    add("facing_first", cats[s], cats[w1], (cats[w1], cats[w2], cats[g]))
+    for s, w1 in zip(*np.nonzero(legs)):  # turn_first: facing f off the route, turns at the start and w1
+        for g in np.flatnonzero(legs[w1]):
+            for fc in range(len(cats)):
+                far = np.linalg.norm(xy[cats[fc]] - xy[cats[s]]) >= MIN_DIRECTION_DISTANCE_M
+                if len({s, w1, g, fc}) == 4 and far:
+                    add("turn_first", cats[s], cats[fc], (cats[w1], cats[g]))
+    out = []
+    for template, start, facing, waypoints, angles in _pick(rng, valid, k, key=lambda v: v[1]):
+        turns = [routes.turn_label(a) for a in angles]
+        combos = [list(c) for c in itertools.product(routes.TURNS, repeat=len(turns)) if list(c) != turns]
+        choices = [turns] + [combos[i] for i in rng.choice(len(combos), 3, replace=False)]
+        choices = [choices[i] for i in rng.permutation(4)]
+        role = lambda c: {"category": c, "instance_id": f.by_cat[c][0]}  # noqa: E731
+        out.append((routes.route_question(template, _name(start), _name(facing), [_name(c) for c in waypoints]),
+                    _lettered([routes.turn_option_text(ch) for ch in choices]), _LETTERS[choices.index(turns)],
+                    {"template": template, "start": role(start), "facing": role(facing),
+                     "waypoints": [role(c) for c in waypoints], "turn_angles_deg": angles, "turns": turns,
+                     "choices": choices}))
+    return out
+
+
 def _appearance(f: _Facts, rng, k, gap):
     cats = [c for c in sorted(f.by_cat) if np.isfinite(f.cat_first(c, f.first))]
     first = {c: f.cat_first(c, f.first) for c in cats}
@@ -304,7 +363,7 @@ _MAKERS = {"object_counting": (_counting, None), "object_size_estimation": (_siz
            "room_size_estimation": (_room, None), "object_abs_distance": (_abs_distance, None),
            "object_rel_distance": (_rel_distance, None),
            **{f"object_rel_direction_{d}": (_rel_direction, d) for d in DIRECTION_CHOICES},
-           "obj_appearance_order": (_appearance, None)}
+           "route_planning": (_route, None), "obj_appearance_order": (_appearance, None)}
 
 
 def _stable_u32(text: str) -> int:

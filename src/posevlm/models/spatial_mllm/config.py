@@ -118,6 +118,11 @@ class SpatialMLLMConfig:
             problems.append("the positions / camera attention need cameras and pose_source='vggt', but the spatial "
                             f"encoder has no camera head (spatial_config.heads={list(self.spatial_config.heads)}); "
                             "add 'camera' to the heads or use pose_source='manifest'")
+        if self.extra_tokens and self.positions is not None and self.positions.pose != "none":
+            problems.append(f"positions {self.positions.axes} read a pose index P, but the {self.connector.type} "
+                            "connector adds extra (3D) tokens that have no camera, so P cannot apply to the 2D tokens "
+                            "only; use a mode without P (thw, thw_index, thw_without_t, thw_readapt_t), optionally "
+                            "with camera_attention (which applies to the 2D tokens only)")
         if self.schema_version != 1:
             problems.append(f"schema_version={self.schema_version!r} (this release reads 1)")
         if problems:
@@ -133,6 +138,11 @@ class SpatialMLLMConfig:
     @property
     def layout(self) -> str:
         return BASE_FAMILIES[self.base_family]["layout"]
+
+    @property
+    def extra_tokens(self) -> int:
+        """Extra sequence tokens per merged 2D token the connector adds (``sequence_cat``: 1, else 0)."""
+        return 0 if self.connector is None else self.connector.extra_tokens_per_visual_token
 
     @property
     def needs_cameras(self) -> bool:
@@ -151,12 +161,14 @@ class SpatialMLLMConfig:
 
     @property
     def pose_enabled(self) -> bool:
-        """posevlm positions are installed on the Qwen model (a spec or camera attention is set)."""
-        return self.positions is not None or self.camera_attention is not None
+        """posevlm positions are installed on the Qwen model: a spec or camera attention is set, or the connector
+        adds extra tokens (transformers' ``get_rope_index`` cannot place them; posevlm's ``thw`` can)."""
+        return self.positions is not None or self.camera_attention is not None or self.extra_tokens > 0
 
     def position_spec(self) -> PositionSpec | None:
-        """The spec to install: ``positions``, or stock ``thw`` when only camera attention is set."""
-        if self.positions is not None or self.camera_attention is None:
+        """The spec to install: ``positions``, or stock ``thw`` (posevlm's builder, equal to transformers'
+        ``get_rope_index``) when only camera attention is set or the connector adds extra tokens."""
+        if self.positions is not None or not self.pose_enabled:
             return self.positions
         return position_spec("thw", self.layout)
 

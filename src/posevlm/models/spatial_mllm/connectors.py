@@ -18,7 +18,7 @@ each) and concatenates them, as the 2D tokens are.
 ``forward(visual (N, D), spatial (N, 8 * DD)) -> (N, D)`` and states, as class attributes:
 
 - ``fuses``: True: the output replaces the 2D tokens (same count); False: the output is extra tokens, which the
-  model inserts as a second video block after the 2D one, with the same grid and no camera;
+  model scatters after each video's 2D tokens, at the positions of their cells' 2D tokens and without camera;
 - ``extra_tokens_per_visual_token``: 0 for fusing connectors, 1 for ``sequence_cat`` (visual context doubles);
 - ``per_video``: True if the output row i depends on other rows (attention): call it with one video's N tokens
   at a time; False: row-wise, any concatenation of videos works.
@@ -121,6 +121,11 @@ class ConnectorConfig:
     def merged_dim(self) -> int:
         """8 * DD: the width of one merged row (2 frames x 2 x 2 patches)."""
         return 8 * self.spatial_dim
+
+    @property
+    def extra_tokens_per_visual_token(self) -> int:
+        """Extra sequence tokens per merged 2D token (``sequence_cat``: 1; fusing connectors: 0)."""
+        return int(getattr(connectors.get(self.type), "extra_tokens_per_visual_token", 0))
 
     @property
     def switched(self) -> list[str]:
@@ -402,10 +407,14 @@ class SequenceCatConnector(_SpatialMLP):
     """``sequence_cat`` (spec §2.3, "sequence CAT"): the projected 3D tokens ``MLP(RMSNorm(spatial))`` (N, D) as
     **extra** tokens (``fuses=False``, ``extra_tokens_per_visual_token=1``); the 2D tokens stay untouched.
 
-    The model inserts them as a second video block right after the 2D one, with the same grid (so the same
-    ``[T, mh, mw]`` position layout) and no camera: camera attention (PRoPE / GTA / CaPE, pose bias) then applies to
-    the view-dependent 2D tokens only, and none to the VGGT tokens, which are already in the first frame's world
-    frame. Cost: twice the visual context (3,128 -> 6,256 tokens for 16 frames at 644x476). Keys: those of ``add``.
+    The prompt holds 2N pads per video (:func:`~posevlm.models.spatial_mllm.expand_video_pads`, or
+    ``SpatialMLLM.expand_inputs``): the N 2D tokens, then the N 3D tokens right after them. Each 3D token takes the
+    position of its cell's 2D token (same ``(t, h, w)`` rows; text and 2D tokens sit where they sit without the
+    extra tokens; transformers' ``get_rope_index`` cannot place extra pads, so posevlm's ``thw`` builder is always
+    installed) and no camera: camera attention (PRoPE / GTA / CaPE, pose bias) applies to the view-dependent 2D
+    tokens only, none to the VGGT tokens, which are already in the first frame's world frame. Pose-index positions
+    (P axis) are refused: P cannot be given to the 2D tokens only. Cost: twice the visual context (3,128 -> 6,256
+    tokens for 16 frames at 644x476). Keys: those of ``add``.
 
     No switches (each would change the token count): for 2D-only use ``type="add", skip=True``; since the keys are
     those of ``add``, a trained ``sequence_cat`` loads as ``add`` with ``use_visual=False`` (3D tokens only, in

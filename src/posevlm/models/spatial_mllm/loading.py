@@ -167,8 +167,9 @@ def processor_source(directory: str | Path, base_family: str) -> str:
 
 
 def _load_processor(model: SpatialMLLM, directory: Path | None, processor, hub_kwargs: dict) -> None:
-    """Attach ``model.processor`` (and ``processor_source``). ``processor``: True (transformers' AutoProcessor),
-    a callable ``(source, hub_kwargs) -> processor`` (e.g. a builder that works without torchvision), or False."""
+    """Attach ``model.processor`` (and ``processor_source``). ``processor``: True
+    (:func:`posevlm.models.qwen_video.load_processor`: transformers' AutoProcessor, or the torch-only video
+    processor stand-in without torchvision), a callable ``(source, hub_kwargs) -> processor``, or False."""
     if processor is False:
         return
     source = processor_source(directory, model.config.base_family) if directory is not None else \
@@ -181,11 +182,14 @@ def _load_processor(model: SpatialMLLM, directory: Path | None, processor, hub_k
         else:
             import transformers
 
-            model.processor = transformers.AutoProcessor.from_pretrained(source, **kwargs)
+            from posevlm.models.qwen_video import load_processor
+
+            cls = getattr(transformers, BASE_FAMILIES[model.config.base_family]["processor_class"])
+            model.processor = load_processor(source, cls, kwargs)[0]
     except (OSError, ImportError, ValueError) as exc:
         warnings.warn(f"no processor loaded from {source} ({type(exc).__name__}: {exc}); model.processor is None. "
-                      "Pass processor=<callable (source, hub_kwargs) -> processor> to build one (e.g. without "
-                      "torchvision), or processor=False", stacklevel=3)
+                      "Pass processor=<callable (source, hub_kwargs) -> processor> to build one, or "
+                      "processor=False", stacklevel=3)
 
 
 def _parse_size(value: int | str) -> int:
@@ -241,6 +245,8 @@ def _load_tensors(model: SpatialMLLM, files, *, source: str, strict: bool, devic
     """Read the checkpoint ``files`` (and, for spatial-encoder keys they lack, ``vggt_files``) into ``model``."""
     from safetensors import safe_open
 
+    from posevlm.models.camera_attention import SLOPES_NAME
+
     shapes = checkpoint_shapes(files)
     extra_shapes = checkpoint_shapes(vggt_files) if vggt_files else {}
     state = model.state_dict(keep_vars=True)
@@ -264,7 +270,9 @@ def _load_tensors(model: SpatialMLLM, files, *, source: str, strict: bool, devic
         module_key = "spatial_encoder." + key
         if module_key in state and module_key not in mapped:
             from_vggt[module_key] = (key, shape)
-    model_shapes = {k: tuple(v.shape) for k, v in state.items() if k not in tied}
+    # learned pose-bias slopes the checkpoint does not hold start at 0 (_materialise_slopes), as in stock models
+    absent_slopes = {k for k in state if k.endswith(SLOPES_NAME) and k not in mapped}
+    model_shapes = {k: tuple(v.shape) for k, v in state.items() if k not in tied and k not in absent_slopes}
     given = {k: s for k, (_, s) in {**from_vggt, **mapped}.items()}
     report = compare_keys(model_shapes, given, source=source)
     layout = detect_layout(shapes)
@@ -397,8 +405,9 @@ def from_pretrained(source: str | Path, *, local_files_only: bool = False, revis
         positions / slot_axis / camera_attention / pose_source: override what the checkpoint stores (its
             ``posevlm_spatial_mllm`` block or the fork's ``pose_rope_config``); a difference warns.
         vggt: VGGT weights (``facebook/VGGT-1B`` or a local copy) for spatial-encoder keys the checkpoint lacks.
-        processor: True (transformers' AutoProcessor from the directory, else the base Qwen repo), a callable
-            ``(source, hub_kwargs) -> processor``, or False.
+        processor: True (from the directory, else the base Qwen repo: transformers' AutoProcessor, or without
+            torchvision the torch-only video processor stand-in), a callable ``(source, hub_kwargs) -> processor``,
+            or False.
     Returns:
         the model in eval mode; ``model.load_report`` the KeyReport (checkpoint names), ``model.processor``.
     """

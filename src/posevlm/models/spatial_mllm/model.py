@@ -25,6 +25,13 @@ The forward path of one prompt (:meth:`SpatialMLLM.forward` / :meth:`SpatialMLLM
    consumes it; decode steps have no ``pixel_values_videos``, so neither the vision tower nor VGGT runs again;
 3. positions and camera attention: :func:`posevlm.models.enable_pose_positions` on ``model.qwen``, fed the cameras
    of step 1 (or ``w2c_opencv`` passed by the caller, e.g. from a frame manifest).
+
+Connectors that add tokens (``sequence_cat``, e = 1): the prompt needs (1 + e) pads per merged token
+(:meth:`SpatialMLLM.expand_inputs`); the hook returns each video's 2D tokens followed by its e * N extra tokens (and
+zero DeepStack features for them on Qwen3-VL). transformers 5.23's ``get_rope_index`` gives a video N positions
+whatever its pad count (a shape error), so posevlm's position builder is installed (``thw`` by default, equal to
+``get_rope_index`` without extra tokens) with ``extra_video_tokens=e``: each extra token takes the rows of its
+cell's 2D token and no camera.
 """
 
 from __future__ import annotations
@@ -84,7 +91,12 @@ def _spatial_video_features(self, pixel_values_videos, video_grid_thw=None, **kw
     want_tuple = kwargs.get("return_dict") is False
     kwargs["return_dict"] = True
     out = type(self).get_video_features(self, pixel_values_videos, video_grid_thw, **kwargs)
-    out.pooler_output = self._posevlm_spatial_mllm._connect(tuple(out.pooler_output), video_grid_thw)
+    wrapper = self._posevlm_spatial_mllm
+    out.pooler_output = wrapper._connect(tuple(out.pooler_output), video_grid_thw)
+    extra = wrapper.extra_tokens_per_visual_token
+    if extra and getattr(out, "deepstack_features", None):  # Qwen3-VL: the extra tokens get no DeepStack feature
+        out.deepstack_features = [tuple(torch.cat([f, f.new_zeros(extra * f.shape[0], f.shape[1])]) for f in tap)
+                                  for tap in out.deepstack_features]
     return out.to_tuple() if want_tuple else out
 
 
@@ -201,6 +213,19 @@ class SpatialMLLM(nn.Module):
             return 0
         return int(getattr(self.connector, "extra_tokens_per_visual_token", 0))
 
+    def expand_inputs(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        """The processor output with the video pads this model's connector needs: ``(1 + e)`` per merged token,
+        e = :attr:`extra_tokens_per_visual_token` (``sequence_cat``: 1), the extra ones after each video's own
+        (:func:`~posevlm.models.spatial_mllm.processing.expand_video_pads`); a copy for other connectors."""
+        from posevlm.models.spatial_mllm.processing import expand_video_pads
+
+        cfg = self.qwen.config
+        pad = getattr(cfg.get_text_config(), "pad_token_id", None)
+        return expand_video_pads(inputs, video_token_id=int(cfg.video_token_id),
+                                 spatial_merge_size=int(cfg.vision_config.spatial_merge_size),
+                                 extra_per_token=self.extra_tokens_per_visual_token,
+                                 pad_token_id=0 if pad is None else int(pad))
+
     # -- configuration changes -------------------------------------------------------------------------------
     def set_fusion(self, *, use_visual: bool | None = None, use_geo: bool | None = None,
                    skip: bool | None = None) -> "SpatialMLLM":
@@ -254,7 +279,8 @@ class SpatialMLLM(nn.Module):
                               field="pose_source")
         enable_pose_positions(self.qwen, cfg.position_spec(),
                               slot_axis=None if cfg.slot_axis is None else list(cfg.slot_axis),
-                              camera_attention=cfg.camera_attention)
+                              camera_attention=cfg.camera_attention,
+                              extra_video_tokens=self.extra_tokens_per_visual_token)
 
     # -- the spatial branch ----------------------------------------------------------------------------------
     def _vggt_frames(self, frames: Tensor, grid_row: Sequence[int], index: int) -> Tensor:
@@ -392,7 +418,7 @@ class SpatialMLLM(nn.Module):
 
     def _pose_kwargs(self, state: SpatialInputs | None, given: dict[str, Any]) -> dict[str, Any]:
         given = {k: v for k, v in given.items() if v is not None}
-        if not self.config.pose_enabled:
+        if self.config.positions is None and self.config.camera_attention is None:
             if given:
                 raise ConfigError(f"{', '.join(sorted(given))} given but this model has stock positions and no camera "
                                   "attention; call model.enable_pose_positions(...) first (or drop them)",

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from posevlm.errors import ConfigError
 
-__all__ = ["Category", "CATEGORIES", "CATEGORY_NAMES"]
+__all__ = ["Category", "CATEGORIES", "CATEGORY_NAMES", "STANDARD_CATEGORY_NAMES", "CLUTTER_CATEGORY_NAMES"]
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,7 @@ def _c(name, size_min_m, size_max_m, color_rgb, against_wall) -> tuple[str, Cate
     return name, Category(name, size_min_m, size_max_m, color_rgb, against_wall)
 
 
-#: name -> Category, 14 common indoor categories (ScanNet / VSI-Bench vocabulary).
+#: name -> Category: 14 common indoor categories, then 9 small clutter ones (ScanNet / VSI-Bench vocabulary).
 CATEGORIES: dict[str, Category] = dict(
     [
         _c("chair", (0.42, 0.42, 0.78), (0.60, 0.60, 1.05), (178, 96, 52), False),
@@ -77,8 +77,23 @@ CATEGORIES: dict[str, Category] = dict(
         _c("trash_can", (0.25, 0.25, 0.35), (0.40, 0.40, 0.70), (90, 95, 100), False),
         _c("refrigerator", (0.60, 0.60, 1.50), (0.90, 0.80, 1.90), (225, 228, 232), True),
         _c("toilet", (0.36, 0.60, 0.70), (0.45, 0.75, 0.85), (245, 245, 245), True),
+        # clutter: small floor-standing things of the VSI-Bench / ScanNet vocabulary (``clutter=True`` layouts)
+        _c("backpack", (0.28, 0.18, 0.38), (0.40, 0.28, 0.55), (40, 110, 160), False),
+        _c("box", (0.25, 0.20, 0.15), (0.60, 0.45, 0.50), (190, 150, 95), False),
+        _c("basket", (0.25, 0.25, 0.20), (0.45, 0.45, 0.40), (175, 130, 70), False),
+        _c("suitcase", (0.40, 0.22, 0.55), (0.55, 0.30, 0.75), (150, 40, 45), False),
+        _c("fan", (0.30, 0.30, 0.80), (0.40, 0.40, 1.20), (215, 220, 225), False),  # standing fan
+        _c("speaker", (0.18, 0.18, 0.30), (0.30, 0.30, 1.00), (25, 25, 30), False),
+        _c("vase", (0.18, 0.18, 0.35), (0.30, 0.30, 0.80), (80, 150, 170), False),  # floor vase
+        _c("nightstand", (0.40, 0.35, 0.45), (0.55, 0.45, 0.65), (150, 105, 70), True),
+        _c("ottoman", (0.40, 0.40, 0.35), (0.65, 0.65, 0.45), (120, 80, 130), False),
     ]
 )
 
 #: Category names in table order (the order used when sampling by index).
 CATEGORY_NAMES: tuple[str, ...] = tuple(CATEGORIES)
+#: The 14 categories of standard layouts (table order; sampling draws from exactly these, so standard
+#: scenes are unchanged by the clutter additions).
+STANDARD_CATEGORY_NAMES: tuple[str, ...] = CATEGORY_NAMES[:14]
+#: Small categories added by ``clutter=True`` layouts (which draw from every category).
+CLUTTER_CATEGORY_NAMES: tuple[str, ...] = CATEGORY_NAMES[14:]

@@ -18,7 +18,7 @@ import numpy as np
 from posevlm.errors import ConfigError
 from posevlm.geometry import Cameras, K_from_params
 from posevlm.scenes.native import SCENE_JSON, load_native_scene, write_native_scene
-from posevlm.scenes.synthetic.layout import Layout, generate_layout
+from posevlm.scenes.synthetic.layout import ROOM_SHAPES, Layout, generate_layout
 from posevlm.scenes.synthetic.raycast import render
 from posevlm.scenes.synthetic.trajectory import generate_trajectory
 
@@ -34,6 +34,9 @@ class SynthConfig:
 
     ``num_frames=None`` draws a length in [300, 3000] per scene. ``image_hw`` is (H, W), both even.
     ``hfov_deg`` is the horizontal field of view of the centred pinhole camera (square pixels).
+    ``room_shape``: "rect", "L", "multi" (2-3 rooms joined by doorways) or None (random rect / L);
+    ``clutter``: more and smaller objects (see :func:`~posevlm.scenes.synthetic.layout.generate_layout`).
+    Named settings live in :data:`~posevlm.scenes.synthetic.presets.SYNTH_PRESETS`.
     """
 
     seed: int = 0
@@ -43,6 +46,7 @@ class SynthConfig:
     hfov_deg: float = 60.0
     num_objects: int | None = None
     room_shape: str | None = None
+    clutter: bool = False
     schema_version: int = 1
 
     def __post_init__(self) -> None:
@@ -56,16 +60,22 @@ class SynthConfig:
             problems.append(f"fps must be in (0, 240]; got {self.fps}")
         if not 20 <= self.hfov_deg <= 140:
             problems.append(f"hfov_deg must be in [20, 140]; got {self.hfov_deg}")
-        if self.num_objects is not None and not 5 <= self.num_objects <= 25:
-            problems.append(f"num_objects must be in [5, 25] or None; got {self.num_objects}")
-        if self.room_shape not in (None, "rect", "L"):
-            problems.append(f"room_shape must be 'rect', 'L' or None; got {self.room_shape!r}")
+        if self.num_objects is not None and not 5 <= self.num_objects <= 60:
+            problems.append(f"num_objects must be in [5, 60] or None; got {self.num_objects}")
+        if self.room_shape not in (None, *ROOM_SHAPES):
+            problems.append(f"room_shape must be one of {list(ROOM_SHAPES)} or None; got {self.room_shape!r}")
+        if not isinstance(self.clutter, bool):
+            problems.append(f"clutter must be True or False; got {self.clutter!r}")
         if problems:
             raise ConfigError("invalid SynthConfig: " + "; ".join(problems), field="SynthConfig")
 
     def to_dict(self) -> dict:
+        """JSON-ready fields; ``clutter`` only when True, so standard scenes keep the scene.json (and the
+        resume check) of versions before it existed."""
         d = asdict(self)
         d["image_hw"] = list(self.image_hw)
+        if not self.clutter:
+            del d["clutter"]
         return d
 
 
@@ -103,7 +113,8 @@ def generate_scene(
 ) -> Path:
     """Generate scene ``index`` into ``out_root/synth_{index:04d}`` (atomic). Returns its directory."""
     rng = scene_rng(config.seed, index)
-    layout = generate_layout(rng, num_objects=config.num_objects, room_shape=config.room_shape)  # type: ignore[arg-type]
+    layout = generate_layout(rng, num_objects=config.num_objects, room_shape=config.room_shape,  # type: ignore[arg-type]
+                             clutter=config.clutter)
     w2c = generate_trajectory(layout, rng, num_frames=config.num_frames, fps=config.fps)
     K = synthetic_intrinsics(config)
     cameras = Cameras.create(w2c, K, config.image_hw, source=f"synthetic scene {index}")

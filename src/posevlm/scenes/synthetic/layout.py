@@ -1,14 +1,22 @@
-"""Procedural rooms (rectangular or L-shaped) furnished with non-overlapping axis-aligned boxes.
+"""Procedural rooms (rectangular, L-shaped or several rooms joined by doorways) furnished with
+non-overlapping axis-aligned boxes.
 
 World frame: metres, z up, floor at z = 0, ceiling at z = ``room.height``. The floor is the union of
 R axis-aligned rectangles ``boxes_xy`` (R, 4) ``[xmin, ymin, xmax, ymax]`` (R = 1 rectangular, R = 2
-L-shaped, the two rectangles overlapping); the room interior is that union extruded from 0 to height.
+L-shaped, the two rectangles overlapping; multi-room: 2-3 rooms in a row separated by 15 cm walls,
+each pair joined by a doorway rectangle through the wall, R = 3 or 5); the interior is that union
+extruded from 0 to height, and ``polygon_xy`` its outline (interior walls and door jambs included).
 Objects are axis-aligned boxes resting on the floor; a quarter-turn yaw is a swap of x and y extents.
 
 Placement keeps a walkway free: a loop inset from the walls (the outline offset inwards by a wall
 band deep enough for the wall objects, plus the walkway half-width; in narrow arms the loop collapses
-into a corridor), with every object footprint >= ``_WALKWAY_HALF_WIDTH_M`` away from it, so the
-trajectory planner always finds connected free floor with clearance from objects and walls.
+into a corridor; multi-room: one loop per room plus a corridor through every doorway), with every
+object footprint >= ``_WALKWAY_HALF_WIDTH_M`` away from it, so the trajectory planner always finds
+connected free floor with clearance from objects and walls.
+
+``clutter=True`` draws from every category (the 14 standard ones and 9 small clutter ones, weighted
+towards the small ones) and places more objects by default (0.45-0.75 per m² of floor, up to 60):
+more instances per category, smaller objects, more occlusion.
 
 Shapes: N points, R floor rectangles, V outline vertices.
 """
@@ -21,7 +29,7 @@ from typing import Any, Literal
 import numpy as np
 
 from posevlm.errors import ConfigError, PosevlmError, SchemaVersionError, ShapeError
-from posevlm.scenes.synthetic.categories import CATEGORIES, Category
+from posevlm.scenes.synthetic.categories import CATEGORIES, CATEGORY_NAMES, STANDARD_CATEGORY_NAMES, Category
 
 __all__ = [
     "Room",
@@ -32,10 +40,15 @@ __all__ = [
     "distance_to_walls_xy",
     "distance_to_footprints_xy",
     "LAYOUT_SCHEMA_VERSION",
+    "ROOM_SHAPES",
 ]
 
 LAYOUT_SCHEMA_VERSION = 1
-_MIN_OBJECTS, _MAX_OBJECTS = 5, 25
+#: room shapes of ``generate_layout`` (None = random rect / L)
+ROOM_SHAPES: tuple[str, ...] = ("rect", "L", "multi")
+_MIN_OBJECTS, _MAX_OBJECTS = 5, 25  # default range of standard layouts
+_MAX_REQUESTED = 60  # most objects one may request (clutter layouts reach it in large spaces)
+_INTERIOR_WALL_M = 0.15  # thickness of the walls between the rooms of a multi-room layout
 _WALKWAY_HALF_WIDTH_M = 0.45  # objects keep this distance from the walkway loop
 _OBJECT_GAP_M = 0.05  # minimum footprint-to-footprint gap
 _WALL_GAP_M = 0.03  # minimum footprint-to-wall gap (no coplanar faces for the renderer)
@@ -43,7 +56,10 @@ _MAX_ATTEMPTS = 80  # placement tries per requested object before it is skipped
 # relative sampling frequency: several chairs per room so counting questions are interesting
 _WEIGHTS = {"chair": 4.0, "stool": 1.5, "plant": 1.5, "trash_can": 1.5, "lamp": 1.2, "table": 1.2,
             "cabinet": 1.0, "bookshelf": 1.0, "desk": 0.8, "sofa": 0.8, "tv": 0.7, "bed": 0.5,
-            "refrigerator": 0.4, "toilet": 0.3}  # fmt: skip
+            "refrigerator": 0.4, "toilet": 0.3,
+            # clutter categories (only drawn by clutter layouts)
+            "backpack": 1.5, "box": 2.0, "basket": 1.2, "suitcase": 0.8, "fan": 0.8, "speaker": 1.0,
+            "vase": 1.0, "nightstand": 0.8, "ottoman": 0.8}  # fmt: skip
 _SMALL = ("trash_can", "stool", "plant", "lamp", "chair")  # used to top up to _MIN_OBJECTS
 
 
@@ -282,6 +298,82 @@ def _generate_room(rng: np.random.Generator, shape: str) -> tuple[Room, float]:
     return Room(boxes, height, poly, _union_area(boxes)), float(min_arm)
 
 
+def _quarter_turn(rects: np.ndarray, poly: np.ndarray | None, turns: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """Rotate (n, 4) rectangles and a (V, 2) outline by ``turns`` quarter turns, (x, y) -> (-y, x)
+    each: exact, keeps rectangles axis-aligned and outlines counter-clockwise."""
+    for _ in range(turns):
+        rects = np.stack([-rects[:, 3], rects[:, 0], -rects[:, 1], rects[:, 2]], -1)
+        poly = None if poly is None else np.stack([-poly[:, 1], poly[:, 0]], -1)
+    return rects, poly
+
+
+def _generate_multi_room(rng: np.random.Generator) -> tuple[Room, np.ndarray, np.ndarray]:
+    """2-3 rooms in a row joined by doorways, then a random quarter turn.
+
+    Built along +x: room k spans [a_k, b_k] x [c_k, d_k] (3-5 m by 3.5-5.5 m, shifted by up to 0.6 m
+    in y), walls ``_INTERIOR_WALL_M`` thick between rooms, and a 1.2-1.5 m doorway through each wall at
+    least 0.3 m from the rooms' corners. Returns the room, the (n, 4) room rectangles and the (n - 1, 4)
+    doorway rectangles (rotated like the room).
+    """
+    height = float(rng.uniform(2.4, 3.0))
+    n = int(rng.integers(2, 4))
+    lx, ly = rng.uniform(3.0, 5.0, size=n), rng.uniform(3.5, 5.5, size=n)
+    c = rng.uniform(-0.6, 0.6, size=n) - ly / 2
+    a = np.concatenate([[0.0], np.cumsum(lx[:-1] + _INTERIOR_WALL_M)])
+    a -= (a[-1] + lx[-1]) / 2
+    rooms = np.stack([a, c, a + lx, c + ly], -1)
+    doors = []
+    for k in range(n - 1):
+        w = float(rng.uniform(1.2, 1.5))
+        lo = max(rooms[k, 1], rooms[k + 1, 1]) + 0.3
+        hi = min(rooms[k, 3], rooms[k + 1, 3]) - 0.3 - w
+        y0 = float(rng.uniform(lo, max(hi, lo)))
+        doors.append([rooms[k, 2], y0, rooms[k + 1, 0], y0 + w])
+    doors = np.array(doors)
+    bottom, top = [], []
+    for k in range(n):  # outline: bottom chain left to right, top chain right to left
+        bottom += [(rooms[k, 0], rooms[k, 1]), (rooms[k, 2], rooms[k, 1])]
+        if k < n - 1:
+            bottom += [(doors[k, 0], doors[k, 1]), (doors[k, 2], doors[k, 1])]
+    for k in range(n - 1, -1, -1):
+        top += [(rooms[k, 2], rooms[k, 3]), (rooms[k, 0], rooms[k, 3])]
+        if k > 0:
+            top += [(doors[k - 1, 2], doors[k - 1, 3]), (doors[k - 1, 0], doors[k - 1, 3])]
+    poly = np.array(bottom + top)
+    turns = int(rng.integers(4))
+    rooms, poly = _quarter_turn(rooms, poly, turns)
+    doors, _ = _quarter_turn(doors, None, turns)
+    boxes = np.concatenate([rooms, doors])
+    return Room(boxes, height, poly, _union_area(boxes)), rooms, doors
+
+
+def _segment_rect(a: tuple[float, float], b: tuple[float, float]) -> list[float]:
+    """An axis-aligned segment as a degenerate rectangle [xmin, ymin, xmax, ymax]."""
+    return [min(a[0], b[0]), min(a[1], b[1]), max(a[0], b[0]), max(a[1], b[1])]
+
+
+def _multi_room_walkway(rooms: np.ndarray, doors: np.ndarray, d: float) -> np.ndarray:
+    """(m, 4) thin rectangles: each room's loop inset by ``d`` and, through every doorway, a corridor
+    along the door's axis joined to both loops (so the loops connect through the doors)."""
+    segs = []
+    inset = rooms + np.array([d, d, -d, -d])
+    for x0, y0, x1, y1 in inset:
+        segs += [_segment_rect((x0, y0), (x1, y0)), _segment_rect((x1, y0), (x1, y1)),
+                 _segment_rect((x0, y1), (x1, y1)), _segment_rect((x0, y0), (x0, y1))]
+    for x0, y0, x1, y1 in doors:
+        across = 0 if x1 - x0 < y1 - y0 else 1  # the door's thin side is the wall's thickness: walk across it
+        mid = (np.array([x0, y0]) + np.array([x1, y1])) / 2
+        sides = [k for k in range(len(rooms)) if _rect_distance(np.array([x0, y0, x1, y1]), rooms[k]) == 0.0]
+        for k in sides:  # from the door centre into room k up to its loop line, then along it to the loop
+            r, lo_hi = inset[k], (inset[k, across], inset[k, across + 2])
+            end = np.array(mid)
+            end[across] = lo_hi[0] if abs(lo_hi[0] - mid[across]) < abs(lo_hi[1] - mid[across]) else lo_hi[1]
+            corner = end.copy()
+            corner[1 - across] = np.clip(mid[1 - across], r[1 - across], r[3 - across])
+            segs += [_segment_rect(tuple(mid), tuple(end)), _segment_rect(tuple(end), tuple(corner))]
+    return np.array(segs)
+
+
 def _inset_rectilinear(poly_xy: np.ndarray, d: float) -> np.ndarray:
     """Offset a counter-clockwise rectilinear polygon inwards by ``d`` (valid while d < half an arm)."""
     edge = np.roll(poly_xy, -1, axis=0) - poly_xy
@@ -333,35 +425,44 @@ def _propose(rng: np.random.Generator, cat: Category, size: np.ndarray, room: Ro
 
 
 def generate_layout(rng: np.random.Generator, *, num_objects: int | None = None,
-                    room_shape: Literal["rect", "L"] | None = None) -> Layout:
-    """A random furnished room, deterministic given ``rng``.
+                    room_shape: Literal["rect", "L", "multi"] | None = None, clutter: bool = False) -> Layout:
+    """A random furnished room (or set of rooms), deterministic given ``rng``.
 
     Args:
         rng: numpy Generator; consumed (pass ``np.random.default_rng(seed)``).
-        num_objects: objects requested, 5..25; default random in [5, min(25, 5 + area / 2)] so small
-            rooms are not crammed.
-        room_shape: "rect" or "L"; default random (60% rect).
+        num_objects: objects requested, 5..60; default random in [5, min(25, 5 + area / 2)] so small
+            rooms are not crammed (clutter: in [0.45, 0.75] x area, clipped to 5..60).
+        room_shape: "rect", "L" or "multi" (2-3 rooms joined by doorways); default random rect (60%) / L.
+        clutter: draw from every category, small clutter ones included (see the module docstring).
     Returns:
-        A ``Layout``: room sides 3-9 m (L rooms 5-9 m with arms >= 2.5 m), height 2.4-3.0 m; objects
-        on the floor, footprints >= 5 cm apart and inside the room, wall categories against a wall,
-        every footprint >= 0.45 m from a walkway loop. A requested object that still collides after
-        80 attempts is skipped, so fewer than ``num_objects`` may come back; small objects (trash can,
-        stool, plant, lamp, chair) are then added until at least 5 are placed.
+        A ``Layout``: room sides 3-9 m (L rooms 5-9 m with arms >= 2.5 m; multi: rooms 3-5 x 3.5-5.5 m),
+        height 2.4-3.0 m; objects on the floor, footprints >= 5 cm apart and inside the room, wall
+        categories against a wall, every footprint >= 0.45 m from the walkway. A requested object that
+        still collides after 80 attempts is skipped, so fewer than ``num_objects`` may come back; small
+        objects (trash can, stool, plant, lamp, chair) are then added until at least 5 are placed.
+        Standard layouts (``clutter=False``, rect / L) are exactly those of earlier versions.
     Raises:
-        ConfigError: ``num_objects`` outside 5..25 or an unknown ``room_shape``.
+        ConfigError: ``num_objects`` outside 5..60 or an unknown ``room_shape``.
     """
-    if room_shape not in (None, "rect", "L"):
-        raise ConfigError(f"room_shape must be 'rect', 'L' or None; got {room_shape!r}.",
+    if room_shape not in (None, *ROOM_SHAPES):
+        raise ConfigError(f"room_shape must be one of {list(ROOM_SHAPES)} or None; got {room_shape!r}.",
                           field="room_shape", value=room_shape)
-    if num_objects is not None and not _MIN_OBJECTS <= int(num_objects) <= _MAX_OBJECTS:
-        raise ConfigError(f"num_objects must be in [{_MIN_OBJECTS}, {_MAX_OBJECTS}]; got {num_objects}.",
+    if num_objects is not None and not _MIN_OBJECTS <= int(num_objects) <= _MAX_REQUESTED:
+        raise ConfigError(f"num_objects must be in [{_MIN_OBJECTS}, {_MAX_REQUESTED}]; got {num_objects}.",
                           field="num_objects", value=num_objects)
     shape = room_shape or ("rect" if rng.random() < 0.6 else "L")
-    room, min_arm = _generate_room(rng, shape)
-    if num_objects is None:
+    if shape == "multi":
+        room, rooms, doors = _generate_multi_room(rng)
+        min_arm = float(np.min(rooms[:, 2:] - rooms[:, :2]))
+    else:
+        room, min_arm = _generate_room(rng, shape)
+    if num_objects is None and clutter:
+        lo, hi = np.clip(np.array([0.45, 0.75]) * room.floor_area_m2, _MIN_OBJECTS, _MAX_REQUESTED).astype(int)
+        num_objects = int(rng.integers(lo, hi + 1))
+    elif num_objects is None:
         upper = int(np.clip(5 + room.floor_area_m2 / 2, _MIN_OBJECTS, _MAX_OBJECTS))
         num_objects = int(rng.integers(_MIN_OBJECTS, upper + 1))
-    names = list(CATEGORIES)
+    names = list(CATEGORY_NAMES if clutter else STANDARD_CATEGORY_NAMES)
     weights = np.array([_WEIGHTS.get(n, 1.0) for n in names])
     picks = [names[i] for i in rng.choice(len(names), size=int(num_objects), p=weights / weights.sum())]
     sizes = [rng.uniform(CATEGORIES[n].size_min_m, CATEGORIES[n].size_max_m) for n in picks]
@@ -370,9 +471,12 @@ def generate_layout(rng: np.random.Generator, *, num_objects: int | None = None,
     depth = max([sizes[i][1] for i, n in enumerate(picks) if CATEGORIES[n].against_wall], default=0.3)
     cap = min(2.0, min_arm / 2 - _WALKWAY_HALF_WIDTH_M - 0.05)
     band = float(np.clip(depth + 2 * _WALL_GAP_M + rng.uniform(0.0, 0.3), 0.45, cap))
-    walkway = _inset_rectilinear(room.polygon_xy, band + _WALKWAY_HALF_WIDTH_M)
-    ends = np.roll(walkway, -1, axis=0)  # walkway edges are axis-aligned: store them as thin rectangles
-    walkway_rects = np.concatenate([np.minimum(walkway, ends), np.maximum(walkway, ends)], -1)
+    if shape == "multi":
+        walkway_rects = _multi_room_walkway(rooms, doors, band + _WALKWAY_HALF_WIDTH_M)
+    else:
+        walkway = _inset_rectilinear(room.polygon_xy, band + _WALKWAY_HALF_WIDTH_M)
+        ends = np.roll(walkway, -1, axis=0)  # walkway edges are axis-aligned: store them as thin rectangles
+        walkway_rects = np.concatenate([np.minimum(walkway, ends), np.maximum(walkway, ends)], -1)
     # wall objects first, then free-standing ones; larger footprints first (tables before chairs)
     order = sorted(range(len(picks)), key=lambda i: (not CATEGORIES[picks[i]].against_wall,
                                                      -sizes[i][0] * sizes[i][1], i))
