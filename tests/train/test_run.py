@@ -125,6 +125,29 @@ def test_spatial_mllm_on_a_qwen3_base_trains_on_timestamped_prompts(train_world,
     assert all(v == v for v in result.losses)
 
 
+def _synthetic_overrides(world):
+    """The ``synthetic`` section that made ``world`` (so the recipe reuses it and can evaluate on its test split)."""
+    return [f"synthetic.{k}={json.dumps(list(v) if isinstance(v, tuple) else v)}"
+            for k, v in world["config"].to_dict().items() if k != "schema_version"]
+
+
+def test_spatial_mllm_run_evaluates_its_final_checkpoint(train_world, tmp_path):
+    """run.evaluate on a Spatial-MLLM: the final checkpoint answers the synthetic test split through
+    ``posevlm eval --backend hf`` (family from its config.json; VGGT cameras, connector and frames as trained)."""
+    config = _config(train_world, tmp_path / "smllm_eval", "model.family=spatial_mllm", "model.vggt=tiny",
+                     "model.positions=null", "data.with_video_tchw=true", "data.require_cameras=false",
+                     "tune.policy=train=connector,llm", "run.max_steps=2", "run.evaluate=true",
+                     *_synthetic_overrides(train_world))
+    assert config.synthetic == train_world["config"]
+    result = train(config, log=lambda _m: None)
+    assert result.eval_dir == result.output_dir / "eval"
+    (entry,) = json.loads((result.eval_dir / "report" / "metrics.json").read_text())["runs"]
+    assert entry["n_done"] == entry["n_expected"] > 0 and entry["n_errors"] == 0
+    (info,) = json.loads(next((result.eval_dir / "backend").glob("rank*.json")).read_text())
+    assert info["family"] == "spatial_mllm" and info["source"] == str(result.final)
+    assert info["spatial_mllm"]["connector"]["type"] == "add"
+
+
 def test_nan_at_a_step_stops_the_run_naming_tensor_step_and_batch(train_world, tmp_path, monkeypatch):
     import posevlm.train.trainer as trainer_module
 

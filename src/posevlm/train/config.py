@@ -321,9 +321,6 @@ class TrainConfig:
         if self.tune.lora is not None and str(self.run.deepspeed or "").startswith("zero3"):
             problems.append(f"tune.lora with run.deepspeed={self.run.deepspeed}: LoRA wraps layers whose weights "
                             "ZeRO-3 has partitioned; use run.deepspeed=zero2 (or full fine-tuning with ZeRO-3)")
-        if self.run.evaluate and self.model.family == "spatial_mllm":
-            problems.append("run.evaluate=true: posevlm eval --backend hf loads Qwen2.5-VL / Qwen3-VL checkpoints, not "
-                            "Spatial-MLLM ones yet; set run.evaluate=false")
         return problems
 
     def _needs_cameras(self) -> bool:
