@@ -136,6 +136,34 @@ def test_qwen3_training_prompt_is_what_the_hf_eval_backend_feeds(train_world, ti
     assert sample["video_metadata"] == [per[0]["video_metadata"]]
 
 
+@pytest.mark.parametrize("family", ["qwen2_5_vl", "qwen3_vl"])
+def test_extra_video_tokens_equal_the_spatial_mllm_prompt_expansion(train_world, processor, processor3, family):
+    """With a connector's extra tokens (``sequence_cat``: 1 per merged token) the sample equals the processor's
+    output expanded by ``expand_video_pads``, the text the hf eval backend feeds a Spatial-MLLM."""
+    from posevlm.models.spatial_mllm.processing import expand_video_pads
+
+    proc = processor if family == "qwen2_5_vl" else processor3
+    video = _manifest(train_world, "six", "synth_100001")
+    config = DataConfig(num_frames=6, **PIXELS)
+    item = DataItem(parse_record({"id": "r", "video": video, "conversations": QWEN3_TURNS}), str(train_world["root"]),
+                    "t")
+    sample = build_sample(item, proc, config, chat=ChatFormat.for_family(family, extra_video_tokens=1))
+    spec = load_video(train_world["root"] / video, config.frames)
+    hw = video_resize_hw(48, 64, 6, patch_size=int(proc.video_processor.patch_size), **PIXELS)
+    meta = video_metadata(spec.frame_ids, spec.source_fps, spec.total_frames, "source")
+    ref = proc(text=[proc.apply_chat_template(QWEN3_MESSAGES, tokenize=False)], videos=[resize_frames(spec.frames, hw)],
+               video_metadata=[{k: v for k, v in meta.items() if k != "mode"}], do_resize=False, do_sample_frames=False,
+               cap_pixels_per_frame=False, return_tensors="pt")
+    video_id = proc.tokenizer.convert_tokens_to_ids("<|video_pad|>")
+    expanded = expand_video_pads(dict(ref), video_token_id=video_id, spatial_merge_size=2, extra_per_token=1,
+                                 pad_token_id=proc.tokenizer.pad_token_id)
+    assert torch.equal(sample["input_ids"], expanded["input_ids"][0])
+    assert torch.equal(sample["mm_token_type_ids"], expanded["mm_token_type_ids"][0])
+    assert int((sample["input_ids"] == video_id).sum()) == 2 * int(sample["video_grid_thw"].prod()) // 4
+    trained = sample["labels"] != IGNORE_INDEX
+    assert proc.tokenizer.decode(sample["input_ids"][trained]) == "B<|im_end|>Yes, 3.<|im_end|>"
+
+
 def test_video_tchw_and_cameras_are_the_resized_frames_and_the_manifest_cameras(train_world, processor):
     config = DataConfig(num_frames=6, with_video_tchw=True, **PIXELS)
     video = _manifest(train_world, "six", "synth_100000")

@@ -131,13 +131,16 @@ def _synthetic_overrides(world):
             for k, v in world["config"].to_dict().items() if k != "schema_version"]
 
 
-def test_spatial_mllm_run_evaluates_its_final_checkpoint(train_world, tmp_path):
+@pytest.mark.parametrize("connector", ["add", "sequence_cat"])
+def test_spatial_mllm_run_evaluates_its_final_checkpoint(train_world, tmp_path, connector):
     """run.evaluate on a Spatial-MLLM: the final checkpoint answers the synthetic test split through
-    ``posevlm eval --backend hf`` (family from its config.json; VGGT cameras, connector and frames as trained)."""
+    ``posevlm eval --backend hf`` (family from its config.json; VGGT cameras, connector and frames as trained).
+    ``sequence_cat`` adds a token per merged video token: the training samples carry its extra pads, as the eval's
+    prompt does (the model refuses a prompt without them)."""
     config = _config(train_world, tmp_path / "smllm_eval", "model.family=spatial_mllm", "model.vggt=tiny",
-                     "model.positions=null", "data.with_video_tchw=true", "data.require_cameras=false",
-                     "tune.policy=train=connector,llm", "run.max_steps=2", "run.evaluate=true",
-                     *_synthetic_overrides(train_world))
+                     f"model.connector={connector}", "model.positions=null", "data.with_video_tchw=true",
+                     "data.require_cameras=false", "tune.policy=train=connector,llm", "run.max_steps=2",
+                     "run.evaluate=true", *_synthetic_overrides(train_world))
     assert config.synthetic == train_world["config"]
     result = train(config, log=lambda _m: None)
     assert result.eval_dir == result.output_dir / "eval"
@@ -145,7 +148,7 @@ def test_spatial_mllm_run_evaluates_its_final_checkpoint(train_world, tmp_path):
     assert entry["n_done"] == entry["n_expected"] > 0 and entry["n_errors"] == 0
     (info,) = json.loads(next((result.eval_dir / "backend").glob("rank*.json")).read_text())
     assert info["family"] == "spatial_mllm" and info["source"] == str(result.final)
-    assert info["spatial_mllm"]["connector"]["type"] == "add"
+    assert info["spatial_mllm"]["connector"]["type"] == connector
 
 
 def test_nan_at_a_step_stops_the_run_naming_tensor_step_and_batch(train_world, tmp_path, monkeypatch):

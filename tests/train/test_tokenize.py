@@ -141,3 +141,25 @@ def test_qwen3_timestamps_equal_the_processors(ids, fps):
     got = qwen3_timestamps(ids, fps, 2)
     assert got == expected and len(got) == (len(ids) + 1) // 2
     assert [f"{t:.1f}" for t in got] == [f"{t:.1f}" for t in expected]
+
+
+@pytest.mark.parametrize("layout", ["qwen2_5", "qwen3"])
+def test_extra_video_tokens_follow_each_videos_last_pad(tokenizer, tokenizer3, layout):
+    """A connector that adds e tokens per merged token (Spatial-MLLM ``sequence_cat``: e = 1) gets e * n more pads
+    right after each video's last pad: the end of its block (Qwen2.5-VL) or of its last temporal patch (Qwen3-VL)."""
+    tok = tokenizer if layout == "qwen2_5" else tokenizer3
+    chat = ChatFormat(layout, None, extra_video_tokens=1)
+    turns = [Turn("user", "<video>a<video>b"), Turn("assistant", "c")]
+    stamps = {"video_timestamps": [[0.0, 1.0], [2.0]]} if layout == "qwen3" else {}
+    out = tokenize_conversation(turns, tok, video_tokens=[4, 2], chat=chat, **stamps)
+    p, vs, ve = "<|video_pad|>", "<|vision_start|>", "<|vision_end|>"
+    if layout == "qwen2_5":
+        videos = [f"{vs}{p * 8}{ve}", f"{vs}{p * 4}{ve}"]
+    else:
+        videos = [f"{vs}<0.0 seconds>{vs}{p * 2}{ve}<1.0 seconds>{vs}{p * 2 + p * 4}{ve}{ve}",
+                  f"{vs}<2.0 seconds>{vs}{p * 2 + p * 2}{ve}{ve}"]
+    assert out.text == f"<|im_start|>user\n{videos[0]}a{videos[1]}b<|im_end|>\n<|im_start|>assistant\nc<|im_end|>\n"
+    assert int((out.mm_token_type_ids == 2).sum()) == 12 and tok.decode(out.input_ids[out.labels != IGNORE_INDEX]) \
+        == "c<|im_end|>"
+    with pytest.raises(ConfigError, match="extra_video_tokens=-1"):
+        ChatFormat(layout, extra_video_tokens=-1)

@@ -238,28 +238,32 @@ def build_sample(item: DataItem, processor, config: DataConfig, *, chat: ChatFor
 
 class SFTDataset(Dataset):
     """Map-style dataset of training samples (module docstring). ``bad_samples``: the log skipped samples go
-    to (a fresh in-memory log by default; give it a path to share it across workers and ranks)."""
+    to (a fresh in-memory log by default; give it a path to share it across workers and ranks).
+    ``extra_video_tokens``: extra pads per merged video token of the model (a Spatial-MLLM's
+    ``extra_tokens_per_visual_token``: ``sequence_cat`` 1), as :class:`~posevlm.train.tokenize.ChatFormat`."""
 
     def __init__(self, items: Sequence[DataItem], processor, config: DataConfig = DataConfig(), *,
-                 family: str = "qwen2_5_vl", bad_samples: BadSampleLog | None = None):
+                 family: str = "qwen2_5_vl", bad_samples: BadSampleLog | None = None, extra_video_tokens: int = 0):
         if not items:
             raise ConfigError(f"no training samples in {config.datasets!r}; check the names and the %N percentages",
                               field="datasets", value=config.datasets)
         self.items = list(items)
         self.processor = processor
         self.config = config
-        self.chat = ChatFormat.for_family(family, system_prompt=config.system_prompt)
+        self.chat = ChatFormat.for_family(family, system_prompt=config.system_prompt,
+                                          extra_video_tokens=extra_video_tokens)
         self.tokens = SpecialTokens.from_tokenizer(processor.tokenizer)
         self.bad_samples = bad_samples if bad_samples is not None else BadSampleLog()
         self._known_bad: set[int] = set()
 
     @classmethod
     def from_config(cls, config: DataConfig, processor, *, family: str = "qwen2_5_vl",
-                    bad_samples: BadSampleLog | str | Path | None = None) -> "SFTDataset":
+                    bad_samples: BadSampleLog | str | Path | None = None, extra_video_tokens: int = 0
+                    ) -> "SFTDataset":
         """Load the mix ``config.datasets`` (under ``config.dataset_root`` or ``$DATASET_ROOT``)."""
         items = load_mix(config.datasets, root=config.dataset_root, seed=config.seed)
         log = bad_samples if isinstance(bad_samples, BadSampleLog) or bad_samples is None else BadSampleLog(bad_samples)
-        return cls(items, processor, config, family=family, bad_samples=log)
+        return cls(items, processor, config, family=family, bad_samples=log, extra_video_tokens=extra_video_tokens)
 
     def __len__(self) -> int:
         return len(self.items)

@@ -278,7 +278,8 @@ def prepare_run(config: TrainConfig, *, log: Callable[[str], None] = print, trai
     built, freeze, groups = _tuned_model(config, args, log)
     bad_path = output_dir / "bad_samples.jsonl"
     dataset = SFTDataset.from_config(config.data, built.processor, family=built.base_family,
-                                     bad_samples=BadSampleLog(bad_path))
+                                     bad_samples=BadSampleLog(bad_path),
+                                     extra_video_tokens=getattr(built.model, "extra_tokens_per_visual_token", 0))
     collator = _collator(config, built, built.processor.tokenizer.pad_token_id)
     if _is_main():
         _write_record(config, output_dir, {

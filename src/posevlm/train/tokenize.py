@@ -28,6 +28,11 @@ layout per model family (tested live against the processor of a tiny checkpoint 
 ``mm_token_type_ids`` is 2 on ``<|video_pad|>``, 1 on ``<|image_pad|>`` and 0 elsewhere (markers and timestamp
 text included), as the processor's.
 
+Extra video tokens (``ChatFormat.extra_video_tokens`` = e, a Spatial-MLLM connector that adds tokens:
+``sequence_cat``, e = 1): each video gets e * n more ``<|video_pad|>`` right after its last pad (Qwen2.5-VL: at the
+end of its block; Qwen3-VL: at the end of the last temporal patch's block), the text the hf eval backend feeds such
+a model (``SpatialMLLM.expand_inputs`` / ``posevlm.models.spatial_mllm.processing.expand_video_pads``).
+
 Labels (the rule, pinned by a golden test): ``labels[i] = input_ids[i]`` for the tokens of each assistant
 turn's content and the ``<|im_end|>`` that closes it; -100 everywhere else: system and user turns, each
 assistant header ``<|im_start|>assistant\\n``, and the ``\\n`` after the assistant's ``<|im_end|>``. The
@@ -72,15 +77,21 @@ class ChatFormat:
     """How a conversation becomes ChatML for a model family. ``layout``: the family's position layout
     (``qwen2_5``: Qwen2.5-VL and models built on it; ``qwen3``: Qwen3-VL, per-patch timestamps; module docstring).
     ``system_prompt``: added as a system turn when the conversation does not start with one (None: never;
-    ``auto``, the default: the layout's chat-template default, :data:`LAYOUT_SYSTEM_PROMPTS`, resolved here)."""
+    ``auto``, the default: the layout's chat-template default, :data:`LAYOUT_SYSTEM_PROMPTS`, resolved here).
+    ``extra_video_tokens``: e extra pads per merged video token after each video (module docstring; 0: none)."""
 
     layout: str = "qwen2_5"
     system_prompt: str | None = TEMPLATE_SYSTEM_PROMPT
+    extra_video_tokens: int = 0
 
     def __post_init__(self) -> None:
         if self.layout not in LAYOUT_SYSTEM_PROMPTS:
             raise ConfigError(f"layout must be one of {tuple(LAYOUT_SYSTEM_PROMPTS)}; got {self.layout!r}",
                               field="layout", value=self.layout)
+        e = self.extra_video_tokens
+        if isinstance(e, bool) or not isinstance(e, int) or e < 0:
+            raise ConfigError(f"extra_video_tokens={e!r} (an int >= 0: extra pads per merged video token)",
+                              field="extra_video_tokens", value=e)
         if self.system_prompt == TEMPLATE_SYSTEM_PROMPT:
             object.__setattr__(self, "system_prompt", LAYOUT_SYSTEM_PROMPTS[self.layout])
 
@@ -135,17 +146,21 @@ class Tokenized:
         return int((self.labels != IGNORE_INDEX).sum())
 
 
-def video_placeholder(tokens: SpecialTokens, n_tokens: int, timestamps: Sequence[float] | None = None) -> str:
+def video_placeholder(tokens: SpecialTokens, n_tokens: int, timestamps: Sequence[float] | None = None,
+                      extra: int = 0) -> str:
     """The text one ``<video>`` tag becomes (module docstring): ``qwen2_5`` (``timestamps`` None): the markers
     around ``n_tokens`` pads; ``qwen3``: the template's markers around one ``<t seconds>`` + marked block of
-    ``n_tokens / T`` pads per temporal patch (T = ``len(timestamps)``, which must divide ``n_tokens``)."""
+    ``n_tokens / T`` pads per temporal patch (T = ``len(timestamps)``, which must divide ``n_tokens``). ``extra``:
+    ``extra * n_tokens`` more pads after the last one."""
+    more = tokens.video_pad * (extra * n_tokens)
     if timestamps is None:
-        return tokens.vision_start + tokens.video_pad * n_tokens + tokens.vision_end
+        return tokens.vision_start + tokens.video_pad * n_tokens + more + tokens.vision_end
     if not timestamps or n_tokens % len(timestamps):
         raise InvalidInputError(f"{n_tokens} video tokens cannot split into {len(timestamps)} temporal patches; pass "
                                 "one timestamp per temporal patch (grid t) of the video")
-    block = tokens.vision_start + tokens.video_pad * (n_tokens // len(timestamps)) + tokens.vision_end
-    return tokens.vision_start + "".join(f"<{t:.1f} seconds>{block}" for t in timestamps) + tokens.vision_end
+    pads = tokens.video_pad * (n_tokens // len(timestamps))
+    blocks = [f"<{t:.1f} seconds>{tokens.vision_start}{pads}" for t in timestamps]
+    return tokens.vision_start + tokens.vision_end.join(blocks) + more + tokens.vision_end + tokens.vision_end
 
 
 def render_chatml(turns: Sequence[Turn], tokens: SpecialTokens, *, video_tokens: Sequence[int] = (),
@@ -173,7 +188,7 @@ def render_chatml(turns: Sequence[Turn], tokens: SpecialTokens, *, video_tokens:
                                 f"but {len(video_timestamps)} timestamp list(s) given")
     if not qwen3 and len(video_timestamps):
         raise InvalidInputError(f"video_timestamps are for layout qwen3 (Qwen3-VL); layout {chat.layout} has none")
-    videos = [video_placeholder(tokens, n, video_timestamps[k] if qwen3 else None)
+    videos = [video_placeholder(tokens, n, video_timestamps[k] if qwen3 else None, chat.extra_video_tokens)
               for k, n in enumerate(counts[VIDEO_TAG])]
     placeholders = {VIDEO_TAG: iter(videos),
                     IMAGE_TAG: iter(tokens.vision_start + tokens.image_pad * n + tokens.vision_end
@@ -229,9 +244,10 @@ def tokenize_conversation(turns: Sequence[Turn], tokenizer, *, video_tokens: Seq
     trained = ((offsets[:, :1] >= bounds[:, 0]) & (offsets[:, 1:] <= bounds[:, 1])).any(-1)
     labels = torch.where(trained, ids, torch.full_like(ids, IGNORE_INDEX))
     is_video, is_image = ids == tokens.ids["video_pad"], ids == tokens.ids["image_pad"]
-    if int(is_video.sum()) != sum(video_tokens) or int(is_image.sum()) != sum(image_tokens):
+    n_video = sum(video_tokens) * (1 + chat.extra_video_tokens)
+    if int(is_video.sum()) != n_video or int(is_image.sum()) != sum(image_tokens):
         raise InvalidInputError(f"the text holds {int(is_video.sum())} {tokens.video_pad} / {int(is_image.sum())} "
-                                f"{tokens.image_pad} tokens for {sum(video_tokens)} / {sum(image_tokens)} placeholders: "
+                                f"{tokens.image_pad} tokens for {n_video} / {sum(image_tokens)} placeholders: "
                                 "a turn contains vision token strings literally; remove them from the record")
     mm = is_video.long() * MM_TOKEN_TYPES["video"] + is_image.long() * MM_TOKEN_TYPES["image"]
     return Tokenized(ids, labels, mm, text)
