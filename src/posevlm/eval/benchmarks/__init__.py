@@ -6,6 +6,9 @@ packages add benchmarks through the entry-point group ``posevlm.benchmarks``.
 
 ``vsibench``: VSI-Bench from a local copy or the hub (``vsibench.py``).
 
+``sqa3d`` / ``scanqa``: SQA3D and ScanQA free-text QA on ScanNet scans from their released annotation files
+(``sqa3d.py``, ``scanqa.py``; task formats ``sqa3d`` / ``scanqa`` in ``posevlm.eval.open_qa``).
+
 ``synthetic_vsi``: VSI-Bench-style questions with exact ground truth from synthetic scenes
 (``posevlm synth``), nine of the ten VSI-Bench question types. ``route_planning`` is left out on
 purpose: VSI-Bench routes are human-written walkable paths ("go forward until the tv, [turn], go
@@ -46,3 +49,5 @@ __all__ = [
 benchmarks: Registry[BenchmarkSpec] = Registry("benchmark", "benchmarks")
 benchmarks.register_lazy("vsibench", "posevlm.eval.benchmarks.vsibench:BENCHMARK")
 benchmarks.register_lazy("synthetic_vsi", "posevlm.eval.benchmarks.synthetic_vsi:BENCHMARK")
+benchmarks.register_lazy("sqa3d", "posevlm.eval.benchmarks.sqa3d:BENCHMARK")
+benchmarks.register_lazy("scanqa", "posevlm.eval.benchmarks.scanqa:BENCHMARK")
