@@ -36,7 +36,8 @@ def test_model_args_take_the_frame_count_from_the_slug_and_validate_everything()
                                            "device": None, "max_batch_size": None})
     assert cfg.num_frames == N and cfg.hf == {"positions": "pthw", "camera_attention": "prope", "batch_size": 2}
     assert cfg.backend_config().positions == "pthw" and cfg.backend_config().batch_size == 2
-    assert LmmsModelConfig.from_model_args({"pretrained": "m", "frames_root": f"/x/{SLUG}", "num_frames": 4}).num_frames == 4
+    given = LmmsModelConfig.from_model_args({"pretrained": "m", "frames_root": f"/x/{SLUG}", "num_frames": 4})
+    assert given.num_frames == 4
     spec = LmmsModelConfig.from_model_args({"pretrained": "m", "frames_root": f"/x/{SLUG}",
                                             "positions": '{"mode": "pthw", "pose_reference": "medoid"}'})
     assert spec.hf["positions"] == {"mode": "pthw", "pose_reference": "medoid"}

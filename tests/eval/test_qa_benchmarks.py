@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from qa_world import N, SCANQA, SQA3D, build_qa_world, frames_root, scanqa_items, sqa3d_documents, write_scanqa, write_sqa3d
+from qa_world import (
+    N, SCANQA, SQA3D, build_qa_world, frames_root, scanqa_items, sqa3d_documents, write_scanqa, write_sqa3d,
+)  # fmt: skip
 
 from posevlm.errors import ConfigError, InputFileError
 from posevlm.eval.benchmarks import benchmarks
@@ -79,7 +81,8 @@ def test_scanqa_records_keep_the_released_fields(tmp_path):
     for qid, scene, question, answers, ids, names in SCANQA:
         r = by_qid[qid]
         assert r["id"] == scanqa_record_id(qid) and 0 <= r["id"] < 1 << 48
-        assert (r["scene_name"], r["question"], r["answers"], r["ground_truth"]) == (scene, question, answers, answers[0])
+        assert (r["scene_name"], r["question"], r["answers"]) == (scene, question, answers)
+        assert r["ground_truth"] == answers[0]
         assert (r["object_ids"], r["object_names"], r["question_type"], r["dataset"]) == (ids, names, "open_ended",
                                                                                           "scannet")
     assert [r["id"] for r in records] == sorted(r["id"] for r in records)
@@ -155,7 +158,8 @@ def test_sqa3d_runs_reports_and_compares(qa_world, tmp_path):
     what = [qid for qid, _, _, q, _ in SQA3D if sqa3d_question_prefix(q) == "what"]
     assert cols["em_what"] == pytest.approx(sum(expected[q] for q in what) / len(what))
     table = paths["markdown"].read_text()
-    assert table.startswith("# SQA3D results") and "| EM@1 | EM-R | What | Is | How | Can | Which | Others | n |" in table
+    assert table.startswith("# SQA3D results")
+    assert "| EM@1 | EM-R | What | Is | How | Can | Which | Others | n |" in table
     csv_text = paths["csv"].read_text()
     assert ",em_what," in csv_text and ",em_others," in csv_text
     result = compare_runs(a, b, n_bootstrap=200)
@@ -207,7 +211,8 @@ def test_prompts_of_the_run_carry_the_situation(qa_world, tmp_path):
         info = {"backend": "recorder"}
 
         def generate(self, batch, generation=None):
-            seen.extend((r["id"], prompt, spec.w2c_opencv.shape, generation.max_new_tokens) for r, prompt, spec in batch)
+            seen.extend((r["id"], prompt, spec.w2c_opencv.shape, generation.max_new_tokens)
+                        for r, prompt, spec in batch)
             return [{"text": "brown", "video_grid_thw": None, "n_visual_tokens": None} for _ in batch]
 
     assert run_eval(config(qa_world, "sqa3d", "brown"), tmp_path / "run", backend=Recorder()).ok
@@ -237,8 +242,8 @@ def test_posevlm_eval_sqa3d_cli_with_a_tiny_pose_aware_model(qa_world, tmp_path)
 
     out = tmp_path / "run"
     cli("eval", "--benchmark", "sqa3d", "--source", qa_world / "sqa3d", "--backend", "hf", "--model", model,
-        "--dtype", "float32", "--positions", "pthw", "--camera-attention", "prope", "--backend-set", "min_pixels=3136", "--frames",
-        "folder_manifest", "--frames-root", frames_root(qa_world), "--num-frames", N, "--limit", 3, "--out", out)
+        "--dtype", "float32", "--positions", "pthw", "--camera-attention", "prope", "--backend-set", "min_pixels=3136",
+        "--frames", "folder_manifest", "--frames-root", frames_root(qa_world), "--num-frames", N, "--limit", 3, "--out", out)
     records = RunStore(out).scan()
     assert len(records) == 3 and all(r["status"] == "ok" for r in records.values())
     assert all(r["frames"]["video_grid_thw"] is not None for r in records.values())

@@ -15,7 +15,8 @@ def eval_cmd(
                                   "synthetic_vsi, ... (posevlm list benchmarks)."),
     source: Optional[str] = typer.Option(None, "--source", help="Benchmark source: VSI-Bench local copy or hub id "
                                          "(default nyu-visionx/VSI-Bench); sqa3d / scanqa: the released annotation "
-                                         "file(s), their folder or a hub dataset id; synthetic_vsi: the benchmark .jsonl."),
+                                         "file(s), their folder or a hub dataset id; synthetic_vsi: the benchmark "
+                                         ".jsonl."),
     bench_config: Optional[str] = typer.Option(None, "--bench-config", help="VSI-Bench config: full (default) | "
                                                "debiased | pruned; sqa3d split: test (default) | val | train; scanqa "
                                                "split: val (default) | train."),

@@ -31,9 +31,9 @@ def list_cmd(
     kind: Optional[str] = typer.Argument(None, help=f"One of: {', '.join(KINDS)}. Default: all of them."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable: {kind: [{name, description, origin}]}."),
 ) -> None:
-    """List registered samplers, backends, benchmarks, task formats, position modes, camera attention modes, model families,
-    spatial encoders, MixedRoPE3D presets and point encoders, each with a one-line description and where it comes
-    from (builtin, or the plug-in's distribution).
+    """List registered samplers, backends, benchmarks, task formats, position modes, camera attention modes, model
+    families, spatial encoders, MixedRoPE3D presets and point encoders, each with a one-line description and where it
+    comes from (builtin, or the plug-in's distribution).
 
     Examples:
 

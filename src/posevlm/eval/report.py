@@ -143,7 +143,8 @@ def run_metrics(run: RunData, *, mode: str = "official") -> dict[str, Any]:
         "errors_by_kind": dict(Counter((r.get("error") or {}).get("kind", "unknown") for r in errors)),
         "parse_status": dict(statuses),
         "counts": {d: dict(sorted(q.items())) for d, q in sorted(counts.items())},
-        "aggregate": agg, "task_format": fmt.name, "warnings": warnings, "scan": run.stats.to_dict(), "config": run.config,
+        "aggregate": agg, "task_format": fmt.name, "warnings": warnings, "scan": run.stats.to_dict(),
+        "config": run.config,
         "provenance": run.provenance,
     }
 
@@ -351,7 +352,8 @@ def write_report(run_dirs: Sequence[str | Path], out_dir: str | Path | None = No
     out = writable_dir(out_dir, "--out")
     partial = any(e["partial"] for e in entries)
     doc = {"format": REPORT_FORMAT, "schema_version": REPORT_SCHEMA_VERSION, "mode": mode, "partial": partial,
-           "column_order": list(_columns(fmt, micro)), "task_format": fmt.name, "runs": entries, "provenance": provenance()}
+           "column_order": list(_columns(fmt, micro)), "task_format": fmt.name, "runs": entries,
+           "provenance": provenance()}
     paths = {name: out / file for name, file in REPORT_FILES.items()}
     # every file is written to a temporary name and renamed: a killed report leaves the previous files whole
     atomic_write_text(paths["metrics"], json.dumps(doc, indent=1, sort_keys=True, allow_nan=False) + "\n")

@@ -57,7 +57,8 @@ def scanqa_records(items: Any, *, path: Path = Path("ScanQA")) -> list[dict[str,
         bad = [k for k in ("question_id", "scene_id", "question")
                if not isinstance(item.get(k), str) or not item[k].strip()]
         if bad:
-            raise InputFileError(f"{path}: question {qid!r} has no valid {', '.join(bad)} (non-empty strings)", path=path)
+            raise InputFileError(f"{path}: question {qid!r} has no valid {', '.join(bad)} (non-empty strings)",
+                                 path=path)
         answers = item.get("answers")
         if not isinstance(answers, list) or not answers or not all(isinstance(a, str) and a.strip() for a in answers):
             raise InputFileError(f"{path}: question {qid!r} has answers={answers!r}; scoring needs a non-empty list of "

@@ -28,7 +28,9 @@ from typing import Any, Callable, Mapping, Sequence
 
 from posevlm.errors import ConfigError
 from posevlm.eval.errors import InvalidInputError, SampleError
-from posevlm.eval.frames import COUNT_POLICIES, UNIFORM_RULES, FolderManifest, FrameCache, Mp4Uniform, check_record_names
+from posevlm.eval.frames import (
+    COUNT_POLICIES, UNIFORM_RULES, FolderManifest, FrameCache, Mp4Uniform, check_record_names,
+)  # fmt: skip
 from posevlm.eval.prompts import GenerationSettings
 
 __all__ = ["MODEL_ID", "LmmsModelConfig", "PlannedRequest", "generation_settings", "plan_request",
@@ -207,7 +209,8 @@ def _doc_field(doc: Mapping[str, Any], key: str, sample_id: str) -> str:
     return value
 
 
-def plan_request(index: int, args: Sequence[Any], task_dict: Mapping[str, Any], config: LmmsModelConfig) -> PlannedRequest:
+def plan_request(index: int, args: Sequence[Any], task_dict: Mapping[str, Any],
+                 config: LmmsModelConfig) -> PlannedRequest:
     """Resolve one ``generate_until`` request's ``args`` against ``task_dict`` (the documents lmms-eval loaded).
 
     Raises:
@@ -231,14 +234,15 @@ def plan_request(index: int, args: Sequence[Any], task_dict: Mapping[str, Any], 
             dataset = _doc_field(doc, config.dataset_key, sample_id)
         scene = _doc_field(doc, config.scene_key, sample_id)
         check_record_names(dataset, scene, root, "frames_root")
-        frames = FolderManifest(str(root / dataset / scene), int(config.num_frames), config.frame_policy)  # type: ignore[arg-type]
+        frames = FolderManifest(str(root / dataset / scene), config.num_frames, config.frame_policy)
     else:
         visuals = doc_to_visual(doc) if callable(doc_to_visual) else doc_to_visual
         videos = [v for v in (visuals or []) if isinstance(v, (str, Path)) and str(v).lower().endswith(_VIDEO_SUFFIXES)]
         if len(videos) != 1 or len(visuals) != 1:
+            kinds = ", ".join(type(v).__name__ for v in visuals or [])
             raise InvalidInputError(f"document {sample_id}: without frames_root posevlm answers from one video file; "
-                                    f"the task gave {len(visuals or [])} visual(s) ({', '.join(type(v).__name__ for v in visuals or [])}). "
-                                    "Pass --model_args frames_root=<sampled slug folder>", sample_id=sample_id)
+                                    f"the task gave {len(visuals or [])} visual(s) ({kinds}). Pass --model_args "
+                                    "frames_root=<sampled slug folder>", sample_id=sample_id)
         frames = Mp4Uniform(str(videos[0]), config.num_frames or 16, config.frame_rule)  # type: ignore[arg-type]
     return PlannedRequest(index, sample_id, frames, str(context), settings, until, ignored)
 
