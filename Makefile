@@ -8,7 +8,7 @@ DEMO_OUT ?= runs/demo
 .PHONY: demo test test-fast setup bench
 
 setup:
-	@scripts/setup.sh dev,viz,hf,eval-text,train
+	@scripts/setup.sh dev,viz,hf,eval-text,train,lmms
 
 demo: setup
 	$(PY) -m posevlm demo --out $(DEMO_OUT)

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Create .venv and install posevlm with the given extras (default: dev,viz). Idempotent and fast when
-# nothing changed. On a machine without an NVIDIA GPU it installs the CPU build of torch.
+# nothing changed. On a machine without an NVIDIA GPU it installs the CPU build of torch, and the extra
+# "lmms" as lmms-eval without its dependencies plus scripts/lmms_eval_cpu_requirements.txt (the extra itself
+# would add a CUDA torchvision, which cannot load next to a CPU torch).
 #   scripts/setup.sh [extras]        e.g. scripts/setup.sh dev,viz
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,9 +21,17 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 PY="$VENV/bin/python"
 PIP=("$PY" -m pip --disable-pip-version-check -q)
+GPU=0
+if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then GPU=1; fi
+PIP_EXTRAS="$EXTRAS"
+LMMS_CPU=""
+if [[ ",$EXTRAS," == *",lmms,"* ]] && [ "$GPU" = 0 ]; then
+  PIP_EXTRAS="$(echo ",$EXTRAS," | sed 's/,lmms,/,/; s/^,//; s/,$//')"
+  LMMS_CPU="scripts/lmms_eval_cpu_requirements.txt"
+fi
 
 if ! "$PY" -c 'import torch' 2>/dev/null; then
-  if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
+  if [ "$GPU" = 1 ]; then
     echo "[setup] NVIDIA GPU found: installing torch==$TORCH_VERSION (CUDA build)"
     "${PIP[@]}" install "torch==$TORCH_VERSION"
   else
@@ -38,10 +48,14 @@ if ! "$PY" -c 'import torch' 2>/dev/null; then
   fi
 fi
 
-stamp="$VENV/.posevlm-installed-$(cat pyproject.toml | "$PY" -c 'import hashlib,sys; print(hashlib.sha1(sys.stdin.buffer.read()).hexdigest()[:12])')-${EXTRAS//,/_}"
+stamp="$VENV/.posevlm-installed-$(cat pyproject.toml $LMMS_CPU | "$PY" -c 'import hashlib,sys; print(hashlib.sha1(sys.stdin.buffer.read()).hexdigest()[:12])')-${EXTRAS//,/_}"
 if [ ! -f "$stamp" ]; then
-  echo "[setup] installing posevlm[$EXTRAS] (editable)"
-  "${PIP[@]}" install -e ".[$EXTRAS]" 2>&1 | grep -v "is ignored: it is neither a file nor a directory" || true
+  echo "[setup] installing posevlm[$PIP_EXTRAS] (editable)"
+  "${PIP[@]}" install -e ".${PIP_EXTRAS:+[$PIP_EXTRAS]}" 2>&1 | grep -v "is ignored: it is neither a file nor a directory" || true
+  if [ -n "$LMMS_CPU" ]; then
+    echo "[setup] no GPU: installing lmms-eval without its dependencies (+ $LMMS_CPU)"
+    "${PIP[@]}" install --no-deps -r "$LMMS_CPU" 2>&1 | grep -v "is ignored: it is neither a file nor a directory" || true
+  fi
   "$PY" -c 'import posevlm, torch; print(f"[setup] posevlm {posevlm.__version__}, torch {torch.__version__}")'
   rm -f "$VENV"/.posevlm-installed-*
   touch "$stamp"

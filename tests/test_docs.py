@@ -163,3 +163,71 @@ def test_readme_spatial_mllm_example_runs(tmp_path, monkeypatch):
     assert len(printed) == 1 and isinstance(printed[0], str)
     again = from_pretrained(tmp_path / "spatial", device="cpu", local_files_only=True)
     assert again.config.camera_attention.mode == "prope" and again.processor is not None
+
+
+def _readme_subsection(title: str) -> str:
+    readme = (ROOT / "README.md").read_text()
+    start = readme.index(f"### {title}\n")
+    ends = [i for i in (readme.find("\n## ", start + 1), readme.find("\n### ", start + 1)) if i > 0]
+    return readme[start: min(ends) if ends else None]
+
+
+def _shell_lines(section: str) -> list[str]:
+    """The lines of a section's bash block, continuation lines joined, comments dropped."""
+    block = re.search(r"```bash\n(.*?)```", section, flags=re.S).group(1).replace("\\\n", " ")
+    return [ln.split("#")[0].strip() for ln in block.splitlines() if ln.split("#")[0].strip()]
+
+
+@pytest.mark.slow
+def test_readme_sqa3d_scanqa_commands_run(tmp_path, monkeypatch):
+    """The README's SQA3D / ScanQA commands, with the variables pointing at fixtures in the released formats,
+    ScanNet scans sampled with posevlm, and a tiny local Qwen2.5-VL."""
+    import os
+    import shlex
+    import sys
+
+    pytest.importorskip("transformers")
+    sys.path.insert(0, str(ROOT / "tests" / "eval"))
+    from qa_world import N, build_qa_world, frames_root
+    from tiny_models import save_tiny_qwen2_5_vl
+    from typer.testing import CliRunner
+
+    import posevlm.eval.text_metrics as tm
+    from posevlm.cli import app
+
+    world = build_qa_world(tmp_path / "world")
+    values = {"SQA3D": str(world / "sqa3d"), "SCANQA": str(world / "scanqa"), "FRAMES": str(frames_root(world)),
+              "N": str(N), "MODEL": str(save_tiny_qwen2_5_vl(tmp_path / "model"))}
+    monkeypatch.setattr(tm, "java_status", lambda timeout_s=30.0: (False, "no java in this test"))  # METEOR: ~15 s
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.chdir(tmp_path)
+    lines = _shell_lines(_readme_subsection("SQA3D and ScanQA"))
+    assigned = {ln.split("=", 1)[0] for ln in lines if re.fullmatch(r"[A-Z0-9_]+=\S+", ln)}
+    assert assigned == set(values)
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+    commands = [ln for ln in lines if ln.startswith("posevlm ")]
+    assert [c.split()[1] for c in commands] == ["eval", "eval", "eval", "report", "report", "compare"]
+    outputs = []
+    for command in commands:
+        result = CliRunner().invoke(app, shlex.split(os.path.expandvars(command))[1:])
+        assert result.exit_code == 0, (command, result.output)
+        outputs.append(result.output)
+    assert "# SQA3D results" in outputs[3] and "| EM@1 | EM-R | What |" in outputs[3]
+    assert "# ScanQA results" in outputs[4] and "CIDEr" in outputs[4]
+    assert "em_what" in outputs[5]
+
+
+def test_readme_lmms_eval_command_is_valid():
+    """The README's lmms-eval command names the entry point pyproject.toml declares, and its --model_args are
+    valid plug-in arguments (a slug folder of 16 frames for $FRAMES)."""
+    from posevlm.eval.lmms.requests import LmmsModelConfig
+
+    (command,) = [ln for ln in _shell_lines(_readme_subsection("lmms-eval")) if ln.startswith("lmms-eval ")]
+    args = command.split()
+    assert args[args.index("--model") + 1] == "posevlm" and args[args.index("--tasks") + 1] == "vsibench"
+    assert '[project.entry-points."lmms_eval.models"]\nposevlm = ' in (ROOT / "pyproject.toml").read_text()
+    model_args = args[args.index("--model_args") + 1].replace("$MODEL", "Qwen/Qwen2.5-VL-3B-Instruct").replace(
+        "$FRAMES", "runs/sampled/pose_fps-distance_center__pool-linspace128__n16__pair-none__seed0")
+    config = LmmsModelConfig.from_model_args(dict(kv.split("=", 1) for kv in model_args.split(",")))
+    assert config.num_frames == 16 and config.hf == {"positions": "pthw", "camera_attention": "prope"}

@@ -184,7 +184,7 @@ EVAL_PUBLIC = {
     "vsibench_average", "aggregate_vsibench", "aggregate_scored", "CAPTION_METRICS", "SQA3D_PREFIXES",
     "OptionalDependencyError", "MetricValue", "CaptionScores", "normalize_answer", "text_exact_match",
     "refined_exact_match", "exact_match_scores", "sqa3d_question_prefix", "sqa3d_scores", "java_status",
-    "simple_tokenize", "caption_scores", "scanqa_scores",
+    "simple_tokenize", "caption_scores", "scanqa_scores", "TaskFormat", "task_formats", "task_format_of",
 }
 
 

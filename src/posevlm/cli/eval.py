@@ -1,4 +1,4 @@
-"""``posevlm eval``: evaluate a model (or the oracle) on VSI-Bench or the synthetic benchmark."""
+"""``posevlm eval``: evaluate a model (or the oracle) on VSI-Bench, SQA3D, ScanQA or the synthetic benchmark."""
 
 from __future__ import annotations
 
@@ -11,11 +11,15 @@ import typer
 
 def eval_cmd(
     out: Path = typer.Option(..., "--out", help="Run directory (resumes if it holds this same configuration)."),
-    benchmark: str = typer.Option("vsibench", "--benchmark", help="A registered benchmark: vsibench, synthetic_vsi, "
-                                  "... (posevlm list benchmarks)."),
+    benchmark: str = typer.Option("vsibench", "--benchmark", help="A registered benchmark: vsibench, sqa3d, scanqa, "
+                                  "synthetic_vsi, ... (posevlm list benchmarks)."),
     source: Optional[str] = typer.Option(None, "--source", help="Benchmark source: VSI-Bench local copy or hub id "
-                                         "(default nyu-visionx/VSI-Bench); synthetic_vsi: the benchmark .jsonl."),
-    bench_config: str = typer.Option("full", "--bench-config", help="VSI-Bench config: full | debiased | pruned."),
+                                         "(default nyu-visionx/VSI-Bench); sqa3d / scanqa: the released annotation "
+                                         "file(s), their folder or a hub dataset id; synthetic_vsi: the benchmark "
+                                         ".jsonl."),
+    bench_config: Optional[str] = typer.Option(None, "--bench-config", help="VSI-Bench config: full (default) | "
+                                               "debiased | pruned; sqa3d split: test (default) | val | train; scanqa "
+                                               "split: val (default) | train."),
     dataset: List[str] = typer.Option([], "--dataset", help="Keep only these datasets (repeatable)."),
     question_type: List[str] = typer.Option([], "--question-type", help="Keep only these question types."),
     limit: Optional[int] = typer.Option(None, "--limit", help="First N records (by id) after filters."),
@@ -73,6 +77,8 @@ def eval_cmd(
 
         posevlm eval --backend hf --model-type spatial_mllm --model Diankun/Spatial-MLLM-v1.1-Instruct-135K --positions thw --camera-attention prope --frames-root /data/vsibench --num-frames 16 --out runs/smllm_prope16
 
+        posevlm eval --benchmark sqa3d --source /data/sqa3d/sqa_task/balanced --backend hf --model Qwen/Qwen2.5-VL-3B-Instruct --positions pthw --frames folder_manifest --frames-root runs/sampled/<slug> --num-frames 16 --out runs/sqa3d_pthw16
+
         posevlm eval --benchmark synthetic_vsi --source runs/demo/benchmark.jsonl --backend oracle --scenes runs/demo/data --frames folder_manifest --frames-root runs/demo/sampled/<slug> --num-frames 16 --out runs/oracle16
     """
     from posevlm.errors import ConfigError
@@ -100,6 +106,8 @@ def eval_cmd(
         raise ConfigError(f"--benchmark {benchmark} needs --source (its question file)", field="source")
     frames_cfg = {"source": frames, "root": str(frames_root), "num_frames": num_frames, "rule": rule,
                   "strategy": frames_root.name if frames == "folder_manifest" else f"uniform_{rule}"}
+    # a benchmark without its own default config keeps the historical "full" (run ids stay the same)
+    bench_config = bench_config if bench_config is not None else bench.default_config or "full"
     config = EvalConfig(benchmark={"name": benchmark, "source": source or bench.default_source, "config": bench_config,
                                    "filters": filters, "limit": limit},
                         model=model_cfg, frames=frames_cfg, prompt=prompt, batch_size=batch_size)

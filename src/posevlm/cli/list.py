@@ -12,6 +12,8 @@ KINDS: dict[str, tuple[str, str]] = {
     "samplers": ("posevlm.sampling.selection:samplers", "frame selectors (posevlm sample --strategy)"),
     "backends": ("posevlm.eval.backends:backends", "answering backends (posevlm eval --backend)"),
     "benchmarks": ("posevlm.eval.benchmarks:benchmarks", "question sets (posevlm eval --benchmark)"),
+    "task-formats": ("posevlm.eval.task_format:task_formats",
+                     "how a benchmark family is prompted, scored, reported and compared (BenchmarkSpec.task_format)"),
     "positions": ("posevlm.positions.presets:position_presets", "position modes (posevlm eval --positions)"),
     "camera-attention": ("posevlm.attention.cameras:camera_modes",
                          "camera attention modes (posevlm eval --camera-attention)"),
@@ -29,9 +31,9 @@ def list_cmd(
     kind: Optional[str] = typer.Argument(None, help=f"One of: {', '.join(KINDS)}. Default: all of them."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable: {kind: [{name, description, origin}]}."),
 ) -> None:
-    """List registered samplers, backends, benchmarks, position modes, camera attention modes, model families,
-    spatial encoders, MixedRoPE3D presets and point encoders, each with a one-line description and where it comes
-    from (builtin, or the plug-in's distribution).
+    """List registered samplers, backends, benchmarks, task formats, position modes, camera attention modes, model
+    families, spatial encoders, MixedRoPE3D presets and point encoders, each with a one-line description and where it
+    comes from (builtin, or the plug-in's distribution).
 
     Examples:
 

@@ -63,6 +63,7 @@ from posevlm.eval.text_metrics import (
     sqa3d_scores,
     text_exact_match,
 )
+from posevlm.eval.task_format import TaskFormat, task_formats, task_format_of
 
 __all__ = [
     # metrics
@@ -80,4 +81,6 @@ __all__ = [
     "normalize_answer", "text_exact_match", "refined_exact_match", "exact_match_scores",
     "sqa3d_question_prefix", "sqa3d_scores", "java_status", "simple_tokenize", "caption_scores",
     "scanqa_scores",
+    # task formats (how a benchmark family is prompted, scored, aggregated, compared)
+    "TaskFormat", "task_formats", "task_format_of",
 ]

@@ -18,6 +18,10 @@ B − A and:
   RoutePl, ApprOrd, micro_acc): two-sided binomial test of the discordant pairs, p = min(1,
   2 · P[X <= min(b, c)]), X ~ Bin(b + c, 1/2).
 
+The columns above are the ``vsibench`` task format's; a run's benchmark picks its format
+(``task_format.py``): SQA3D / ScanQA compare EM@1 overall (types weighted by n_q) and, for SQA3D, per
+question prefix, all with McNemar (EM is 0/1); their corpus caption metrics are not resampled.
+
 Deltas are absolute, in points when printed (the fork's relative % change is misleading near 0).
 A CI that contains 0 means the change is within resampling noise (e.g. a few points on the 194
 route-planning items).
@@ -36,7 +40,7 @@ from numpy.typing import ArrayLike
 from posevlm.errors import ConfigError
 from posevlm.eval.aggregate import TASKS, aggregate_vsibench
 from posevlm.eval.metrics import MCA_QUESTION_TYPES, NA_QUESTION_TYPES
-from posevlm.eval.report import column_question_types, run_label
+from posevlm.eval.report import run_label
 from posevlm.eval.run_store import RunData, load_run
 
 __all__ = [
@@ -130,20 +134,27 @@ def _check_bootstrap(n_bootstrap: int, confidence: float = 0.95) -> None:
 
 
 def paired_bootstrap(question_types: Sequence[str], deltas: ArrayLike, *, n_bootstrap: int = 10_000,
-                     seed: int = 0, columns: Sequence[str] = COMPARE_COLUMNS) -> dict[str, np.ndarray | None]:
+                     seed: int = 0, columns: Sequence[str] | None = None,
+                     task_format: str = "vsibench") -> dict[str, np.ndarray | None]:
     """Stratified paired bootstrap of column deltas (see module docstring).
 
     Args:
         question_types: (N,) question type per paired sample, in a fixed order (e.g. by id).
         deltas: (N,) per-sample score of B minus score of A.
+        columns: default the task format's ``compare_columns``.
+        task_format: whose ``column_weights`` turn per-type mean deltas into column deltas.
     Returns:
         column -> (n_bootstrap,) resampled deltas of that column; None for absent columns.
     """
+    from posevlm.eval.task_format import task_formats
+
     _check_bootstrap(n_bootstrap)
+    fmt = task_formats.get(task_format)
     d = np.asarray(deltas, dtype=np.float64)
     qs, positions = _groups(question_types)
     values = [d[p] for p in positions]
-    weights = column_weights({q: len(p) for q, p in zip(qs, positions)})
+    weights = fmt.column_weights({q: len(p) for q, p in zip(qs, positions)})
+    columns = fmt.compare_columns if columns is None else columns
     means = np.empty((n_bootstrap, len(qs)))
     for start, block in _draws(np.random.default_rng(seed), [len(p) for p in positions], n_bootstrap):
         for j, idx in enumerate(block):
@@ -251,14 +262,18 @@ def _scores(recs: Mapping[int, Mapping[str, Any]], ids: Sequence[int], mode: str
 
 def compare_records(records_a: Records, records_b: Records, *, mode: str = "official",
                     n_bootstrap: int = 10_000, seed: int = 0, confidence: float = 0.95,
-                    top_k: int = 10) -> RunComparison:
-    """Compare two sets of run records (the records/*.jsonl format) paired by id.
+                    top_k: int = 10, task_format: str = "vsibench") -> RunComparison:
+    """Compare two sets of run records (the records/*.jsonl format) paired by id; the columns, their
+    bootstrap weights and McNemar columns come from ``task_format`` (``task_formats``).
 
     Raises:
         ConfigError: no ids in common; paired ids disagree on question type or ground truth;
             ``mode`` not scored; bad ``n_bootstrap`` / ``confidence``.
     """
+    from posevlm.eval.task_format import task_formats
+
     _check_bootstrap(n_bootstrap, confidence)
+    fmt = task_formats.get(task_format)
     a, b = _by_id(records_a), _by_id(records_b)
     ids = sorted(set(a) & set(b))
     if not ids:
@@ -272,24 +287,23 @@ def compare_records(records_a: Records, records_b: Records, *, mode: str = "offi
                           value=bad[:5])
     qt = [a[i]["question_type"] for i in ids]
     sa, sb = _scores(a, ids, mode, "A"), _scores(b, ids, mode, "B")
-    cols_a, cols_b = aggregate_vsibench(qt, sa), aggregate_vsibench(qt, sb)
-    boot = paired_bootstrap(qt, sb - sa, n_bootstrap=n_bootstrap, seed=seed)
+    (cols_a, defs), (cols_b, _) = fmt.column_means(qt, sa), fmt.column_means(qt, sb)
+    boot = paired_bootstrap(qt, sb - sa, n_bootstrap=n_bootstrap, seed=seed, task_format=fmt.name)
     alpha = 1.0 - confidence
     qt_arr = np.asarray(qt)
     out = []
-    for c in COMPARE_COLUMNS:
-        mask = np.isin(qt_arr, column_question_types(c))
-        ma, mb, dist = cols_a.columns[c], cols_b.columns[c], boot[c]
+    for c in fmt.compare_columns:
+        mask = np.isin(qt_arr, fmt.column_types(c))
+        ma, mb, dist = cols_a[c], cols_b[c], boot[c]
         lo = hi = p = a_only = b_only = None
         if dist is not None:
             lo, hi = (float(v) for v in np.quantile(dist, [alpha / 2, 1 - alpha / 2]))
-        if c in ACCURACY_COLUMNS and mask.any():
+        if c in fmt.accuracy_columns and mask.any():
             a_only = int(np.sum((sa >= 1) & (sb < 1) & mask))
             b_only = int(np.sum((sa < 1) & (sb >= 1) & mask))
             p = mcnemar_exact(a_only, b_only)
         delta = None if ma is None or mb is None else mb - ma
-        out.append(ColumnDelta(c, int(mask.sum()), ma, mb, delta, lo, hi, p, a_only, b_only,
-                               cols_a.definitions[c]))
+        out.append(ColumnDelta(c, int(mask.sum()), ma, mb, delta, lo, hi, p, a_only, b_only, defs[c]))
     d = sb - sa
     order = sorted((k for k in range(len(ids)) if d[k] != 0), key=lambda k: (-abs(d[k]), ids[k]))[:top_k]
     top = tuple({"id": ids[k], "question_type": qt[k], "dataset": a[ids[k]].get("dataset"),
@@ -322,10 +336,17 @@ def _summary(run: RunData) -> dict[str, Any]:
 
 def compare_runs(run_a: str | Path, run_b: str | Path, *, mode: str = "official", n_bootstrap: int = 10_000,
                  seed: int = 0, confidence: float = 0.95, top_k: int = 10) -> RunComparison:
-    """Load two run directories (partial runs allowed: only paired ids count) and compare them."""
+    """Load two run directories (partial runs allowed: only paired ids count) and compare them with their
+    benchmark's task format (both runs must share it)."""
+    from posevlm.eval.task_format import task_format_of
+
     ra, rb = load_run(run_a, allow_partial=True), load_run(run_b, allow_partial=True)
+    fa_, fb_ = task_format_of(ra.config), task_format_of(rb.config)
+    if fa_.name != fb_.name:
+        raise ConfigError(f"run A is a {fa_.title} run and run B a {fb_.title} run: compare runs of one benchmark",
+                          field="runs", value=[fa_.name, fb_.name])
     result = compare_records(ra.records, rb.records, mode=mode, n_bootstrap=n_bootstrap, seed=seed,
-                             confidence=confidence, top_k=top_k)
+                             confidence=confidence, top_k=top_k, task_format=fa_.name)
     fa, fb = _flatten(ra.config), _flatten(rb.config)
     diff = {k: [fa.get(k), fb.get(k)] for k in sorted(set(fa) | set(fb)) if fa.get(k) != fb.get(k)}
     warnings = [f"run {side} is PARTIAL ({r.n_done}/{r.n_expected} samples)"

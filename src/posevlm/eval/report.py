@@ -15,6 +15,10 @@ questions, a last panel of paired deltas of the average against a reference samp
 present). Bands (:mod:`posevlm.eval.bands`, stratified by question type, seeded, paired across runs over
 the same ids) are stored per run in ``metrics.json`` under ``bootstrap`` and the paired deltas under
 ``paired_deltas``; ``table.md`` lists the deltas under the per-dataset table.
+
+The columns, headers, notes and aggregate come from the runs' task format (``task_format.py``): the above
+is the ``vsibench`` format; SQA3D / ScanQA reports show EM@1, EM-R and their per-prefix or caption columns
+(``open_qa.py``) and have no plot, bands or paired deltas. All runs of one report share a format.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from typing import Any, BinaryIO, Mapping, Sequence
 import numpy as np
 
 from posevlm.errors import ConfigError
-from posevlm.eval.aggregate import TASKS, aggregate_scored
+from posevlm.eval.aggregate import TASKS
 from posevlm.eval.metrics import MCA_QUESTION_TYPES, NA_QUESTION_TYPES
 from posevlm.eval.run_store import RunData, load_run
 
@@ -114,12 +118,13 @@ def run_metrics(run: RunData, *, mode: str = "official") -> dict[str, Any]:
     Keys: run_id, run_dir, label, model, sampler, num_frames, mode, partial, n_expected, n_done,
     n_missing, missing_ids, n_unexpected, n_errors, errors_by_kind, parse_status (mode's status ->
     count), counts (dataset -> question_type -> {n, n_error, n_parse_fail}), aggregate
-    (``aggregate_scored(...).to_dict()``: columns, per_question_type, per_dataset, definitions),
-    warnings, scan, config, provenance.
+    (the task format's aggregate, e.g. ``aggregate_scored(...).to_dict()``: columns, per_question_type,
+    per_dataset, definitions), task_format, warnings, scan, config, provenance.
     """
-    view = [{"question_type": r["question_type"], "dataset": r["dataset"], "modes": r["scores"]}
-            for r in run.records]
-    agg = aggregate_scored(view, mode=mode)
+    from posevlm.eval.task_format import task_format_of
+
+    fmt = task_format_of(run.config)
+    agg = fmt.aggregate(run.records, mode)
     errors = [r for r in run.records if r.get("status") == "error"]
     statuses = Counter(r["scores"][mode]["status"] for r in run.records)
     counts: dict[str, dict[str, dict[str, int]]] = {}
@@ -129,7 +134,7 @@ def run_metrics(run: RunData, *, mode: str = "official") -> dict[str, Any]:
         c["n"] += 1
         c["n_error"] += r.get("status") == "error"
         c["n_parse_fail"] += r.get("status") != "error" and r["scores"][mode]["status"] != "ok"
-    warnings = list(agg.warnings)
+    warnings = list(agg["warnings"])
     if run.partial:
         warnings.insert(0, f"PARTIAL: {run.n_done} of {run.n_expected} expected samples have a record")
     if run.unexpected_ids:
@@ -147,7 +152,8 @@ def run_metrics(run: RunData, *, mode: str = "official") -> dict[str, Any]:
         "errors_by_kind": dict(Counter((r.get("error") or {}).get("kind", "unknown") for r in errors)),
         "parse_status": dict(statuses),
         "counts": {d: dict(sorted(q.items())) for d, q in sorted(counts.items())},
-        "aggregate": agg.to_dict(), "warnings": warnings, "scan": run.stats.to_dict(), "config": run.config,
+        "aggregate": agg, "task_format": fmt.name, "warnings": warnings, "scan": run.stats.to_dict(),
+        "config": run.config,
         "provenance": run.provenance,
     }
 
@@ -158,15 +164,27 @@ def _display(entry: Mapping[str, Any]) -> str:
     return entry["label"]
 
 
-def _columns(micro: bool) -> tuple[str, ...]:
-    return TABLE_COLUMNS + (MICRO_COLUMNS if micro else ())
+def _format(entries: Sequence[Mapping[str, Any]]):
+    """The task format of ``run_metrics`` entries (entries written before formats existed are VSI-Bench's)."""
+    from posevlm.eval.task_format import task_formats
+
+    names = sorted({e.get("task_format", "vsibench") for e in entries})
+    if len(names) > 1:
+        raise ConfigError(f"runs of different task formats ({', '.join(names)}) cannot share one table; report "
+                          "each benchmark separately", field="run_dirs", value=names)
+    return task_formats.get(names[0])
+
+
+def _columns(fmt, micro: bool) -> tuple[str, ...]:
+    return fmt.table_columns + (fmt.micro_columns if micro else ())
 
 
 def _notes(entries: Sequence[Mapping[str, Any]], micro: bool) -> list[str]:
+    fmt = _format(entries)
     defs = entries[0]["aggregate"]["definitions"]
-    named = ("macro_official_all", *(MICRO_COLUMNS if micro else ()))
-    notes = [f"{COLUMN_HEADERS[c]} = {c}: {defs[c]}." for c in named]
-    notes.append(f"RelDir: {defs['RelDir']}.")
+    named = (*fmt.noted_columns, *(fmt.micro_columns if micro else ()))
+    notes = [f"{fmt.column_headers[c]} = {c}: {defs[c]}." for c in named]
+    notes += [f"{c}: {defs[c]}." for c in fmt.defined_columns]
     notes.append(f"Parsing mode '{entries[0]['mode']}'. Values x100, 2 decimals; '-' = task absent from the "
                  "run.")
     for e in entries:
@@ -182,11 +200,12 @@ def _notes(entries: Sequence[Mapping[str, Any]], micro: bool) -> list[str]:
 def markdown_table(entries: Sequence[Mapping[str, Any]], *, micro: bool = False) -> str:
     """One row per run in the paper's column order, definitions and errors under the table, then the
     same table per dataset. ``entries`` are ``run_metrics`` dicts of one parsing mode."""
-    cols = _columns(micro)
-    head = "| Run | " + " | ".join(COLUMN_HEADERS[c] for c in cols) + " | n |"
+    fmt = _format(entries)
+    cols = _columns(fmt, micro)
+    head = "| Run | " + " | ".join(fmt.column_headers[c] for c in cols) + " | n |"
     rule = "|---|" + "---:|" * (len(cols) + 1)
     partial = any(e["partial"] for e in entries)
-    out = [f"# VSI-Bench results{' (PARTIAL)' if partial else ''}", "", head, rule]
+    out = [f"# {fmt.title} results{' (PARTIAL)' if partial else ''}", "", head, rule]
     for e in entries:
         c = e["aggregate"]["columns"]
         out.append(f"| {_display(e)} | " + " | ".join(format_pct(c[k]) for k in cols)
@@ -209,12 +228,13 @@ def _latex_escape(text: str) -> str:
 
 def latex_table(entries: Sequence[Mapping[str, Any]], *, micro: bool = False) -> str:
     """A booktabs ``tabular`` (paper column order), definitions and PARTIAL notes as ``%`` comments."""
-    cols = _columns(micro)
-    out = [f"% posevlm report: VSI-Bench{' PARTIAL' if any(e['partial'] for e in entries) else ''}; needs "
+    fmt = _format(entries)
+    cols = _columns(fmt, micro)
+    out = [f"% posevlm report: {fmt.title}{' PARTIAL' if any(e['partial'] for e in entries) else ''}; needs "
            r"\usepackage{booktabs}"]
     out += [f"% {note}" for note in _notes(entries, micro)]
     out += [r"\begin{tabular}{l" + "r" * len(cols) + "}", r"\toprule",
-            "Run & " + " & ".join(_latex_escape(COLUMN_HEADERS[c]) for c in cols) + r" \\", r"\midrule"]
+            "Run & " + " & ".join(_latex_escape(fmt.column_headers[c]) for c in cols) + r" \\", r"\midrule"]
     for e in entries:
         c = e["aggregate"]["columns"]
         out.append(_latex_escape(_display(e)) + " & " + " & ".join(format_pct(c[k]) for k in cols) + r" \\")
@@ -222,8 +242,8 @@ def latex_table(entries: Sequence[Mapping[str, Any]], *, micro: bool = False) ->
     return "\n".join(out) + "\n"
 
 
-def _n(per_question_type: Mapping[str, Mapping[str, Any]], column: str) -> int:
-    return sum(per_question_type[q]["count"] for q in column_question_types(column) if q in per_question_type)
+def _n(per_question_type: Mapping[str, Mapping[str, Any]], column: str, fmt) -> int:
+    return sum(per_question_type[q]["count"] for q in fmt.column_types(column) if q in per_question_type)
 
 
 def long_rows(entries: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -232,6 +252,7 @@ def long_rows(entries: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     ``dataset`` is ``"all"`` for the whole run; absent columns (None) have no row.
     """
     rows = []
+    fmt = _format(entries) if entries else None
     for e in entries:
         agg = e["aggregate"]
         for dataset, block in [("all", agg), *sorted(agg["per_dataset"].items())]:
@@ -241,7 +262,7 @@ def long_rows(entries: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
                 rows.append({"run_id": e["run_id"], "label": e["label"], "model": e["model"],
                              "sampler": e["sampler"], "num_frames": e["num_frames"], "mode": e["mode"],
                              "partial": e["partial"], "dataset": dataset, "column": column, "value": value,
-                             "n": _n(block["per_question_type"], column),
+                             "n": _n(block["per_question_type"], column, fmt),
                              "definition": agg["definitions"][column]})
     return rows
 
@@ -419,7 +440,7 @@ def write_report(run_dirs: Sequence[str | Path], out_dir: str | Path | None = No
         mode: parsing mode of every number (``official`` for headline numbers).
         allow_partial: report runs with missing samples, labelled PARTIAL everywhere.
         micro: add the micro columns (All/Acc/MRA) to the tables.
-        plot: write ``score_vs_frames.png``.
+        plot: write ``score_vs_frames.png`` (formats with score-vs-frames panels only: VSI-Bench).
     Raises:
         InputFileError: not a run directory, damaged records, or incomplete without ``allow_partial``.
         ConfigError: no runs, several runs without ``out_dir``, or ``mode`` not scored.
@@ -434,14 +455,17 @@ def write_report(run_dirs: Sequence[str | Path], out_dir: str | Path | None = No
         out_dir = Path(run_dirs[0]) / "report"
     runs = [load_run(d, allow_partial=allow_partial) for d in run_dirs]
     entries = [run_metrics(run, mode=mode) for run in runs]
-    from posevlm.eval.bands import BAND_BOOTSTRAP, score_band
+    fmt = _format(entries)
+    deltas: list[dict[str, Any]] = []
+    if fmt.plot:  # the VSI-style formats: bootstrap bands per run and paired deltas on the score-vs-frames plot
+        from posevlm.eval.bands import BAND_BOOTSTRAP, score_band
 
-    for run, e in zip(runs, entries):  # same seed and id order: runs over the same questions share draws
-        band = score_band(run.records, TABLE_COLUMNS, mode=mode)
-        e["bootstrap"] = {"n_bootstrap": BAND_BOOTSTRAP, "seed": 0, "confidence": 0.95,
-                          "stratified_by": "question_type",
-                          "columns": {c: None if v is None else list(v) for c, v in band.items()}}
-    deltas = paired_deltas(runs, entries, mode=mode)
+        for run, e in zip(runs, entries):  # same seed and id order: runs over the same questions share draws
+            band = score_band(run.records, TABLE_COLUMNS, mode=mode)
+            e["bootstrap"] = {"n_bootstrap": BAND_BOOTSTRAP, "seed": 0, "confidence": 0.95,
+                              "stratified_by": "question_type",
+                              "columns": {c: None if v is None else list(v) for c, v in band.items()}}
+        deltas = paired_deltas(runs, entries, mode=mode)
     labels = Counter(e["label"] for e in entries)
     for e in entries:
         if labels[e["label"]] > 1:  # same sampler/N/model: tell rows apart by run id
@@ -454,7 +478,8 @@ def write_report(run_dirs: Sequence[str | Path], out_dir: str | Path | None = No
     out = writable_dir(out_dir, "--out")
     partial = any(e["partial"] for e in entries)
     doc = {"format": REPORT_FORMAT, "schema_version": REPORT_SCHEMA_VERSION, "mode": mode, "partial": partial,
-           "column_order": list(_columns(micro)), "runs": entries, "paired_deltas": deltas,
+           "column_order": list(_columns(fmt, micro)), "task_format": fmt.name, "runs": entries,
+           "paired_deltas": deltas,
            "provenance": provenance()}
     paths = {name: out / file for name, file in REPORT_FILES.items()}
     # every file is written to a temporary name and renamed: a killed report leaves the previous files whole
@@ -462,7 +487,7 @@ def write_report(run_dirs: Sequence[str | Path], out_dir: str | Path | None = No
     atomic_write_text(paths["markdown"], markdown_table(entries, micro=micro) + deltas_markdown(deltas))
     atomic_write_text(paths["latex"], latex_table(entries, micro=micro))
     atomic_write_text(paths["csv"], _csv_text(long_rows(entries)))
-    if plot:
+    if plot and fmt.plot:
         buffer = io.BytesIO()
         plot_score_vs_frames(entries, buffer, deltas=deltas)
         atomic_write_bytes(paths["plot"], buffer.getvalue())

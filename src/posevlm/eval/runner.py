@@ -19,7 +19,7 @@ from typing import Any, Callable, Mapping, Sequence
 from posevlm.errors import ConfigError, InputFileError, PosevlmError
 from posevlm.eval.errors import MissingInputError, SampleError
 from posevlm.eval.frames import FolderManifest, FrameCache, Mp4Fps, Mp4Uniform, check_record_names, preflight
-from posevlm.eval.parsing import DEFAULT_MODES, score_record
+from posevlm.eval.parsing import DEFAULT_MODES
 from posevlm.eval.run_store import RunStore, shard_file_name
 
 __all__ = ["EvalConfig", "resolve_records", "frame_request", "make_backend", "run_eval", "EvalSummary"]
@@ -33,7 +33,7 @@ MAX_ATTEMPTS = 2
 class EvalConfig:
     """The full configuration of one evaluation run (hashed into the run id).
 
-    benchmark: ``{"name": vsibench | synthetic_vsi, "source": path or hub id, "config": "full",
+    benchmark: ``{"name": vsibench | synthetic_vsi | sqa3d | scanqa, "source": path or hub id, "config": "full",
     "filters": {"datasets", "question_types", "scenes"}, "limit": int | None}``.
     model: ``{"backend": oracle | hf, "name": label, ...backend options}`` (oracle: ``scenes_root``,
     ``min_pixels``; hf: ``model`` hub id / local dir, ``dtype``, ``attn_implementation``, ...).
@@ -88,33 +88,37 @@ def resolve_records(config: EvalConfig) -> list[dict[str, Any]]:
     """The benchmark records of the run after filters, sorted by (dataset, scene, id).
 
     Raises:
-        InputFileError: the benchmark holds no records, or records of unknown question types.
+        InputFileError: the benchmark holds no records, or records of question types its task format does not
+            score.
         ConfigError: a ``question_types`` filter names an unknown type, or the filters keep nothing.
     """
     from posevlm.eval.benchmarks import benchmarks
     from posevlm.eval.benchmarks.vsibench import filter_records
-    from posevlm.eval.metrics import QUESTION_KINDS
+    from posevlm.eval.task_format import task_formats
 
     b = config.benchmark
-    records = benchmarks.get(b["name"]).load(b)
+    bench = benchmarks.get(b["name"])
+    fmt = task_formats.get(bench.task_format)
+    records = bench.load(b)
     source = b.get("source", b["name"])
     if not records:
         raise InputFileError(f"benchmark {source} holds no records; point --source at a non-empty benchmark file",
                              path=str(source))
+    known = set(fmt.question_types)
     unknown: dict[str, list[int]] = {}
     for r in records:
-        if r["question_type"] not in QUESTION_KINDS:
+        if r["question_type"] not in known:
             unknown.setdefault(r["question_type"], []).append(r["id"])
     if unknown:
         listed = "; ".join(f"{q!r} (ids {', '.join(map(str, ids[:3]))}{', ...' if len(ids) > 3 else ''})"
                            for q, ids in sorted(unknown.items()))
         raise InputFileError(f"benchmark {source} has records of unknown question types: {listed}. Known types: "
-                             f"{', '.join(QUESTION_KINDS)}; fix or drop those records", path=str(source))
+                             f"{', '.join(fmt.question_types)}; fix or drop those records", path=str(source))
     f = b.get("filters") or {}
-    bad = [q for q in f.get("question_types") or () if q not in QUESTION_KINDS]
+    bad = [q for q in f.get("question_types") or () if q not in known]
     if bad:
-        raise ConfigError(f"--question-type {', '.join(map(repr, bad))} is not a VSI-Bench question type; known: "
-                          f"{', '.join(QUESTION_KINDS)}", field="benchmark.filters.question_types", value=bad)
+        raise ConfigError(f"--question-type {', '.join(map(repr, bad))} is not a {fmt.title} question type; known: "
+                          f"{', '.join(fmt.question_types)}", field="benchmark.filters.question_types", value=bad)
     kept = filter_records(records, datasets=f.get("datasets"), question_types=f.get("question_types"),
                           scenes=f.get("scenes"), limit=b.get("limit"))
     if not kept:
@@ -188,8 +192,14 @@ def _error_record(record: dict, exc: BaseException, frames: dict | None, modes: 
             "raw_output": None, "scores": scored, "frames": frames}
 
 
+#: benchmark record fields copied into every run record; ``_CARRIED`` only when the benchmark has them
+#: (``answers``: every reference of a free-text benchmark, which its report needs; ``question_id``: its own id)
+_BASE = ("id", "dataset", "scene_name", "question_type", "ground_truth", "options")
+_CARRIED = ("answers", "question_id")
+
+
 def _base(record: dict) -> dict[str, Any]:
-    return {k: record.get(k) for k in ("id", "dataset", "scene_name", "question_type", "ground_truth", "options")}
+    return {**{k: record.get(k) for k in _BASE}, **{k: record[k] for k in _CARRIED if k in record}}
 
 
 def _error_kind(exc: BaseException) -> str:
@@ -229,7 +239,7 @@ def run_eval(config: EvalConfig, out: str | Path, *, shard: str | None = None, e
     """
     import os
 
-    from posevlm.eval.prompts import prompts
+    from posevlm.eval.task_format import task_format_of
     from posevlm.sampling.runner import resolve_shard
 
     if stage not in ("preflight", "infer", "score"):
@@ -237,13 +247,15 @@ def run_eval(config: EvalConfig, out: str | Path, *, shard: str | None = None, e
     from posevlm.paths import writable_dir
 
     t0 = time.perf_counter()
+    fmt = task_format_of(config.to_dict())
     records = resolve_records(config)
     store = RunStore(writable_dir(out, "--out"))
     run_id = store.create_or_verify(config.to_dict(), [r["id"] for r in records])
     rank, world, source = resolve_shard(shard, os.environ if env is None else env)
     with store.lock(rank, world):
         if stage == "score":
-            return _rescore(config, store, run_id, len(records), (rank, world, source), on_record, t0)
+            return _rescore(config, store, run_id, len(records), (rank, world, source), on_record, t0,
+                            fmt.score_record)
         scenes = sorted({(r["dataset"], r["scene_name"]) for r in records})
         mine = set(scenes[rank::world])
         shard_records = [r for r in records if (r["dataset"], r["scene_name"]) in mine]
@@ -267,8 +279,8 @@ def run_eval(config: EvalConfig, out: str | Path, *, shard: str | None = None, e
             summary.preflight = str(_write_preflight(store, rank, world, groups, failed, summary))
             return _finish(summary, store, t0, shard_records)
         try:
-            _infer(config, store, summary, groups, requests, failed, attempts, prompts.get(config.prompt), on_record,
-                   backend)
+            _infer(config, store, summary, groups, requests, failed, attempts, fmt.prompts.get(config.prompt),
+                   fmt.score_record, on_record, backend)
         finally:
             store.sync()
         return _finish(summary, store, t0, shard_records)
@@ -291,7 +303,7 @@ def _write_preflight(store: RunStore, rank: int, world: int, groups, failed, sum
 
 
 def _infer(config: EvalConfig, store: RunStore, summary: EvalSummary, groups, requests, failed, attempts,
-           prompt, on_record, backend) -> None:
+           prompt, score_record, on_record, backend) -> None:
     rank, world, _ = summary.shard
     modes = tuple(config.parse_modes)
 
@@ -350,7 +362,7 @@ def _infer(config: EvalConfig, store: RunStore, summary: EvalSummary, groups, re
 
 
 def _rescore(config: EvalConfig, store: RunStore, run_id: str, n_expected: int, shard: tuple[int, int, str],
-             on_record: Callable[[dict], None] | None, t0: float) -> EvalSummary:
+             on_record: Callable[[dict], None] | None, t0: float, score_record: Callable[..., dict]) -> EvalSummary:
     """Re-score ok records of this shard's scenes from their raw outputs; append only what changed."""
     rank, world, _ = shard
     summary = EvalSummary(store.run_dir.as_posix(), run_id, shard, "score", n_expected)

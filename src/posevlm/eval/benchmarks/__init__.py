@@ -6,6 +6,9 @@ packages add benchmarks through the entry-point group ``posevlm.benchmarks``.
 
 ``vsibench``: VSI-Bench from a local copy or the hub (``vsibench.py``).
 
+``sqa3d`` / ``scanqa``: SQA3D and ScanQA free-text QA on ScanNet scans from their released annotation files
+(``sqa3d.py``, ``scanqa.py``; task formats ``sqa3d`` / ``scanqa`` in ``posevlm.eval.open_qa``).
+
 ``synthetic_vsi``: VSI-Bench-style questions with exact ground truth from synthetic scenes
 (``posevlm synth``), all ten VSI-Bench question types. Route planning (``routes.py``) follows VSI-Bench's
 wording and options; its routes are straight walkable legs between object centres checked exactly
@@ -45,3 +48,5 @@ __all__ = [
 benchmarks: Registry[BenchmarkSpec] = Registry("benchmark", "benchmarks")
 benchmarks.register_lazy("vsibench", "posevlm.eval.benchmarks.vsibench:BENCHMARK")
 benchmarks.register_lazy("synthetic_vsi", "posevlm.eval.benchmarks.synthetic_vsi:BENCHMARK")
+benchmarks.register_lazy("sqa3d", "posevlm.eval.benchmarks.sqa3d:BENCHMARK")
+benchmarks.register_lazy("scanqa", "posevlm.eval.benchmarks.scanqa:BENCHMARK")

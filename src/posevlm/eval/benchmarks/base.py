@@ -19,9 +19,13 @@ class BenchmarkSpec:
             anything the benchmark reads. Filters and limits are applied by the runner.
         description: one line for ``posevlm list benchmarks``.
         default_source: the source used when none is given (a hub id), or None (``--source`` required).
+        task_format: the ``task_formats`` name that prompts, scores, aggregates and compares its records.
+        default_config: the ``config`` used when none is given (``--bench-config``: a VSI-Bench config, a split).
     """
 
     name: str
     load: Callable[[Mapping[str, Any]], list[dict]]
     description: str = ""
     default_source: str | None = None
+    task_format: str = "vsibench"
+    default_config: str | None = None

@@ -123,5 +123,6 @@ def _load(benchmark: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 BENCHMARK = BenchmarkSpec("vsibench", _load, "VSI-Bench (5,130 questions, 8 tasks) from a local copy or the hub; "
-                          "configs full | debiased | pruned", default_source=VSIBENCH_HUB_ID)
+                          "configs full | debiased | pruned", default_source=VSIBENCH_HUB_ID,
+                          default_config="full")
 
