@@ -75,7 +75,7 @@ def verdict(result: PairedResult, column: str) -> str:
     """One plain sentence: the delta of ``column`` with its CI, and whether the experiment can tell them apart."""
     c = next(c for c in result.pooled.columns if c.column == column)
     head = (f"{result.variant} vs thw on {result.condition} ({len(result.seeds)} seed(s), {c.n} paired "
-            f"question(s) x seed), {column}: ")
+            f"(seed, question) items), {column}: ")
     if c.delta is None or c.ci_low is None:
         return head + "no paired questions of this column."
     pct = f"{100 * result.pooled.confidence:g}%"
