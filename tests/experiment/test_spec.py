@@ -89,3 +89,17 @@ def test_cluster_preset_shares_the_format_and_its_slurm_array_covers_every_run(t
     assert all(r.config["model"]["source"] == "Qwen/Qwen2.5-VL-3B-Instruct" for r in runs)
     script = slurm_array_script(spec, len(runs))
     assert f"#SBATCH --array=0-{len(runs) - 1}\n" in script and '--index "$SLURM_ARRAY_TASK_ID"' in script
+
+
+def test_experiment_package_is_light_and_only_the_cli_imports_it():
+    import sys
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from layering import forbidden_static_imports, modules_loaded_by, static_imports
+
+    loaded = modules_loaded_by("import posevlm.experiment.runner, posevlm.experiment.analysis")
+    assert not {"torch", "transformers", "matplotlib"} & loaded
+    assert forbidden_static_imports("posevlm.experiment", ("posevlm.cli", "posevlm.models")) == {}
+    users = {f for pkg in ("posevlm.eval", "posevlm.train", "posevlm.models", "posevlm.sampling")
+             for f, names in static_imports(pkg).items() if any(n.startswith("posevlm.experiment") for n in names)}
+    assert users == set()
