@@ -103,3 +103,21 @@ def test_experiment_package_is_light_and_only_the_cli_imports_it():
     users = {f for pkg in ("posevlm.eval", "posevlm.train", "posevlm.models", "posevlm.sampling")
              for f, names in static_imports(pkg).items() if any(n.startswith("posevlm.experiment") for n in names)}
     assert users == set()
+
+
+def test_cli_dry_run_status_and_slurm(tmp_path):
+    from typer.testing import CliRunner
+
+    from posevlm.cli import app
+
+    out = tmp_path / "o"
+    dry = CliRunner().invoke(app, ["experiment", "run", str(TINY), "--out", str(out), "--shard", "1/12", "--dry-run"])
+    assert dry.exit_code == 0, dry.output
+    lines = dry.output.splitlines()
+    assert [ln.split(":")[0] for ln in lines] == ["[1] uniform-f2--thw--s1", "[13] uniform-f4--pthw--s1",
+                                                  "[25] pose_fps-f2--thw+prope--s1"]
+    assert "-m posevlm train" in lines[0] and "model.positions=null" in lines[0] and not out.exists()
+    status = CliRunner().invoke(app, ["experiment", "status", str(TINY), "--out", str(out)])
+    assert status.exit_code == 0 and status.output.splitlines()[-1] == "36 runs: 36 pending"
+    slurm = CliRunner().invoke(app, ["experiment", "slurm", str(CLUSTER), "--gpus", "2"])
+    assert "#SBATCH --array=0-47" in slurm.output and "#SBATCH --gres=gpu:2" in slurm.output
