@@ -140,7 +140,8 @@ def _plot(spec: ExperimentSpec, points: Mapping[tuple[str, str], dict[int, list[
         ax.set_ylabel(f"{column} x100 (line: mean over seeds)")
         ax.set_xticks(sorted(spec.grid["num_frames"]))
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
     fig.suptitle(f"experiment {spec.name}: score vs frames per variant")
     fig.savefig(path, dpi=100, format="png")
     return path
