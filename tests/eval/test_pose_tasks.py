@@ -49,7 +49,8 @@ def test_every_type_is_asked_with_the_exact_answer_of_the_construction():
     facing = {r["meta"]["category"]: r["meta"]["answer_frame_id"] for r in q["pose_view_facing"]}
     assert facing == {"chair": 10, "lamp": 20, "sofa": 30, "table": 40}
     for r in q["pose_view_facing"]:
-        assert r["options"][ord(r["ground_truth"]) - 65].endswith(f"frame {FRAME_IDS.index(facing[r['meta']['category']]) + 1}")
+        answered = FRAME_IDS.index(facing[r["meta"]["category"]]) + 1
+        assert r["options"][ord(r["ground_truth"]) - 65].endswith(f"frame {answered}")
     side = {(r["meta"]["anchor"], r["meta"]["target"]): r for r in q["pose_rel_direction"]}
     table_from_chair_view = side[("chair", "table")]  # from the chair's view (+z at origin) the table (3,0,0) is right
     assert table_from_chair_view["options"][ord(table_from_chair_view["ground_truth"]) - 65].endswith("right")
@@ -67,7 +68,8 @@ def test_permuting_the_presented_order_keeps_every_answer(seed):
     for a, b in zip(base["pose_view_facing"], perm["pose_view_facing"]):
         assert a["meta"]["answer_frame_id"] == b["meta"]["answer_frame_id"]
         shown = b["meta"]["frame_ids"]  # the letter points at the same camera in the new order
-        assert b["options"][ord(b["ground_truth"]) - 65].endswith(f"frame {shown.index(b['meta']['answer_frame_id']) + 1}")
+        answered = shown.index(b["meta"]["answer_frame_id"]) + 1
+        assert b["options"][ord(b["ground_truth"]) - 65].endswith(f"frame {answered}")
     for a, b in zip(base["pose_rel_direction"], perm["pose_rel_direction"]):  # verbatim the same question
         assert (a["id"], a["question"], a["options"], a["ground_truth"]) == \
             (b["id"], b["question"], b["options"], b["ground_truth"])
