@@ -109,3 +109,15 @@ def test_geometry_matches_an_explicit_per_view_reference():
         for j in range(4):
             union = len(seen[i] | seen[j])
             assert iou[i, j] == pytest.approx(len(seen[i] & seen[j]) / union if union else 0.0)
+
+
+def test_more_views_than_options_answers_over_all_views():
+    at_lamp = _c2w(PLUS_Z, [2, 0, 1.5])  # the fifth view: straight at the lamp (frame 20 sees it at 18 degrees)
+    cams = np.concatenate([CAMERAS[[2, 3, 1, 0]], at_lamp[None]])
+    records = _by_type(pose_questions(OBJECTS, cams, K, HW, [30, 40, 20, 10, 50], scene_name="s", seed=0))
+    for r in records["pose_view_facing"]:
+        assert len(r["options"]) == 4 and r["question"].startswith("These 5 frames")
+        answered = r["meta"]["frame_ids"].index(r["meta"]["answer_frame_id"]) + 1
+        assert r["options"][ord(r["ground_truth"]) - 65].endswith(f"frame {answered}")
+    facing = {r["meta"]["category"]: r["meta"]["answer_frame_id"] for r in records["pose_view_facing"]}
+    assert facing == {"chair": 10, "lamp": 50, "sofa": 30, "table": 40}

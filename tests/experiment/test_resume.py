@@ -1,6 +1,7 @@
 """``posevlm experiment run`` as users launch it: SIGKILL of the runner and its training child (the whole process
 group) after the first run finished and while the second trains; rerunning the command starts no finished run
-(its log, weights and done marker are untouched) and finishes the other; ``status`` shows each state."""
+(its log, weights and done marker are untouched) and finishes the other; ``status`` shows each state; the
+condition's data set carries its pose questions over the selected views."""
 
 import json
 import os
@@ -60,3 +61,11 @@ def test_kill9_then_rerun_runs_nothing_finished(tmp_path):
     again = _cli("run", spec)
     assert again.returncode == 0 and "runs: 2 done" in again.stdout and "training" not in again.stdout
     assert "2 runs: 2 done" in _cli("status", spec).stdout
+    built = tmp_path / "out" / "data" / "uniform-f2" / "synthetic_train_posed"  # the condition's pose questions
+    meta = json.loads((built / "synthetic_train.json").read_text())
+    (test_scene,) = meta["splits"]["test"]
+    selected = json.loads((built / "sampled" / meta["sampling"]["slug"] / "synthetic_train" / test_scene /
+                           "selected_frames.json").read_text())["selected_frames"]
+    for line in (built / "pose_benchmark.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        assert record["question_type"].startswith("pose_") and sorted(record["meta"]["frame_ids"]) == selected

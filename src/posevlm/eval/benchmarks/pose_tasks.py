@@ -21,7 +21,9 @@ Question types (all multiple choice, letters A..D):
   of ``OVERLAP_MARGIN`` to the runner-up pair. Options are pairs of presented positions (the answer follows
   the cameras under permutation).
 
-The pure core is :func:`pose_questions` (arrays in, records out). These records use VSI-Bench's schema (id,
+The pure core is :func:`pose_questions` (arrays in, records out); :func:`scene_pose_questions` is its thin shell
+over a posed scan (cameras and object boxes from the scene, the views of a selection shown in
+``presentation_order``), which ``posevlm experiment`` uses to write each condition's ``pose_benchmark.jsonl``. These records use VSI-Bench's schema (id,
 dataset, scene_name, question_type, question, options, ground_truth, meta) with their own question types; the
 ``posevlm eval`` scorer knows the ten VSI-Bench types only, so they are not registered as an eval benchmark yet
 (see README, Experiments).
@@ -37,7 +39,7 @@ import numpy as np
 
 from posevlm.errors import ConfigError, ShapeError
 
-__all__ = ["POSE_QUESTION_TYPES", "FACING_MARGIN_DEG", "SIDE_MARGIN_DEG", "OVERLAP_MARGIN", "presentation_order",
+__all__ = ["scene_pose_questions", "POSE_QUESTION_TYPES", "FACING_MARGIN_DEG", "SIDE_MARGIN_DEG", "OVERLAP_MARGIN", "presentation_order",
            "facing_angles_deg", "horizontal_angle_deg", "frustum_overlap", "pose_questions"]
 
 POSE_QUESTION_TYPES = ("pose_view_facing", "pose_rel_direction", "pose_view_overlap")
@@ -122,7 +124,8 @@ def pose_questions(objects: Sequence[Mapping[str, Any]], c2w_opencv: np.ndarray,
     Args:
         objects: scan objects (``instance_id``, ``category``, ``center`` (3,), ``size`` (3,), metres); only
             categories with a single instance are asked about.
-        c2w_opencv: (S, 4, 4) cameras of the views, in presentation order (S >= 2; options use up to 4 views).
+        c2w_opencv: (S, 4, 4) cameras of the views, in presentation order (S >= 2). Answers are over all S views;
+            options list the answer and up to 3 other views (pairs), in presentation order.
         K_pixels: (S, 3, 3) or (3, 3) intrinsics for ``image_hw``; frame_ids: (S,) the views' frame ids.
     Returns:
         Records (``POSE_QUESTION_TYPES`` order); ``meta.frame_ids`` is the presented order and ``meta`` names the
@@ -142,8 +145,7 @@ def pose_questions(objects: Sequence[Mapping[str, Any]], c2w_opencv: np.ndarray,
         by_cat.setdefault(o["category"], []).append(o)
     unique = sorted(c for c, objs in by_cat.items() if len(objs) == 1)
     centers = np.array([by_cat[c][0]["center"] for c in unique], np.float64).reshape(-1, 3)
-    n_views = min(len(c2w), len(_LETTERS))
-    views = c2w[:n_views]
+    n_views = len(c2w)
     out: list[dict] = []
 
     def add(qtype: str, question: str, options: list[str], truth: int, meta: dict) -> None:
@@ -151,53 +153,77 @@ def pose_questions(objects: Sequence[Mapping[str, Any]], c2w_opencv: np.ndarray,
         out.append({"id": _id(dataset, scene_name, seed, qtype, index), "dataset": dataset,
                     "scene_name": scene_name, "question_type": qtype, "question": question,
                     "options": [f"{_LETTERS[i]}. {t}" for i, t in enumerate(options)],
-                    "ground_truth": _LETTERS[truth],
-                    "meta": {"frame_ids": frame_ids[:n_views], **meta}})
+                    "ground_truth": _LETTERS[truth], "meta": {"frame_ids": frame_ids, **meta}})
 
-    # facing: the best view per object, with a margin to the runner-up
-    facing = facing_angles_deg(views, centers) if len(unique) else np.zeros((n_views, 0))
+    def choices(answer: int, n_candidates: int, rng: np.random.Generator) -> list[int]:
+        """The answer plus up to 3 other candidates, in candidate order (all candidates when there are <= 4)."""
+        others = [k for k in rng.permutation(n_candidates) if k != answer][:len(_LETTERS) - 1]
+        return sorted([answer, *map(int, others)])
+
+    intro = f"These {n_views} frames show one room from different viewpoints, in no particular order."
+    # facing: the best of all views per object, with a margin to the runner-up
+    facing = facing_angles_deg(c2w, centers) if len(unique) else np.zeros((n_views, 0))
     ranked = np.sort(facing, axis=0)
     best = np.argmin(facing, axis=0)
     clear = (ranked[1] - ranked[0] >= FACING_MARGIN_DEG) & (ranked[0] <= 60.0)
     facing_ok = [i for i in range(len(unique)) if clear[i]]
     rng = np.random.default_rng([seed, 1])
     for i in [facing_ok[j] for j in rng.permutation(len(facing_ok))][:max_per_type]:
-        add("pose_view_facing", f"These {len(c2w)} frames show one room from different viewpoints, in no particular "
-            f"order. Which frame looks most directly at the {unique[i].replace('_', ' ')}?",
-            [_frame(k) for k in range(n_views)], int(best[i]),
+        shown = choices(int(best[i]), n_views, rng)
+        add("pose_view_facing", f"{intro} Which frame looks most directly at the {unique[i].replace('_', ' ')}?",
+            [_frame(k) for k in shown], shown.index(int(best[i])),
             {"category": unique[i], "answer_frame_id": frame_ids[int(best[i])],
              "angles_deg": facing[:, i].round(3).tolist()})
     # relative direction from the view that faces an anchor object
-    side = horizontal_angle_deg(views, centers) if len(unique) else np.zeros((n_views, 0))
+    side = horizontal_angle_deg(c2w, centers) if len(unique) else np.zeros((n_views, 0))
     pairs = [(a, b) for a, b in itertools.permutations(facing_ok, 2)
              if SIDE_MARGIN_DEG <= abs(side[best[a], b]) <= 180.0 - SIDE_MARGIN_DEG]
     rng = np.random.default_rng([seed, 2])
     for a, b in [pairs[j] for j in rng.permutation(len(pairs))][:max_per_type]:
         angle = float(side[best[a], b])
-        choices = ["left", "right"] if rng.random() < 0.5 else ["right", "left"]
-        add("pose_rel_direction", f"These {len(c2w)} frames show one room from different viewpoints, in no "
-            f"particular order. Standing where the frame that looks most directly at the "
+        options = ["left", "right"] if rng.random() < 0.5 else ["right", "left"]
+        add("pose_rel_direction", f"{intro} Standing where the frame that looks most directly at the "
             f"{unique[a].replace('_', ' ')} was taken, and looking the same way, is the {unique[b].replace('_', ' ')}"
-            " to my left or to my right?", choices, choices.index("right" if angle > 0 else "left"),
+            " to my left or to my right?", options, options.index("right" if angle > 0 else "left"),
             {"anchor": unique[a], "target": unique[b], "viewpoint_frame_id": frame_ids[int(best[a])],
              "angle_deg": round(angle, 3)})
     # overlap: the pair of views whose frusta share most of the room
     if n_views >= 3 and objects:
         grid = _room_grid(objects, grid_spacing)
-        iou = frustum_overlap(views, np.broadcast_to(np.asarray(K_pixels, np.float64), (len(c2w), 3, 3))[:n_views],
-                              image_hw, grid, max_depth=max_depth)
+        iou = frustum_overlap(c2w, np.broadcast_to(np.asarray(K_pixels, np.float64), (n_views, 3, 3)), image_hw,
+                              grid, max_depth=max_depth)
         cand = list(itertools.combinations(range(n_views), 2))
         scores = np.array([iou[i, j] for i, j in cand])
         order = np.argsort(-scores, kind="stable")
-        top, second = scores[order[0]], scores[order[1]] if len(order) > 1 else 0.0
+        top, second = scores[order[0]], scores[order[1]]
         if top > 0 and top - second >= OVERLAP_MARGIN * top:
             rng = np.random.default_rng([seed, 3])
-            shown = [int(order[0])] + [int(k) for k in rng.permutation(order[1:])[:3]]
-            shown = [shown[k] for k in rng.permutation(len(shown))]
+            shown = choices(int(order[0]), len(cand), rng)
             pair = cand[int(order[0])]
-            add("pose_view_overlap", f"These {len(c2w)} frames show one room from different viewpoints, in no "
-                "particular order. Which two frames show the most of the same part of the room?",
+            add("pose_view_overlap", f"{intro} Which two frames show the most of the same part of the room?",
                 [f"{_frame(cand[k][0])} and {_frame(cand[k][1])}" for k in shown], shown.index(int(order[0])),
                 {"answer_frame_ids": [frame_ids[pair[0]], frame_ids[pair[1]]], "iou": round(float(top), 4),
                  "runner_up_iou": round(float(second), 4)})
     return out
+
+
+def scene_pose_questions(scene_dir, frame_ids: Sequence[int], *, seed: int, dataset: str = "synthetic",
+                         max_per_type: int = 4) -> list[dict]:
+    """:func:`pose_questions` for the views ``frame_ids`` of a posed synthetic scan, shown in
+    ``presentation_order(len(frame_ids), seed)`` (so frame index says nothing about where a view looks).
+
+    Raises:
+        ConfigError: the scene has no cameras or no synthetic ground truth (``metadata.objects``).
+    """
+    from posevlm.scenes import load_scene
+
+    scene = load_scene(scene_dir)
+    if scene.cameras is None or "objects" not in scene.metadata:
+        raise ConfigError(f"scene {scene.name!r} has no cameras or no metadata.objects: pose questions need a "
+                          "posed synthetic scan (posevlm synth)", field="scene", value=scene.name)
+    ids = np.asarray(frame_ids, np.int64)[presentation_order(len(frame_ids), seed)]
+    cams = scene.cameras_for(ids)
+    c2w = np.linalg.inv(cams.w2c_opencv.double().numpy())
+    hw = tuple(int(v) for v in cams.image_hw[0])
+    return pose_questions(scene.metadata["objects"], c2w, cams.K_pixels.double().numpy(), hw, ids.tolist(),
+                          scene_name=scene.name, seed=seed, dataset=dataset, max_per_type=max_per_type)
