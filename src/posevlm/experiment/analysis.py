@@ -126,15 +126,19 @@ def _plot(spec: ExperimentSpec, points: Mapping[tuple[str, str], dict[int, list[
     samplers = list(spec.grid["sampler"])
     fig = Figure(figsize=(5 * len(samplers), 4), layout="constrained")
     axes = fig.subplots(1, len(samplers), squeeze=False)[0]
+    order = [variant_name(v) for v in spec.variants]  # one colour and marker per variant in every panel
     for ax, sampler in zip(axes, samplers):
-        for (s, variant), by_n in sorted(points.items()):
-            if s != sampler or not by_n:
+        for variant in order:
+            by_n = points.get((sampler, variant))
+            if not by_n:
                 continue
+            k = order.index(variant)
             ns = sorted(by_n)
             means = [100 * sum(by_n[n]) / len(by_n[n]) for n in ns]
-            line, = ax.plot(ns, means, marker="o", label=variant)
+            ax.plot(ns, means, marker="osD^v<>"[k % 7], color=f"C{k % 10}", label=variant, alpha=0.8,
+                    markersize=8 - k)
             for n in ns:
-                ax.plot([n] * len(by_n[n]), [100 * v for v in by_n[n]], ".", color=line.get_color(), alpha=0.4)
+                ax.plot([n] * len(by_n[n]), [100 * v for v in by_n[n]], ".", color=f"C{k % 10}", alpha=0.4)
         ax.set_title(f"{sampler}")
         ax.set_xlabel("frames")
         ax.set_ylabel(f"{column} x100 (line: mean over seeds)")
