@@ -34,6 +34,7 @@ def _root(
 from posevlm.cli import compare as _compare  # noqa: E402  (registers commands)
 from posevlm.cli import demo as _demo  # noqa: E402
 from posevlm.cli import eval as _eval  # noqa: E402
+from posevlm.cli import experiment as _experiment  # noqa: E402
 from posevlm.cli import explore as _explore  # noqa: E402
 from posevlm.cli import geometry as _geometry  # noqa: E402
 from posevlm.cli import info as _info  # noqa: E402
@@ -57,6 +58,7 @@ app.command("explore")(_explore.explore)
 app.command("demo")(_demo.demo)
 app.command("list")(_list.list_cmd)
 app.command("train")(_train.train_cmd)
+app.add_typer(_experiment.experiment_app, name="experiment")
 
 __all__ = ["app", "main", "fail", "os_error_message"]
 
