@@ -120,3 +120,12 @@ def test_pose_encoding_in_first_frame_starts_at_the_identity():
     enc = pose_encoding_in_first_frame(cameras(9), K, (6, 8))
     assert enc.shape == (5, 9)
     torch.testing.assert_close(enc[0, :7], torch.tensor([0, 0, 0, 0, 0, 0, 1.0]), atol=1e-6, rtol=0)
+
+
+def test_memory_is_torch_only():
+    """posevlm.memory sits below models: no transformers, no model / input / training package."""
+    from layering import forbidden_static_imports
+
+    assert forbidden_static_imports("posevlm.memory", ("transformers", "posevlm.models", "posevlm.scenes",
+                                                       "posevlm.eval", "posevlm.sampling", "posevlm.train",
+                                                       "posevlm.cli", "posevlm.spatial")) == {}
