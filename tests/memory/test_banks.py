@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from posevlm.memory import EpisodicMemory, WorkingMemory, fifo_sources, most_similar, replacement_sources
+from posevlm.memory import EpisodicMemory, WorkingMemory, fifo_slot, most_similar, replacement_slot, write_slot
 from posevlm.memory.reference import episodic_update_reference, working_update_reference
 
 
@@ -19,11 +19,19 @@ def tags(bank, stream: int = 0) -> list[float]:
     return [float(e[0, 0]) for e in bank.as_list(stream)]
 
 
-def test_fifo_sources_hand_worked():
-    """L = 3: not full appends at row ``count``; full drops row 0 and appends; inactive keeps everything."""
-    count = torch.tensor([0, 2, 3, 3])
-    active = torch.tensor([True, True, True, False])
-    assert fifo_sources(count, 3, active).tolist() == [[3, 1, 2], [0, 1, 3], [1, 2, 3], [0, 1, 2]]
+def test_fifo_slot_hand_worked():
+    """L = 3: not full -> the next free slot; full -> the slot of the oldest entry (smallest stamp)."""
+    count = torch.tensor([0, 2, 3])
+    stamps = torch.tensor([[-1, -1, -1], [0, 1, -1], [5, 3, 4]])
+    assert fifo_slot(count, stamps, 3).tolist() == [0, 2, 1]
+
+
+def test_write_slot_is_out_of_place_and_skips_inactive_streams():
+    stored = torch.zeros(3, 4, 2)
+    new = torch.ones(3, 2)
+    out = write_slot(stored, new, torch.tensor([0, 3, 1]), torch.tensor([True, True, False]))
+    assert out[0, 0].tolist() == [1, 1] and out[1, 3].tolist() == [1, 1] and out[2].abs().sum() == 0
+    assert out.sum() == 4 and stored.abs().sum() == 0  # the input bank is never modified
 
 
 def test_working_memory_is_fifo_with_capacity():
@@ -39,13 +47,9 @@ def test_working_memory_is_fifo_with_capacity():
     assert tags(bank) == [6.0, 7.0, 8.0]  # the last L_w, oldest first
 
 
-def test_replacement_sources_hand_worked():
-    """L = 4, full: deleting row 1 moves rows 2, 3 up and appends; not full appends; inactive unchanged."""
-    count = torch.tensor([4, 4, 2, 4])
-    victim = torch.tensor([1, 3, 0, 0])
-    active = torch.tensor([True, True, True, False])
-    assert replacement_sources(count, 4, active, victim).tolist() == [
-        [0, 2, 3, 4], [0, 1, 2, 4], [0, 1, 4, 3], [0, 1, 2, 3]]
+def test_replacement_slot_hand_worked():
+    """Full -> the victim's slot; not full -> the next free slot."""
+    assert replacement_slot(torch.tensor([4, 2]), torch.tensor([1, 0]), 4).tolist() == [1, 2]
 
 
 def test_similarity_replacement_replaces_the_most_similar_entry():
@@ -75,7 +79,9 @@ def test_similarity_modes_differ_and_ties_take_the_first():
     count = torch.tensor([2])
     new = a[None]
     assert most_similar(entries, count, new, "flatten").tolist() == [1]
-    assert most_similar(entries, count, new, "mean_token").tolist() == [0]  # tie: the first row
+    assert most_similar(entries, count, new, "mean_token").tolist() == [0]  # tie: the lowest slot
+    # with stamps, a tie goes to the entry earliest in Algorithm 1's list (slot 1 was written first here)
+    assert most_similar(entries, count, new, "mean_token", torch.tensor([[7, 2]])).tolist() == [1]
     # unfilled rows never win, even if they would be more similar
     padded = torch.cat([entries, a[None, None]], dim=1)
     assert most_similar(padded, count, torch.tensor([[[0.0, 1.0], [1.0, 0.0]]]), "flatten").tolist() == [0]
@@ -127,7 +133,7 @@ def test_retrieval_of_an_empty_bank_is_the_query_and_ignores_unfilled_rows():
     query = torch.randn(2, 5, 4)
     assert torch.equal(memory.retrieve(memory.empty(2, 5), query), query)
     bank = memory.update(memory.empty(2, 5), torch.randn(2, 5, 4), torch.tensor([True, True]))
-    junk = type(bank)(bank.entries, bank.keys.clone(), bank.values.clone(), bank.count)
+    junk = type(bank)(bank.entries, bank.keys.clone(), bank.values.clone(), bank.stamps, bank.count)
     junk.keys[:, 1:] = 1e3  # garbage in unfilled rows must not matter
     junk.values[:, 1:] = -7.0
     torch.testing.assert_close(memory.retrieve(junk, query), memory.retrieve(bank, query))

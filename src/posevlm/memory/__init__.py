@@ -14,8 +14,8 @@ fusion and the dual memory of Algorithm 1, as one streaming stage (:class:`VLM2S
 """
 
 from posevlm.memory.alignment import ViewpointAlignment
-from posevlm.memory.banks import EpisodicMemory, MemoryBank, WorkingMemory, fifo_sources, most_similar, \
-    replacement_sources
+from posevlm.memory.banks import EpisodicMemory, MemoryBank, WorkingMemory, fifo_slot, most_similar, \
+    replacement_slot, write_slot
 from posevlm.memory.config import VLM2Config
 from posevlm.memory.dual import DualMemory, DualMemoryState
 from posevlm.memory.fusion import CrossAttentionFusion
@@ -31,7 +31,7 @@ from posevlm.memory.stage import VideoSteps, VLM2Stage, VLM2State
 
 __all__ = [
     "VLM2Config", "CoordinateInjection", "sinusoidal_encoding", "ViewpointAlignment", "CrossAttentionFusion",
-    "MemoryBank", "WorkingMemory", "EpisodicMemory", "fifo_sources", "replacement_sources", "most_similar",
+    "MemoryBank", "WorkingMemory", "EpisodicMemory", "fifo_slot", "replacement_slot", "most_similar", "write_slot",
     "DualMemory", "DualMemoryState", "VideoSteps", "VLM2State", "VLM2Stage", "point_maps_from_depth",
     "points_in_first_frame", "pool_point_maps", "pose_encoding_in_first_frame", "first_step_scale",
 ]

@@ -4,13 +4,15 @@
 Notation: B streams (videos) batched together, L a memory's capacity, n tokens per step (mh * mw), D width,
 h heads. One *step* is one tubelet of the Qwen video grid (two frames; the unit the VLM² paper calls a frame).
 
-A :class:`MemoryBank` is a fixed-size buffer: ``entries`` (B, L, n, D), their projected ``keys`` and ``values``
-(computed once, when an entry is stored) and ``count`` (B,) int64; rows ``0 .. count - 1`` of each stream hold its
-entries oldest first, exactly the order of Algorithm 1's list. An update is one gather from ``cat([bank, new])``
-whose source indices come from integer arithmetic on ``count`` (:func:`fifo_sources`,
-:func:`replacement_sources`): the same cost at every fill level, no Python loop over entries, no host sync, and a
-stream whose ``active`` flag is False keeps its bank bit for bit. Every stream has its own rows: streams never
-read or write each other's entries.
+A :class:`MemoryBank` is a fixed set of L slots per stream: ``entries`` (B, L, n, D), their projected ``keys``
+and ``values`` (computed once, when an entry is stored), ``stamps`` (B, L) int64 (when each slot was written; -1:
+never) and ``count`` (B,) int64 filled slots. Algorithm 1 describes lists (append, drop the oldest, delete the
+most similar entry); here an update writes the new entry into **one slot** -- the next free one, else the oldest
+(working) or the deleted one (episodic) -- and stamps it, so the list of Algorithm 1 is the filled slots sorted by
+stamp (:meth:`MemoryBank.as_list`), and ties in similarity go to the entry earliest in that list, as in the list
+version. Retrieval is attention over a set, so slot order never matters. Each update is one out-of-place write
+per tensor (no gather of the bank, no Python loop over entries, no host sync): the same cost at every fill level.
+A stream whose ``active`` flag is False keeps its bank bit for bit; streams never read or write each other's rows.
 """
 
 from __future__ import annotations
@@ -23,8 +25,10 @@ from torch import Tensor, nn
 
 from posevlm.errors import ConfigError, ShapeError
 
-__all__ = ["MemoryBank", "WorkingMemory", "EpisodicMemory", "fifo_sources", "replacement_sources",
-           "most_similar", "gather_update"]
+__all__ = ["MemoryBank", "WorkingMemory", "EpisodicMemory", "fifo_slot", "replacement_slot", "most_similar",
+           "write_slot"]
+
+_FIELDS = ("entries", "keys", "values", "stamps", "count")
 
 
 @dataclass(frozen=True)
@@ -32,14 +36,16 @@ class MemoryBank:
     """A batch of fixed-capacity memories (one row per stream).
 
     Fields:
-        entries: (B, L, n, D) stored step representations (rows >= count are unused and hold zeros or stale data).
+        entries: (B, L, n, D) stored step representations (unfilled slots hold zeros).
         keys, values: (B, L, n, D) their key / value projections (as the owning memory computed them on entry).
-        count: (B,) int64 filled rows, 0 .. L.
+        stamps: (B, L) int64 write order of each slot (larger = later; -1 = never written).
+        count: (B,) int64 filled slots, 0 .. L (slots 0 .. count - 1 while the bank is not full).
     """
 
     entries: Tensor
     keys: Tensor
     values: Tensor
+    stamps: Tensor
     count: Tensor
 
     @property
@@ -52,69 +58,53 @@ class MemoryBank:
 
     def select(self, rows: Tensor | slice) -> "MemoryBank":
         """The banks of the streams ``rows`` (an index tensor or slice)."""
-        return MemoryBank(self.entries[rows], self.keys[rows], self.values[rows], self.count[rows])
+        return MemoryBank(*(getattr(self, name)[rows] for name in _FIELDS))
 
     @staticmethod
     def cat(banks: "list[MemoryBank]") -> "MemoryBank":
         """One batch from several (same capacity, tokens and width)."""
-        return MemoryBank(*(torch.cat([getattr(b, name) for b in banks]) for name in ("entries", "keys", "values",
-                                                                                       "count")))
+        return MemoryBank(*(torch.cat([getattr(b, name) for b in banks]) for name in _FIELDS))
 
     def valid(self) -> Tensor:
-        """(B, L) bool: the filled rows."""
+        """(B, L) bool: the filled slots."""
         return torch.arange(self.capacity, device=self.count.device) < self.count[:, None]
 
+    def order(self, stream: int = 0) -> list[int]:
+        """Slots of one stream in Algorithm 1's list order (oldest first; syncs)."""
+        filled = int(self.count[stream])
+        return torch.argsort(self.stamps[stream, :filled], stable=True).tolist()
+
     def as_list(self, stream: int = 0) -> list[Tensor]:
-        """The entries of one stream oldest first, (n, D) each (a view for tests and inspection; syncs)."""
-        return list(self.entries[stream, : int(self.count[stream])].unbind(0))
+        """The entries of one stream as Algorithm 1's list, oldest first, (n, D) each (for tests and inspection)."""
+        return [self.entries[stream, slot] for slot in self.order(stream)]
 
 
-# ---- index arithmetic (pure) ----------------------------------------------------------------------------------
-def _keep_or_append(count: Tensor, capacity: int) -> Tensor:
-    """(B, L) sources of a bank that is not full: row j keeps j, row ``count`` takes the new entry (index L)."""
-    j = torch.arange(capacity, device=count.device)
-    return torch.where(j == count[:, None], capacity, j)
-
-
-def fifo_sources(count: Tensor, capacity: int, active: Tensor) -> Tensor:
-    """Working-memory update (Algorithm 1, lines 8-14) as gather sources into ``cat([bank, new], dim=1)``.
-
-    Not full: append the new entry after the ``count`` stored ones. Full: drop the oldest (row 0), shift the
-    rest up by one and append. Inactive streams: unchanged.
+# ---- slot arithmetic (pure) -----------------------------------------------------------------------------------
+def fifo_slot(count: Tensor, stamps: Tensor, capacity: int) -> Tensor:
+    """Working-memory update (Algorithm 1, lines 8-14): the slot the new entry goes to -- the next free one, else
+    the oldest entry's (dropping the oldest and appending the new one).
 
     Args:
-        count: (B,) int64 filled rows. capacity: L. active: (B,) bool.
+        count: (B,) int64 filled slots. stamps: (B, L) int64 write order. capacity: L.
     Returns:
-        (B, L) int64 in 0 .. L, where L means the new entry.
+        (B,) int64 slot.
     """
-    j = torch.arange(capacity, device=count.device)
-    full = j[None, :] + 1  # drop the oldest; the last row takes index L (the new entry)
-    src = torch.where((count >= capacity)[:, None], full, _keep_or_append(count, capacity))
-    return torch.where(active[:, None], src, j[None, :])
+    return torch.where(count >= capacity, stamps.argmin(dim=1), count)
 
 
-def replacement_sources(count: Tensor, capacity: int, active: Tensor, victim: Tensor) -> Tensor:
-    """Episodic-memory update (Algorithm 1, lines 15-24) as gather sources into ``cat([bank, new], dim=1)``.
+def replacement_slot(count: Tensor, victim: Tensor, capacity: int) -> Tensor:
+    """Episodic-memory update (Algorithm 1, lines 15-24): the next free slot, else the slot of ``victim`` (B,),
+    the entry most similar to the new one (deleting it and appending the new one)."""
+    return torch.where(count >= capacity, victim, count)
 
-    Not full: append. Full: delete entry ``victim`` (the most similar one), close the gap and append the new
-    entry at the end. Inactive streams: unchanged.
+
+def most_similar(entries: Tensor, count: Tensor, new: Tensor, similarity: str = "flatten",
+                 stamps: Tensor | None = None) -> Tensor:
+    """Slot of the stored entry most cosine-similar to ``new``; unfilled slots never win; ties go to the entry
+    earliest in list order (smallest stamp; without ``stamps``, the lowest slot).
 
     Args:
-        count: (B,) int64. capacity: L. active: (B,) bool. victim: (B,) int64 row to delete (used when full).
-    Returns:
-        (B, L) int64 in 0 .. L, where L means the new entry.
-    """
-    j = torch.arange(capacity, device=count.device)
-    full = j[None, :] + (j[None, :] >= victim[:, None]).long()  # rows after the victim move up; last row -> L
-    src = torch.where((count >= capacity)[:, None], full, _keep_or_append(count, capacity))
-    return torch.where(active[:, None], src, j[None, :])
-
-
-def most_similar(entries: Tensor, count: Tensor, new: Tensor, similarity: str = "flatten") -> Tensor:
-    """Row of the stored entry most cosine-similar to ``new`` (first on ties); unfilled rows never win.
-
-    Args:
-        entries: (B, L, n, D). count: (B,) int64. new: (B, n, D).
+        entries: (B, L, n, D). count: (B,) int64. new: (B, n, D). stamps: (B, L) int64 or None.
         similarity: ``flatten`` (each (n, D) entry as one vector) or ``mean_token`` (its mean token).
     Returns:
         (B,) int64 (0 for an empty bank).
@@ -127,16 +117,22 @@ def most_similar(entries: Tensor, count: Tensor, new: Tensor, similarity: str = 
         raise ConfigError(f"similarity={similarity!r} (allowed: flatten, mean_token)", field="similarity",
                           value=similarity)
     a, b = a.float(), b.float()
-    cos = torch.einsum("bd,bld->bl", F.normalize(a, dim=-1), F.normalize(b, dim=-1))
+    dot = torch.einsum("bd,bld->bl", a, b)
+    cos = dot / (a.norm(dim=-1, keepdim=True) * b.norm(dim=-1)).clamp(min=1e-12)
     valid = torch.arange(entries.shape[1], device=count.device) < count[:, None]
-    return cos.masked_fill(~valid, float("-inf")).argmax(dim=1)
+    cos = cos.masked_fill(~valid, float("-inf"))
+    if stamps is None:
+        return cos.argmax(dim=1)
+    best = cos == cos.max(dim=1, keepdim=True).values
+    big = torch.iinfo(stamps.dtype).max
+    return torch.where(best & valid, stamps, torch.full_like(stamps, big)).argmin(dim=1)
 
 
-def gather_update(stored: Tensor, new: Tensor, src: Tensor) -> Tensor:
-    """(B, L, ...) rows of ``cat([stored, new[:, None]], 1)`` picked by ``src`` (B, L)."""
-    pool = torch.cat([stored, new[:, None].to(stored.dtype)], dim=1)
-    index = src.view(*src.shape, *([1] * (stored.dim() - 2))).expand(-1, -1, *stored.shape[2:])
-    return torch.take_along_dim(pool, index, dim=1)
+def write_slot(stored: Tensor, new: Tensor, slot: Tensor, active: Tensor) -> Tensor:
+    """``stored`` (B, L, ...) with row ``slot[b]`` of each active stream replaced by ``new[b]`` (out of place)."""
+    rows = torch.arange(stored.shape[0], device=stored.device)
+    value = torch.where(active.view(-1, *([1] * (new.dim() - 1))), new.to(stored.dtype), stored[rows, slot])
+    return stored.index_put((rows, slot), value)
 
 
 # ---- memories -------------------------------------------------------------------------------------------------
@@ -164,7 +160,9 @@ class _Memory(nn.Module):
         dtype = dtype or self.q_proj.weight.dtype
         device = device or self.q_proj.weight.device
         zeros = torch.zeros(batch, self.capacity, tokens, self.dim, device=device, dtype=dtype)
-        return MemoryBank(zeros, zeros.clone(), zeros.clone(), torch.zeros(batch, dtype=torch.long, device=device))
+        stamps = torch.full((batch, self.capacity), -1, dtype=torch.long, device=device)
+        return MemoryBank(zeros, zeros.clone(), zeros.clone(), stamps, torch.zeros(batch, dtype=torch.long,
+                                                                                     device=device))
 
     def check(self, bank: MemoryBank, step: Tensor, name: str = "memory state") -> None:
         """Raise ShapeError unless ``bank`` fits steps shaped like ``step`` (B, n, D)."""
@@ -203,12 +201,14 @@ class _Memory(nn.Module):
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask).transpose(1, 2).reshape(b, n, d)
         return torch.where(empty[:, None, None], x, out).to(query.dtype)
 
-    def _store(self, bank: MemoryBank, entry: Tensor, src: Tensor, active: Tensor) -> MemoryBank:
+    def _store(self, bank: MemoryBank, entry: Tensor, slot: Tensor, active: Tensor) -> MemoryBank:
         entry = entry.detach() if self.detach else entry
         keys, values = self.project(entry)
+        stamp = bank.stamps.max(dim=1).values + 1  # after every stored entry
         count = torch.where(active, torch.clamp(bank.count + 1, max=self.capacity), bank.count)
-        return MemoryBank(gather_update(bank.entries, entry, src), gather_update(bank.keys, keys, src),
-                          gather_update(bank.values, values, src), count)
+        return MemoryBank(write_slot(bank.entries, entry, slot, active), write_slot(bank.keys, keys, slot, active),
+                          write_slot(bank.values, values, slot, active), write_slot(bank.stamps, stamp, slot, active),
+                          count)
 
 
 class WorkingMemory(_Memory):
@@ -216,7 +216,7 @@ class WorkingMemory(_Memory):
 
     def update(self, bank: MemoryBank, entry: Tensor, active: Tensor) -> MemoryBank:
         """Append ``entry`` (B, n, D) to the streams with ``active`` (B,) True, dropping the oldest when full."""
-        return self._store(bank, entry, fifo_sources(bank.count, self.capacity, active), active)
+        return self._store(bank, entry, fifo_slot(bank.count, bank.stamps, self.capacity), active)
 
 
 class EpisodicMemory(_Memory):
@@ -230,5 +230,5 @@ class EpisodicMemory(_Memory):
 
     def update(self, bank: MemoryBank, entry: Tensor, active: Tensor) -> MemoryBank:
         """Store ``entry`` (B, n, D) for the streams with ``active`` (B,) True (similarity replacement when full)."""
-        victim = most_similar(bank.entries, bank.count, entry, self.similarity)
-        return self._store(bank, entry, replacement_sources(bank.count, self.capacity, active, victim), active)
+        victim = most_similar(bank.entries, bank.count, entry, self.similarity, bank.stamps)
+        return self._store(bank, entry, replacement_slot(bank.count, victim, self.capacity), active)

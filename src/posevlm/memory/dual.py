@@ -11,9 +11,11 @@ Per step t of a stream, with H_t the step's (n, D) 3D-aware tokens (notation of 
     out_t = H_t + out_proj(M_t)                                # how M_t enters the LLM: our reading (design.md)
 
 With one memory switched off its retrieval is M_t (no gate). ``out_proj`` starts at zero (``zero_init``), so a
-fresh memory returns H_t exactly. Cost per step: three (n, D) x (D, D) projections for the new entry, one for the
-queries, attention of n queries over L_w * n and L_e * n keys and two bank gathers -- fixed, whatever the number
-of steps seen. The loop over steps is the only Python loop; it runs all B streams of a batch together.
+fresh memory returns H_t exactly. Cost per step: two (n, D) x (D, D) projections per memory for the new entry's keys
+and values, one for the queries, attention of n queries over L_w * n and L_e * n keys (masked full capacity, also
+while filling), one similarity pass over the episodic entries and one out-of-place slot write per bank tensor --
+fixed, whatever the number of steps seen. The loop over steps is the only Python loop; it runs all B streams of a
+batch together.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from posevlm.memory.banks import EpisodicMemory, MemoryBank, WorkingMemory
 __all__ = ["DualMemory", "DualMemoryState"]
 
 _BANKS = ("working", "episodic")
-_FIELDS = ("entries", "keys", "values", "count")
+_FIELDS = ("entries", "keys", "values", "stamps", "count")
 
 
 @dataclass(frozen=True)

@@ -90,8 +90,8 @@ class VLM2(SpatialMLLM):
             raise ConfigError(f"vlm2.llm_dim={v.llm_dim} must equal the LLM width {hidden}", field="vlm2.llm_dim",
                               value=v.llm_dim)
         if spatial_encoder is None and self._needs_vggt(given_points=False, given_pose=False):
-            raise ConfigError("this VLM² configuration reads VGGT (geometry tokens, camera tokens or point maps); pass "
-                              "a spatial encoder", field="spatial_encoder")
+            raise ConfigError("this VLM² configuration reads VGGT (geometry tokens, camera tokens or point maps); "
+                              "pass a spatial encoder", field="spatial_encoder")
         if stage is not None and stage.config != v:
             raise ConfigError("the stage's VLM2Config differs from config.vlm2", field="vlm2")
         self.vlm2 = stage if stage is not None else VLM2Stage(v)
