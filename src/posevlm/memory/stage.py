@@ -12,9 +12,10 @@ Per video, steps in order, each module only if switched on (:class:`~posevlm.mem
     H_t   = X_t + o_proj(Attn(X_t -> KV_t)) [+ FFN]             CrossAttentionFusion
     out_t = H_t + out_proj(M_t), memories updated               DualMemory (Algorithm 1)
 
-Everything before the memory is per step and runs for all steps of all videos at once; the memory is the one
-recurrence (a loop over steps, all videos of equal token grid batched). With every module off the stage returns
-its inputs (the base composition's tokens).
+The stage runs step by step, all videos of one token grid batched at each step (the memory is a recurrence anyway;
+running the per-step modules on one step at a time too keeps every tensor's shape independent of how a video is
+chunked, which is what makes chunked streaming bit-exact). With every module off the stage returns its inputs (the
+base composition's tokens).
 
 Streaming: each video carries a :class:`VLM2State` (its memories, its coordinate scale and how many steps it has
 seen). ``states=None`` (or a None entry) starts a video afresh -- the reset at a video boundary; passing the
@@ -63,6 +64,11 @@ class VideoSteps:
     @property
     def steps(self) -> int:
         return int(self.tokens.shape[0])
+
+    def chunk(self, start: int, stop: int) -> "VideoSteps":
+        """Steps ``start .. stop - 1`` (a chunk for streaming)."""
+        return VideoSteps(*(None if x is None else x[start:stop] for x in
+                            (self.tokens, self.geometry, self.view, self.coords, self.coords_valid)))
 
 
 @dataclass(frozen=True)
@@ -196,26 +202,39 @@ class VLM2Stage(nn.Module):
             return torch.stack([torch.cat([p, p.new_zeros(steps - p.shape[0], *p.shape[1:])]) for p in parts])
 
         x = stack("tokens")
-        b, _, n, d = x.shape
-        scales = None
+        n = x.shape[2]
+        scales = coords = valid = geometry = view = memory = None
         if self.injection is not None:
             coords, valid = stack("coords"), stack("coords_valid").bool() & active[..., None]
             if c.coordinate_scale == "first_frame":
                 scales = self._scales(coords, valid, states)
                 coords = coords / torch.where(torch.isnan(scales), 1, scales)[:, None, None, None]
-            x, _ = self.injection(x, coords, valid)
         if self.fusion is not None:
-            keys = self.fusion.geometry_tokens(stack("geometry"))
-            if self.alignment is not None:
-                keys = self.alignment(keys, stack("view"))
-            x = self.fusion(x.reshape(b * steps, n, d), keys.reshape(b * steps, keys.shape[-2], d)).view(b, steps, n, d)
-        memory = None
+            geometry = stack("geometry")
+            view = stack("view") if self.alignment is not None else None
         if self.memory is not None:
-            memory = DualMemoryState.cat([
-                s.memory if s is not None and s.memory is not None
-                else self.memory.init_state(1, n, device=device, dtype=self.memory.out_proj.weight.dtype)
-                for s in states])
-            x, memory = self.memory(x, memory, active)
+            parts = []
+            for i, s in enumerate(states):
+                if s is not None and s.memory is not None:
+                    self.memory.check_state(s.memory, x[i:i + 1, 0])
+                    parts.append(s.memory)
+                else:
+                    parts.append(self.memory.init_state(1, n, device=device, dtype=self.memory.out_proj.weight.dtype))
+            memory = DualMemoryState.cat(parts)
+        steps_out = []
+        for t in range(steps):  # one step at a time: the same shapes whatever the chunking, so chunks are exact
+            h = x[:, t]
+            if self.injection is not None:
+                h, _ = self.injection(h, coords[:, t], valid[:, t])
+            if self.fusion is not None:
+                keys = self.fusion.geometry_tokens(geometry[:, t])
+                if self.alignment is not None:
+                    keys = self.alignment(keys, view[:, t])
+                h = self.fusion(h, keys)
+            if self.memory is not None:
+                h, _, memory = self.memory.step(memory, h, active[:, t])
+            steps_out.append(h)
+        x = torch.stack(steps_out, dim=1)
         outs, ends = [], []
         for i, (length, state) in enumerate(zip(lengths, states)):
             ends.append(VLM2State(memory.select(slice(i, i + 1)) if memory is not None else None,
