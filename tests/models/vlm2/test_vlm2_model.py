@@ -260,6 +260,9 @@ def test_pose_encoding_view_inputs_from_vggt_or_given(qwen):
     assert camera_calls == [2] and not torch.allclose(given, from_vggt)
     with pytest.raises(ShapeError, match=r"pose_encoding\[0\] has 5 frames"):
         model(**kwargs, video_tchw=frames, pose_encoding=[torch.zeros(5, 9)] + poses[1:])
+    tokens_view = vlm2(qwen)  # camera-token views: pose encodings would be silently unused
+    with pytest.raises(ConfigError, match="pose_encoding given but this VLM² configuration does not read them"):
+        tokens_view(**kwargs, video_tchw=frames, pose_encoding=poses)
 
 
 def test_model_config_reports_every_problem(qwen):

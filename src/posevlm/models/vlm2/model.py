@@ -134,7 +134,7 @@ class VLM2(SpatialMLLM):
         v = self.config.vlm2
         return (self.fuses_tokens or v.needs_geometry or (v.needs_view and v.view_source == "camera_token")
                 or (v.needs_view and v.view_source == "pose_encoding" and not given_pose)
-                or (v.needs_points and not given_points))
+                or (v.needs_points and v.point_source == "vggt" and not given_points))
 
     # -- the spatial branch ----------------------------------------------------------------------------------
     def encode_vlm2(self, video_tchw, video_grid_thw: Tensor, *, cameras: bool | None = None, point_maps=None,
@@ -157,6 +157,14 @@ class VLM2(SpatialMLLM):
         rows = grid.tolist()
         n_videos = len(rows)
         v = self.config.vlm2
+        reads = {"point_maps": v.needs_points, "point_valid": v.needs_points,
+                 "pose_encoding": v.needs_view and v.view_source == "pose_encoding"}
+        unused = [name for name, value in (("point_maps", point_maps), ("point_valid", point_valid),
+                                           ("pose_encoding", pose_encoding)) if value is not None and not reads[name]]
+        if unused:
+            raise ConfigError(f"{', '.join(unused)} given but this VLM² configuration does not read them (point maps: "
+                              "coordinate_injection; pose encodings: viewpoint_alignment with view_source="
+                              "'pose_encoding'); drop them or switch the module on", field="vlm2", value=unused)
         cameras = self.config.needs_cameras if cameras is None else cameras
         points = per_video(point_maps, n_videos, "point_maps", required=False)
         valid = per_video(point_valid, n_videos, "point_valid", required=False)
