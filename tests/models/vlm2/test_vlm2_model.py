@@ -16,7 +16,7 @@ from posevlm.memory import VLM2Config, VLM2State, point_maps_from_depth  # noqa:
 from posevlm.models.spatial_mllm import ConnectorConfig, SpatialMLLM  # noqa: E402
 from posevlm.models.vlm2 import VLM2, VLM2ModelConfig, compose, from_spatial_mllm  # noqa: E402
 from posevlm.spatial import VGGT, VGGTConfig  # noqa: E402
-from posevlm.train.policy import apply_freeze_policy, parameter_groups  # noqa: E402
+from posevlm.train.policy import apply_freeze_policy, optimizer_param_groups, parameter_groups  # noqa: E402
 
 from spatial_mllm_tiny import SAMPLES_QWEN2_5, Recorder, count_calls, make_batch, tiny_models  # noqa: E402
 
@@ -99,6 +99,12 @@ def test_gradients_reach_every_vlm2_module_and_freeze_groups_are_registered(qwen
     assert set(report.trainable_groups()) == {"fusion", "memory"}
     assert report.groups["fusion"]["trainable"] + report.groups["memory"]["trainable"] == \
         sum(p.numel() for p in model.vlm2.parameters())
+    names = {id(p): n for n, p in model.named_parameters()}
+    tiers = {names[id(p)]: g["group_name"] for g in optimizer_param_groups(model, lr=1e-5, projector_lr=2e-5)
+             for p in g["params"]}
+    assert all(t.startswith("projector/") == (n.split(".")[1] != "memory") for n, t in tiers.items())
+    assert tiers["vlm2.memory.out_proj.weight"] == "base/decay" and tiers["vlm2.fusion.kv_norm.weight"] == \
+        "projector/no_decay"
     kwargs, frames = batch(model)
     labels = kwargs["input_ids"].clone()
     labels[kwargs["attention_mask"] == 0] = -100
