@@ -14,8 +14,8 @@ B. Prefill forward of a small model (text 512 wide x 4 layers, vision 128 x 4, V
    point head, the stage alone).
 C. Real size, counted not timed (``torch.utils.flop_counter`` on the meta device): FLOPs of the stage and of
    VGGT-1B's point and camera heads for one 16-frame 644 x 476 video (T = 8, n = 17 x 23 = 391, D = 2048,
-   DD = 2048), next to the models spec's estimates for the Qwen2.5-VL-3B prefill (about 19 TFLOP) and the
-   released ``add`` connector (about 1.9 TFLOP).
+   DD = 2048), next to the estimates in ``spatial_mllm/connectors.py`` for the Qwen2.5-VL-3B prefill of that prompt
+   (about 19 TFLOP) and the released ``add`` connector (about 1.9 TFLOP).
 
     python benchmarks/models/vlm2_memory_bench.py [--dim 512] [--tokens 96] [--repeats 10] [--json out.json]
 """
