@@ -167,7 +167,7 @@ class DualMemory(nn.Module):
         b, t, n, _ = h.shape
         if state is None:
             state = self.init_state(b, n, device=h.device, dtype=self.out_proj.weight.dtype)
-        else:
+        elif t:
             self.check_state(state, h[:, 0])
         if active is None:
             active = torch.ones(b, t, dtype=torch.bool, device=h.device)

@@ -58,6 +58,9 @@ class VLM2ModelConfig(SpatialMLLMConfig):
             raise ConfigError("invalid VLM2ModelConfig: " + "; ".join(problems), field="vlm2", value=problems)
         if self.base_family != "qwen2_5_vl":
             problems.append(f"base_family={self.base_family!r}: VLM² is built on Qwen2.5-VL (qwen2_5_vl)")
+        if not isinstance(self.spatial_config, VGGTConfig) or not (self.connector is None
+                                                                  or isinstance(self.connector, ConnectorConfig)):
+            raise ConfigError("invalid VLM2ModelConfig: " + "; ".join(problems), field="vlm2", value=problems)
         if self.connector is not None:
             if getattr(connectors.get(self.connector.type), "extra_tokens_per_visual_token", 0):
                 problems.append(f"connector {self.connector.type!r} adds tokens; VLM² needs a fusing connector (add, "
