@@ -99,4 +99,3 @@ def test_readme_plugin_example_defines_working_entries():
     record = {"ground_truth": "B"}
     assert backend.factory({}).generate([(record, "prompt", None)])[0]["text"] == "B"
     assert backend.model_config({"set": {"x": 1}}) == {"backend": "ground_truth", "name": "ground_truth", "x": 1}
-
