@@ -27,6 +27,7 @@ bench: setup
 	$(PY) benchmarks/eval/scoring_bench.py
 	$(PY) benchmarks/eval/resume_scan_bench.py
 	$(PY) benchmarks/attention/pose_bias_bench.py
+	$(PY) benchmarks/models/vlm2_memory_bench.py
 	$(PY) benchmarks/eval/demo_bench.py
 	$(PY) benchmarks/train/train_bench.py --threads 1
 	$(PY) benchmarks/models/spatial_mllm_bench.py --shape tiny

@@ -19,14 +19,16 @@ group              parameters (Qwen2.5-VL / Qwen3-VL names; Spatial-MLLM: the sa
 ``lora``           LoRA adapters added by :func:`apply_lora` (``*.lora_A.*``, ``*.lora_B.*``), in every family
 ``spatial_encoder``Spatial-MLLM's VGGT ``spatial_encoder.*`` (aggregator and camera head)
 ``connector``      Spatial-MLLM's ``connector.*`` (the spatial-token projection fused into the video tokens)
-``fusion``         reserved for fusion blocks (VLM-3R's ``fusion_block``, VLM^2); no built-in family has one
-``memory``         reserved for memory modules (VLM^2); no built-in family has one
+``fusion``         fusion blocks: VLM²'s ``vlm2.injection.*``, ``vlm2.alignment.*``, ``vlm2.fusion.*`` (coordinate
+                   injection, viewpoint alignment, cross-attention fusion); VLM-3R's ``fusion_block`` later
+``memory``         memory modules: VLM²'s dual memory ``vlm2.memory.*``
 =================  =========================================================================================
 
 The name -> group rules are a registry keyed by family (``group_rules``, entry-point group
 ``posevlm.train_groups``): a family registers a :class:`GroupRules` (ordered ``(group, regex)`` rules, the
 module scope LoRA may wrap) and may introduce new group names; nothing here tests class names. The family of
-a model is ``model.config.model_type`` (``qwen2_5_vl``, ``qwen3_vl``, ``spatial-mllm``, ``spatial-mllm-qwen3``).
+a model is ``model.config.model_type`` (``qwen2_5_vl``, ``qwen3_vl``, ``spatial-mllm``, ``spatial-mllm-qwen3``,
+``spatial-mllm-vlm2``).
 
 Freeze-policy grammar (one string covers every family)::
 
@@ -155,6 +157,13 @@ group_rules.register("spatial_mllm", GroupRules(
     ("spatial-mllm", "spatial-mllm-qwen3"),
     (*qwen_vl_rules(r"qwen\."), ("spatial_encoder", r"spatial_encoder\..*"), ("connector", r"connector\..*")),
     _QWEN_DECODER, lora_root="qwen", description="Spatial-MLLM: Qwen-VL + VGGT + connector"))
+group_rules.register("vlm2", GroupRules(
+    ("spatial-mllm-vlm2",),
+    (*qwen_vl_rules(r"qwen\."), ("spatial_encoder", r"spatial_encoder\..*"), ("connector", r"connector\..*"),
+     ("memory", r"vlm2\.memory\..*"), ("fusion", r"vlm2\.(injection|alignment|fusion)\..*")),
+    _QWEN_DECODER, lora_root="qwen",
+    description="VLM²: Spatial-MLLM + coordinate injection, viewpoint alignment, cross-attention fusion (fusion) and "
+                "dual memory (memory); posevlm.models.vlm2"))
 
 
 def _base_model(model: nn.Module) -> nn.Module:

@@ -71,6 +71,7 @@ _PREFIXES = (
     ("lm_head.", "qwen.lm_head.", None),
     ("spatial_encoder.vggt_model.", "spatial_encoder.", None),
     ("connector.", "connector.", None),
+    ("vlm2.", "vlm2.", None),  # the VLM² stage (posevlm.models.vlm2); absent from Spatial-MLLM checkpoints
 )
 _SAVE_LAYOUT = {"qwen2_5_vl": "released", "qwen3_vl": "transformers5"}
 _PROCESSOR_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json")
