@@ -358,7 +358,10 @@ params = list(holder.spatial_encoder.parameters())
 with deepspeed.zero.GatheredParameters(params):
     equal = all(torch.equal(v, reference[k]) for k, v in holder.spatial_encoder.state_dict().items())
 print("RESULT", json.dumps({{"zero3": zero3_enabled(), "sharded": all(hasattr(p, "ds_id") for p in params),
-                           "shard_shapes": shard_shapes, "equal": equal, "ok": report.ok}}))
+                           "shard_shapes": shard_shapes, "equal": equal, "ok": report.ok}}), flush=True)
+# tear the gloo group down before exit: a live gloo thread at interpreter shutdown can abort the process
+torch.distributed.barrier()
+torch.distributed.destroy_process_group()
 """
 
 

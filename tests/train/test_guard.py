@@ -223,7 +223,9 @@ for step in range(3):
     opt.step()
     opt.zero_grad()
     changed.append(any(not torch.equal(b, p) for b, p in zip(before, model.parameters())))
-print("RESULT", json.dumps({"rank": rank, "changed": changed, "reports": guard.reports}))
+print("RESULT", json.dumps({"rank": rank, "changed": changed, "reports": guard.reports}), flush=True)
+torch.distributed.barrier()
+torch.distributed.destroy_process_group()  # a live gloo thread at interpreter shutdown can abort the process
 """
 
 

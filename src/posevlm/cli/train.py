@@ -46,6 +46,12 @@ def train_cmd(
 
         typer.echo(yaml.safe_dump(json.loads(json.dumps(resolved.to_dict())), sort_keys=False), nl=False)
         return
+    import torch
+
     from posevlm.train.run import train
 
-    train(resolved, log=typer.echo)
+    try:
+        train(resolved, log=typer.echo)
+    finally:  # under torchrun: tear the process group down, a live gloo / NCCL thread at exit can abort the process
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
