@@ -215,22 +215,30 @@ def _dtype_of(dtype, device: torch.device) -> torch.dtype:
     return dtype
 
 
-def _skeleton(config: SpatialMLLMConfig, qwen_config, *, dtype: torch.dtype, attn_implementation: str,
-              meta: bool) -> SpatialMLLM:
-    """The model with its final dtypes; parameters on ``meta`` (``meta=True``) or randomly initialised."""
-    import transformers
-
-    cls = getattr(transformers, BASE_FAMILIES[config.base_family]["model_class"])
+def _build_context(meta: bool):
+    """Where skeleton modules are built: on ``meta`` (no memory; weights come from a checkpoint) or for real."""
     if meta:
         from accelerate import init_empty_weights
 
-        context = init_empty_weights(include_buffers=False)
-    else:
-        import contextlib
+        return init_empty_weights(include_buffers=False)
+    import contextlib
 
-        context = contextlib.nullcontext()
-    with context:
-        qwen = cls._from_config(qwen_config, attn_implementation=attn_implementation, dtype=dtype)
+    return contextlib.nullcontext()
+
+
+def _stock_qwen(base_family: str, qwen_config, *, dtype: torch.dtype, attn_implementation: str):
+    """The stock transformers Qwen-VL model of ``base_family`` from its config (call inside ``_build_context``)."""
+    import transformers
+
+    cls = getattr(transformers, BASE_FAMILIES[base_family]["model_class"])
+    return cls._from_config(qwen_config, attn_implementation=attn_implementation, dtype=dtype)
+
+
+def _skeleton(config: SpatialMLLMConfig, qwen_config, *, dtype: torch.dtype, attn_implementation: str,
+              meta: bool) -> SpatialMLLM:
+    """The model with its final dtypes; parameters on ``meta`` (``meta=True``) or randomly initialised."""
+    with _build_context(meta):
+        qwen = _stock_qwen(config.base_family, qwen_config, dtype=dtype, attn_implementation=attn_implementation)
         needs_vggt = config.connector is not None or (config.needs_cameras and config.pose_source == "vggt")
         vggt = VGGT(config.spatial_config) if needs_vggt else None
         connector = build_connector(config.connector) if config.connector is not None else None

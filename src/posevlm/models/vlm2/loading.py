@@ -25,14 +25,16 @@ import torch
 from posevlm.errors import ConfigError
 from posevlm.hub import hub_offline
 from posevlm.memory import VLM2Config, VLM2Stage
-from posevlm.models.spatial_mllm.config import BASE_FAMILIES, read_hf_config
+from posevlm.models.spatial_mllm.config import read_hf_config
 from posevlm.models.spatial_mllm.connectors import build_connector
 from posevlm.models.spatial_mllm.loading import (
+    _build_context,
     _dtype_of,
     _load_processor,
     _load_tensors,
     _resolve_positions,
     _snapshot,
+    _stock_qwen,
 )
 from posevlm.models.spatial_mllm.loading import compose as compose_spatial_mllm
 from posevlm.models.spatial_mllm.loading import save_pretrained as save_spatial_mllm
@@ -122,19 +124,8 @@ def compose(qwen, vggt=None, connector=None, *, vlm2: VLM2Config | Mapping[str, 
 def _skeleton(config: VLM2ModelConfig, qwen_config, *, dtype: torch.dtype, attn_implementation: str,
               meta: bool) -> VLM2:
     """The model with its final dtypes; parameters on ``meta`` (``meta=True``) or randomly initialised."""
-    import contextlib
-
-    import transformers
-
-    cls = getattr(transformers, BASE_FAMILIES[config.base_family]["model_class"])
-    if meta:
-        from accelerate import init_empty_weights
-
-        context = init_empty_weights(include_buffers=False)
-    else:
-        context = contextlib.nullcontext()
-    with context:
-        qwen = cls._from_config(qwen_config, attn_implementation=attn_implementation, dtype=dtype)
+    with _build_context(meta):
+        qwen = _stock_qwen(config.base_family, qwen_config, dtype=dtype, attn_implementation=attn_implementation)
         vggt = VGGT(config.spatial_config)
         connector = build_connector(config.connector) if config.connector is not None else None
         stage = VLM2Stage(config.vlm2)
