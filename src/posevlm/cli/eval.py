@@ -1,4 +1,5 @@
-"""``posevlm eval``: evaluate a model (or the oracle) on VSI-Bench, SQA3D, ScanQA or the synthetic benchmark."""
+"""``posevlm eval``: evaluate a model (or the oracle) on VSI-Bench, SQA3D, ScanQA, the synthetic benchmark or the
+point-cloud tasks (synthetic_layout, synthetic_point_qa)."""
 
 from __future__ import annotations
 
@@ -36,9 +37,12 @@ def eval_cmd(
     scenes_root: Optional[Path] = typer.Option(None, "--scenes", help="oracle: root of the synthetic scenes."),
     dtype: Optional[str] = typer.Option(None, "--dtype", help="hf: auto | float32 | bfloat16 | float16 (auto)."),
     attn: Optional[str] = typer.Option(None, "--attn", help="hf: sdpa | eager | flash_attention_2 (sdpa)."),
-    frames: str = typer.Option("mp4_uniform", "--frames", help="mp4_uniform | mp4_fps | folder_manifest."),
-    frames_root: Path = typer.Option(..., "--frames-root", help="Videos root, or a sampled <slug> folder."),
-    num_frames: int = typer.Option(16, "--num-frames", help="Frames per sample."),
+    frames: str = typer.Option("mp4_uniform", "--frames", help="mp4_uniform | mp4_fps | folder_manifest | "
+                               "point_cloud (each scene's point cloud: synthetic_layout, synthetic_point_qa)."),
+    frames_root: Path = typer.Option(..., "--frames-root", help="Videos root, or a sampled <slug> folder; "
+                                     "point_cloud: the write_point_task_data folder (clouds/), cloud files or scans."),
+    num_frames: int = typer.Option(16, "--num-frames", help="Frames per sample (point_cloud: frames back-projected "
+                                   "when a cloud is built from a scan)."),
     rule: str = typer.Option("round_full", "--rule", help="mp4_uniform: round_full | floor_full | floor_pool128."),
     prompt: str = typer.Option("official", "--prompt", help="official | spatial_mllm_sft | answer_tags."),
     batch_size: int = typer.Option(1, "--batch-size"),
@@ -80,6 +84,8 @@ def eval_cmd(
         posevlm eval --benchmark sqa3d --source /data/sqa3d/sqa_task/balanced --backend hf --model Qwen/Qwen2.5-VL-3B-Instruct --positions pthw --frames folder_manifest --frames-root runs/sampled/<slug> --num-frames 16 --out runs/sqa3d_pthw16
 
         posevlm eval --benchmark synthetic_vsi --source runs/demo/benchmark.jsonl --backend oracle --scenes runs/demo/data --frames folder_manifest --frames-root runs/demo/sampled/<slug> --num-frames 16 --out runs/oracle16
+
+        posevlm eval --benchmark synthetic_layout --source runs/train_data/points_test --backend points --model runs/train/tiny_point_lm_synthetic/final --frames point_cloud --frames-root runs/train_data/points_test --out runs/point_layout
     """
     from posevlm.errors import ConfigError
     from posevlm.eval.backends import backends
@@ -104,8 +110,9 @@ def eval_cmd(
     bench = benchmarks.get(benchmark)
     if source is None and bench.default_source is None:
         raise ConfigError(f"--benchmark {benchmark} needs --source (its question file)", field="source")
+    strategy = {"folder_manifest": frames_root.name, "point_cloud": "point_cloud"}.get(frames, f"uniform_{rule}")
     frames_cfg = {"source": frames, "root": str(frames_root), "num_frames": num_frames, "rule": rule,
-                  "strategy": frames_root.name if frames == "folder_manifest" else f"uniform_{rule}"}
+                  "strategy": strategy}
     # a benchmark without its own default config keeps the historical "full" (run ids stay the same)
     bench_config = bench_config if bench_config is not None else bench.default_config or "full"
     config = EvalConfig(benchmark={"name": benchmark, "source": source or bench.default_source, "config": bench_config,

@@ -1,4 +1,4 @@
-"""Point-cloud -> layout-script samples from synthetic scans (the data of the layout task; thin I/O shell).
+"""Point-cloud task data from synthetic scans: point-cloud -> layout-script samples and point-cloud QA (thin I/O).
 
 Each sample: the scan's SpatialLM point cloud (``posevlm.scenes.pointcloud.scene_point_cloud``, saved as ``.npz``)
 and the layout script of its exact ground truth in the same frame (``layout_script.layout_from_metadata`` shifted
@@ -8,7 +8,13 @@ line each, ``LAYOUT_DATA_VERSION``)::
     {"id", "scene_name", "point_cloud": "clouds/<scene>.npz", "prompt", "target", "meta": {...}}
 
 ``meta`` holds the cloud recipe (frames, pixel stride, grid size, bins), the cloud's origin and the counts of walls
-and boxes. Scoring a model's outputs: ``layout_script.score_layout(output, record["target"])``.
+and boxes. Scoring a model's outputs: ``layout_script.score_layout(output, record["target"])``; as a benchmark:
+``synthetic_layout`` (``posevlm.eval.benchmarks.point_tasks``, task format ``layout``).
+
+:func:`write_point_task_data` writes both point-cloud tasks of some scans into one folder: ``clouds/``,
+``layout.jsonl`` and ``point_qa.jsonl`` (the synthetic VSI questions that need no views,
+``point_tasks.POINT_QA_TYPES``, in the VSI-Bench schema: benchmark ``synthetic_point_qa``), so
+``posevlm eval --frames point_cloud --frames-root <folder>`` finds every scene's cloud.
 """
 
 from __future__ import annotations
@@ -21,7 +27,8 @@ from posevlm.atomic import atomic_write_text
 from posevlm.errors import InputFileError, SchemaVersionError
 from posevlm.eval.layout_script import LAYOUT_PROMPT, Layout, layout_from_metadata
 
-__all__ = ["LAYOUT_DATA_VERSION", "layout_sample", "write_layout_dataset", "read_layout_dataset"]
+__all__ = ["LAYOUT_DATA_VERSION", "layout_sample", "write_layout_dataset", "read_layout_dataset",
+           "write_point_task_data"]
 
 LAYOUT_DATA_VERSION = 1
 
@@ -86,3 +93,24 @@ def read_layout_dataset(path: str | Path) -> list[dict[str, Any]]:
         record["point_cloud"] = str(path.parent / record["point_cloud"])
         records.append(record)
     return records
+
+
+def write_point_task_data(scene_dirs: Iterable[str | Path], out_dir: str | Path, *, seed: int = 0,
+                          max_per_type: int = 4, dataset: str = "synthetic", num_frames: int = 32,
+                          pixel_stride: int = 4, grid_size: float = 0.02, num_bins: int = 1280,
+                          decimals: int = 2) -> dict[str, Path]:
+    """Both point-cloud tasks of some synthetic scans in ``out_dir``: ``clouds/<scene>.npz`` + ``layout.jsonl``
+    (:func:`write_layout_dataset`) and ``point_qa.jsonl`` (the view-independent synthetic VSI questions of the same
+    scans, ``generate_benchmark(..., seed, max_per_type)`` restricted to ``POINT_QA_TYPES``).
+    Returns ``{"layout": path, "point_qa": path, "clouds": folder}``."""
+    from posevlm.eval.benchmarks.point_tasks import POINT_QA_TYPES
+    from posevlm.eval.benchmarks.synthetic_vsi import generate_benchmark, write_benchmark_jsonl
+
+    scene_dirs = [Path(d) for d in scene_dirs]
+    out = Path(out_dir)
+    layout = write_layout_dataset(scene_dirs, out, num_frames=num_frames, pixel_stride=pixel_stride,
+                                  grid_size=grid_size, num_bins=num_bins, decimals=decimals)
+    questions = [r for r in generate_benchmark(scene_dirs, seed=seed, dataset=dataset, max_per_type=max_per_type)
+                 if r["question_type"] in POINT_QA_TYPES]
+    qa = write_benchmark_jsonl(questions, out / "point_qa.jsonl")
+    return {"layout": layout, "point_qa": qa, "clouds": out / "clouds"}

@@ -24,7 +24,7 @@ from posevlm.eval.run_store import RunStore, shard_file_name
 
 __all__ = ["EvalConfig", "resolve_records", "frame_request", "make_backend", "run_eval", "EvalSummary"]
 
-FRAME_SOURCES = ("mp4_uniform", "mp4_fps", "folder_manifest")
+FRAME_SOURCES = ("mp4_uniform", "mp4_fps", "folder_manifest", "point_cloud")
 #: a sample whose record is an error is retried on resume until it has failed this many times
 MAX_ATTEMPTS = 2
 
@@ -37,8 +37,10 @@ class EvalConfig:
     "filters": {"datasets", "question_types", "scenes"}, "limit": int | None}``.
     model: ``{"backend": oracle | hf, "name": label, ...backend options}`` (oracle: ``scenes_root``,
     ``min_pixels``; hf: ``model`` hub id / local dir, ``dtype``, ``attn_implementation``, ...).
-    frames: ``{"source": mp4_uniform | mp4_fps | folder_manifest, "root": videos or sampled-slug dir,
-    "num_frames": N, "rule": round_full | floor_full | floor_pool128, "fps", "policy", "strategy": label}``.
+    frames: ``{"source": mp4_uniform | mp4_fps | folder_manifest | point_cloud, "root": videos or sampled-slug dir
+    (point_cloud: cloud files or scans, ``posevlm.eval.point_inputs``), "num_frames": N, "rule": round_full |
+    floor_full | floor_pool128, "fps", "policy", "strategy": label}`` (point_cloud also reads ``pixel_stride``,
+    ``grid_size``, ``num_bins``).
     """
 
     benchmark: Mapping[str, Any]
@@ -129,10 +131,15 @@ def resolve_records(config: EvalConfig) -> list[dict[str, Any]]:
 
 
 def frame_request(config: EvalConfig, dataset: str, scene: str):
-    """The frame request of one scene (hashable: the cache key)."""
+    """The frame request of one scene (hashable: the cache key); ``point_cloud``: its point-cloud request."""
     fr = config.frames
     root = Path(fr["root"])
     check_record_names(dataset, scene, root, "--frames-root")
+    if fr["source"] == "point_cloud":
+        from posevlm.eval.point_inputs import PointCloudRequest
+
+        opts = {k: fr[k] for k in ("pixel_stride", "grid_size", "num_bins") if fr.get(k) is not None}
+        return PointCloudRequest(str(root), dataset, scene, int(fr["num_frames"]), **opts)
     if fr["source"] == "folder_manifest":
         return FolderManifest(str(root / dataset / scene), int(fr["num_frames"]), fr.get("policy", "fail_sample"))
     candidates = [root / dataset / f"{scene}.mp4", root / dataset / scene / "rgb.mp4", root / scene / "rgb.mp4",

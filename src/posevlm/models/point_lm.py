@@ -40,7 +40,7 @@ from posevlm.positions.rope3d import MixedRoPE3DConfig, rope3d_config
 from posevlm.spatial.points import PointBatch, PointEncoderConfig, build_point_encoder, voxelize_points
 
 __all__ = ["PointCloudLM", "PointCloudLMConfig", "POINT_TOKENS", "CONFIG_KEY", "POINT_MODULES_FILE",
-           "add_point_tokens", "build_projector"]
+           "add_point_tokens", "build_projector", "point_prompt"]
 
 CONFIG_KEY = "posevlm_point_lm"
 POINT_MODULES_FILE = "point_modules.safetensors"
@@ -95,6 +95,13 @@ class PointCloudLMConfig:
             raise ConfigError(f"unknown PointCloudLMConfig keys {unknown}; known: {sorted(known)}",
                               field="PointCloudLMConfig", value=unknown)
         return cls(**dict(data))
+
+
+def point_prompt(text: str) -> str:
+    """The user text of a point-cloud sample: the span ``<|point_start|><|point_pad|><|point_end|>`` then ``text``
+    (SpatialLM's order). :meth:`PointCloudLM.prepare` expands its one pad; training (``posevlm.train.points``) and
+    evaluation (the ``points`` eval backend) both build their prompts with it."""
+    return "".join(POINT_TOKENS) + text
 
 
 def add_point_tokens(tokenizer, decoder: nn.Module | None = None) -> tuple[int, int, int]:

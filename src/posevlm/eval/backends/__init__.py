@@ -6,7 +6,8 @@ command line, and which configs it refuses. ``posevlm eval --backend NAME``, ``E
 ``posevlm list backends`` all go through ``backends``. Built in: ``hf`` (Qwen2.5-VL / Qwen3-VL through
 transformers, pose-aware positions, camera attention), ``oracle`` (perfect perception of the given frames:
 the upper bound a frame selection allows; needs synthetic scenes or any scene with depth, instance masks,
-cameras and an instance-to-category list in ``metadata.objects``) and ``dummy`` (a constant answer, for smoke
+cameras and an instance-to-category list in ``metadata.objects``), ``points`` (a ``PointCloudLM`` checkpoint
+answering from each scene's point cloud, ``--frames point_cloud``) and ``dummy`` (a constant answer, for smoke
 tests and overhead). Other packages add backends through the entry-point group ``posevlm.backends``.
 """
 
@@ -31,5 +32,5 @@ __all__ = [
 
 #: Backends by name (``BackendSpec``); built-ins load their module on first use.
 backends: Registry[BackendSpec] = Registry("backend", "backends")
-for _name in ("hf", "oracle", "dummy"):
+for _name in ("hf", "oracle", "dummy", "points"):
     backends.register_lazy(_name, f"posevlm.eval.backends.{_name}:BACKEND")

@@ -26,6 +26,10 @@ texts), as a model reads the options; ground-truth fields in ``meta`` are never 
 
 Answers are strings as a model would write them: "3", "62.5", "1.73", "28.1", "B".
 
+Point-cloud runs (``--frames point_cloud``): questions are answered from the frames the cloud was built from (a
+scan folder as ``--frames-root``); ``layout`` records (benchmark ``synthetic_layout``) get the scan's exact layout
+in the cloud's frame (:func:`answer_layout_oracle`), which scores 1 when cloud, target and scorer agree.
+
 :class:`OracleBackend` is the ``oracle`` backend of the eval runner: it loads each scene once and
 perceives each (scene, selected frames) once, caching the :class:`Observation` in a small LRU shared by
 every question asked about those frames (a question's answer depends on the frames only, never on
@@ -47,12 +51,15 @@ from posevlm.eval.backends.base import BackendSpec
 from posevlm.eval.benchmarks.routes import route_turn_angles, turn_label
 from posevlm.eval.benchmarks.synthetic_vsi import direction_label, format_number, relative_direction_deg
 from posevlm.eval.errors import MissingInputError
+from posevlm.eval.layout_format import LAYOUT_QUESTION_TYPE
+from posevlm.eval.layout_script import layout_from_metadata
 from posevlm.eval.perception import Observation, PerceptionConfig, observe, perception_config_problems
 from posevlm.scenes import Scene
 
 __all__ = [
     "OracleConfig", "FALLBACK_NUMBER", "FALLBACK_LETTER", "OBSERVATION_CACHE_SIZE", "OracleBackend",
-    "answer_oracle", "answer_oracle_many", "points_extent_cm", "closest_distance", "floor_area_from_points",
+    "answer_oracle", "answer_oracle_many", "answer_layout_oracle", "points_extent_cm", "closest_distance",
+    "floor_area_from_points",
 ]  # fmt: skip
 
 FALLBACK_NUMBER = "0"
@@ -444,10 +451,33 @@ class OracleBackend:
         """
         record, _, spec = batch[0]
         scene = self._scene(record["dataset"], record["scene_name"])
-        obs = self.observation(record["dataset"], scene, spec.frame_ids)
         records = [r for r, _, _ in batch]
-        answers = answer_oracle_many(records, scene, obs.frame_ids, self.config, observation=obs)
+        layout = [r.get("question_type") == LAYOUT_QUESTION_TYPE for r in records]
+        answers: list[str | None] = [None] * len(records)
+        if any(layout):
+            script = answer_layout_oracle(scene, spec)
+            answers = [script if is_layout else None for is_layout in layout]
+        questions = [r for r, is_layout in zip(records, layout) if not is_layout]
+        if questions:
+            if not len(spec.frame_ids):
+                raise ConfigError("the oracle answers questions from the frames a point cloud was built from; a cloud "
+                                  "read from a file has none: point --frames-root at the scans", field="frames.root")
+            obs = self.observation(record["dataset"], scene, spec.frame_ids)
+            found = iter(answer_oracle_many(questions, scene, obs.frame_ids, self.config, observation=obs))
+            answers = [a if is_layout else next(found) for a, is_layout in zip(answers, layout)]
         return [{"text": a, "video_grid_thw": None, "n_visual_tokens": None} for a in answers]
+
+
+def answer_layout_oracle(scene: Scene, spec: Any, decimals: int = 2) -> str:
+    """The oracle's answer to a layout record: the scan's exact layout (``scene.json``) in the frame of the point
+    cloud the sample sees (``spec``: a ``posevlm.eval.point_inputs.PointCloudSpec``), written as the targets are.
+    It scores F1 = 1 exactly when the cloud, the target and the scorer agree: an end-to-end check of the layout
+    path, not a perception upper bound (unlike the questions, it reads the boxes)."""
+    cloud = getattr(spec, "cloud", None)
+    if cloud is None:
+        raise ConfigError("layout records are answered in a point cloud's frame: run posevlm eval with --frames "
+                          "point_cloud", field="frames.source", value=getattr(spec, "source", None))
+    return layout_from_metadata(scene.metadata, origin=cloud.origin).to_script(decimals)
 
 
 def _from_cli(values):

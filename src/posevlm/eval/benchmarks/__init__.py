@@ -14,6 +14,10 @@ packages add benchmarks through the entry-point group ``posevlm.benchmarks``.
 wording and options; its routes are straight walkable legs between object centres checked exactly
 against the floor and the furniture, so it tests the same skill (turns along a described walk) on
 geometry the scene fixes, not on human-written paths.
+
+``synthetic_layout`` / ``synthetic_point_qa``: point-cloud tasks from synthetic scans (``point_tasks.py``): the
+layout script of a scan's exact walls and boxes (task format ``layout``) and the view-independent synthetic VSI
+questions asked over its point cloud (format ``vsibench``); inputs ``posevlm eval --frames point_cloud``.
 """
 
 from posevlm.eval.benchmarks.base import BenchmarkSpec
@@ -50,3 +54,5 @@ benchmarks.register_lazy("vsibench", "posevlm.eval.benchmarks.vsibench:BENCHMARK
 benchmarks.register_lazy("synthetic_vsi", "posevlm.eval.benchmarks.synthetic_vsi:BENCHMARK")
 benchmarks.register_lazy("sqa3d", "posevlm.eval.benchmarks.sqa3d:BENCHMARK")
 benchmarks.register_lazy("scanqa", "posevlm.eval.benchmarks.scanqa:BENCHMARK")
+benchmarks.register_lazy("synthetic_layout", "posevlm.eval.benchmarks.point_tasks:LAYOUT_BENCHMARK")
+benchmarks.register_lazy("synthetic_point_qa", "posevlm.eval.benchmarks.point_tasks:POINT_QA_BENCHMARK")
