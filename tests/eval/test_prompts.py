@@ -13,8 +13,8 @@ NA = {"id": 8, "question_type": "object_counting", "question": "How many chair(s
       "options": None, "ground_truth": "4"}
 
 
-def test_registry_lists_the_three_presets_and_suggests():
-    assert prompts.names() == ["answer_tags", "official", "spatial_mllm_sft"]
+def test_registry_lists_the_presets_and_suggests():
+    assert prompts.names() == ["answer_tags", "official", "point_cloud", "spatial_mllm_sft"]
     with pytest.raises(ConfigError, match="Did you mean: official"):
         get_prompt("oficial")
 
@@ -34,6 +34,13 @@ def test_official_na_matches_lmms_eval_wording():
         "These are frames of a video.\nHow many chair(s) are in this room?\n"
         "Please answer the question using a single word or phrase."
     )
+
+
+def test_point_cloud_is_official_with_the_point_cloud_pre_prompt():
+    for rec in (MCA, NA):
+        official = get_prompt("official").render(rec)
+        assert get_prompt("point_cloud").render(rec) == official.replace("These are frames of a video.",
+                                                                          "This is a point cloud of a room.", 1)
 
 
 def test_spatial_mllm_sft_is_official_without_pre_prompt():

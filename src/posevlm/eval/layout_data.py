@@ -5,7 +5,7 @@ and the layout script of its exact ground truth in the same frame (``layout_scri
 by the cloud's origin), with the instruction :data:`~posevlm.eval.layout_script.LAYOUT_PROMPT`. Records (one JSON
 line each, ``LAYOUT_DATA_VERSION``)::
 
-    {"id", "scene_name", "point_cloud": "clouds/<scene>.npz", "prompt", "target", "meta": {...}}
+    {"id", "dataset", "scene_name", "point_cloud": "clouds/<scene>.npz", "prompt", "target", "meta": {...}}
 
 ``meta`` holds the cloud recipe (frames, pixel stride, grid size, bins), the cloud's origin and the counts of walls
 and boxes. Scoring a model's outputs: ``layout_script.score_layout(output, record["target"])``; as a benchmark:
@@ -46,7 +46,7 @@ def layout_sample(scene, *, num_frames: int = 32, pixel_stride: int = 4, grid_si
 
 def write_layout_dataset(scene_dirs: Iterable[str | Path], out_dir: str | Path, *, num_frames: int = 32,
                          pixel_stride: int = 4, grid_size: float = 0.02, num_bins: int = 1280,
-                         decimals: int = 2) -> Path:
+                         decimals: int = 2, dataset: str = "synthetic") -> Path:
     """Write ``out_dir/clouds/<scene>.npz`` and ``out_dir/layout.jsonl`` (one record per scan, in the given order).
     Returns the JSONL path. Scans are read with ``posevlm.scenes.load_scene``."""
     from posevlm.scenes import load_scene
@@ -62,7 +62,7 @@ def write_layout_dataset(scene_dirs: Iterable[str | Path], out_dir: str | Path, 
         rel = f"clouds/{scene.name}.npz"
         save_point_cloud(out / rel, cloud)
         record: dict[str, Any] = {
-            "id": index, "scene_name": scene.name, "point_cloud": rel, "prompt": LAYOUT_PROMPT,
+            "id": index, "dataset": dataset, "scene_name": scene.name, "point_cloud": rel, "prompt": LAYOUT_PROMPT,
             "target": layout.to_script(decimals),
             "meta": {"layout_data_version": LAYOUT_DATA_VERSION, "num_frames": num_frames,
                      "pixel_stride": pixel_stride, "grid_size": grid_size, "num_bins": num_bins,
@@ -109,7 +109,7 @@ def write_point_task_data(scene_dirs: Iterable[str | Path], out_dir: str | Path,
     scene_dirs = [Path(d) for d in scene_dirs]
     out = Path(out_dir)
     layout = write_layout_dataset(scene_dirs, out, num_frames=num_frames, pixel_stride=pixel_stride,
-                                  grid_size=grid_size, num_bins=num_bins, decimals=decimals)
+                                  grid_size=grid_size, num_bins=num_bins, decimals=decimals, dataset=dataset)
     questions = [r for r in generate_benchmark(scene_dirs, seed=seed, dataset=dataset, max_per_type=max_per_type)
                  if r["question_type"] in POINT_QA_TYPES]
     qa = write_benchmark_jsonl(questions, out / "point_qa.jsonl")

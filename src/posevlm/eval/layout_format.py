@@ -62,16 +62,18 @@ def _render(record: Mapping[str, Any]) -> str:
     return question.strip()
 
 
-#: Prompt presets of the layout format: ``official`` (the instruction as it is; the backend puts the point span
-#: in front of it).
+#: Prompt presets of the layout format: ``official`` and its alias ``point_cloud`` (the name the point-cloud QA
+#: prompt has, so one ``--prompt`` serves both point-cloud benchmarks): the instruction as it is; the backend puts
+#: the point span in front of it.
 layout_prompts: Registry[PromptPreset] = Registry("prompt preset")
-layout_prompts.register("official", PromptPreset(
-    name="official", version=1,
-    description="the record's instruction (SpatialLM's 'Detect walls, doors, windows, boxes.'); greedy, 1024 new "
-                "tokens (a room's script)",
-    source="posevlm (SpatialLM's instruction without its code template)",
-    strings={"instruction": LAYOUT_PROMPT}, generation=GenerationSettings(max_new_tokens=1024), _render=_render,
-))
+for _name in ("official", "point_cloud"):
+    layout_prompts.register(_name, PromptPreset(
+        name=_name, version=1,
+        description="the record's instruction (SpatialLM's 'Detect walls, doors, windows, boxes.'); greedy, 1024 "
+                    "new tokens (a room's script)",
+        source="posevlm (SpatialLM's instruction without its code template)",
+        strings={"instruction": LAYOUT_PROMPT}, generation=GenerationSettings(max_new_tokens=1024), _render=_render,
+    ))
 
 
 # ------------------------------------------------------------------------------------------ scoring

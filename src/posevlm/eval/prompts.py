@@ -10,6 +10,9 @@ preset                 text (MCA / NA; ``\\n`` is a newline)
 ``answer_tags``        Spatial-MLLM paper era: ``question`` + ``Options:\\n`` + each option and
                        ``\\n`` + " Please answer ... within the <answer> </answer> tags." (no
                        separator before ``Options``, as in that code)
+``point_cloud``        ``official`` with pre = "This is a point cloud of a room." (questions over
+                       a point cloud: ``synthetic_point_qa``; the ``points`` backend puts the
+                       point span before the text)
 =====================  ==========================================================================
 
 Every preset decodes greedily by default (``do_sample=False``); the fork's near-greedy sampling is
@@ -28,6 +31,7 @@ from posevlm.registry import Registry
 
 __all__ = [
     "OFFICIAL_PRE_PROMPT",
+    "POINT_CLOUD_PRE_PROMPT",
     "OFFICIAL_MCA_POST_PROMPT",
     "OFFICIAL_NA_POST_PROMPT",
     "ANSWER_TAGS_MCA_POST_PROMPT",
@@ -40,6 +44,7 @@ __all__ = [
 ]
 
 OFFICIAL_PRE_PROMPT = "These are frames of a video."
+POINT_CLOUD_PRE_PROMPT = "This is a point cloud of a room."
 OFFICIAL_MCA_POST_PROMPT = "Answer with the option's letter from the given choices directly."
 OFFICIAL_NA_POST_PROMPT = "Please answer the question using a single word or phrase."
 ANSWER_TAGS_MCA_POST_PROMPT = (
@@ -138,6 +143,10 @@ def _render_official(record: Mapping[str, Any]) -> str:
     return _render_lmms(record, OFFICIAL_PRE_PROMPT)
 
 
+def _render_point_cloud(record: Mapping[str, Any]) -> str:
+    return _render_lmms(record, POINT_CLOUD_PRE_PROMPT)
+
+
 def _render_spatial_mllm_sft(record: Mapping[str, Any]) -> str:
     return _render_lmms(record, None)
 
@@ -174,7 +183,7 @@ class PromptPreset:
                 "source": self.source, "strings": dict(self.strings), "generation": self.generation.to_dict()}
 
 
-#: Prompt presets by name: ``official``, ``spatial_mllm_sft``, ``answer_tags``.
+#: Prompt presets by name: ``official``, ``spatial_mllm_sft``, ``answer_tags``, ``point_cloud``.
 prompts: Registry[PromptPreset] = Registry("prompt preset")
 
 
@@ -207,6 +216,16 @@ _register(PromptPreset(
     strings={"mca_post_prompt": ANSWER_TAGS_MCA_POST_PROMPT, "na_post_prompt": ANSWER_TAGS_NA_POST_PROMPT,
              "options_header": "Options:\n", "join": ""},
     generation=GenerationSettings(max_new_tokens=1024), _render=_render_answer_tags,
+))
+
+_register(PromptPreset(
+    name="point_cloud", version=1,
+    description="the official wording over a point cloud (pre-prompt 'This is a point cloud of a room.'); greedy, "
+                "16 new tokens",
+    source="posevlm (lmms-eval VSI-Bench strings with the point-cloud pre-prompt)",
+    strings={"pre_prompt": POINT_CLOUD_PRE_PROMPT, "mca_post_prompt": OFFICIAL_MCA_POST_PROMPT,
+             "na_post_prompt": OFFICIAL_NA_POST_PROMPT, "options_header": "Options:\n", "join": "\n"},
+    generation=GenerationSettings(max_new_tokens=16), _render=_render_point_cloud,
 ))
 
 

@@ -40,9 +40,11 @@ from posevlm.positions.rope3d import MixedRoPE3DConfig, rope3d_config
 from posevlm.spatial.points import PointBatch, PointEncoderConfig, build_point_encoder, voxelize_points
 
 __all__ = ["PointCloudLM", "PointCloudLMConfig", "POINT_TOKENS", "CONFIG_KEY", "POINT_MODULES_FILE",
-           "add_point_tokens", "build_projector", "point_prompt"]
+           "add_point_tokens", "build_projector", "point_prompt", "expand_point_pad", "MODEL_TYPE"]
 
 CONFIG_KEY = "posevlm_point_lm"
+#: ``model.config.model_type`` of a PointCloudLM (its key in ``posevlm.train.policy.group_rules``)
+MODEL_TYPE = "posevlm-point-lm"
 POINT_MODULES_FILE = "point_modules.safetensors"
 #: (start, pad, end) of the point span
 POINT_TOKENS = ("<|point_start|>", "<|point_pad|>", "<|point_end|>")
@@ -82,6 +84,11 @@ class PointCloudLMConfig:
             raise ConfigError("invalid PointCloudLMConfig: " + "; ".join(problems), field="PointCloudLMConfig",
                               value=problems)
 
+    @property
+    def model_type(self) -> str:
+        """:data:`MODEL_TYPE`: how parameter-group rules and other family lookups recognise the model."""
+        return MODEL_TYPE
+
     def to_dict(self) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in fields(self)}
         out["encoder"] = self.encoder.to_dict()
@@ -102,6 +109,25 @@ def point_prompt(text: str) -> str:
     (SpatialLM's order). :meth:`PointCloudLM.prepare` expands its one pad; training (``posevlm.train.points``) and
     evaluation (the ``points`` eval backend) both build their prompts with it."""
     return "".join(POINT_TOKENS) + text
+
+
+def expand_point_pad(ids: Sequence[int], count: int, point_ids: tuple[int, int, int]) -> list[int]:
+    """``ids`` with its one ``<|point_pad|>`` repeated ``count`` times (one per voxel token of the row's cloud); ids
+    without a point span get ``start, pad x count, end`` in front. ``point_ids``: (start, pad, end).
+
+    Raises:
+        ShapeError: ``ids`` hold more than one pad.
+    """
+    start, pad, end = point_ids
+    ids = [int(i) for i in ids]
+    n = ids.count(pad)
+    if n == 0:
+        ids = [start, pad, end, *ids]
+    elif n != 1:
+        raise ShapeError(f"a prompt holds {n} {POINT_TOKENS[1]} tokens; write one (it is expanded to the {count} "
+                         "voxel tokens of its cloud)", name="prompts", shape=(n,))
+    at = ids.index(pad)
+    return ids[:at] + [pad] * int(count) + ids[at + 1:]
 
 
 def add_point_tokens(tokenizer, decoder: nn.Module | None = None) -> tuple[int, int, int]:
@@ -207,17 +233,8 @@ class PointCloudLM(nn.Module):
                               value=padding_side)
         points = self.voxelize(clouds)
         start, pad, end = self.config.point_start_id, self.config.point_pad_id, self.config.point_end_id
-        rows = []
-        for prompt, count in zip(prompts, points.token_counts.tolist()):
-            ids = list(self._tokenize(prompt, chat_template))
-            n = ids.count(pad)
-            if n == 0:
-                ids = [start, pad, end, *ids]
-            elif n != 1:
-                raise ShapeError(f"a prompt holds {n} {POINT_TOKENS[1]} tokens; write one (it is expanded to the "
-                                 f"{count} voxel tokens of its cloud)", name="prompts", shape=(n,))
-            at = ids.index(pad)
-            rows.append(ids[:at] + [pad] * count + ids[at + 1:])
+        rows = [expand_point_pad(self._tokenize(prompt, chat_template), count, (start, pad, end))
+                for prompt, count in zip(prompts, points.token_counts.tolist())]
         length = max(len(r) for r in rows)
         fill = self._pad_id()
         input_ids = torch.full((len(rows), length), fill, dtype=torch.long)

@@ -22,6 +22,10 @@ group              parameters (Qwen2.5-VL / Qwen3-VL names; Spatial-MLLM: the sa
 ``fusion``         fusion blocks: VLM²'s ``vlm2.injection.*``, ``vlm2.alignment.*``, ``vlm2.fusion.*`` (coordinate
                    injection, viewpoint alignment, cross-attention fusion); VLM-3R's ``fusion_block`` later
 ``memory``         memory modules: VLM²'s dual memory ``vlm2.memory.*``
+``point_encoder``  a PointCloudLM's point encoder ``encoder.*`` (its projector ``projector.*`` is ``connector``,
+                   its decoder the ``embed`` / ``llm`` / ``lm_head`` groups under ``decoder.``)
+``rope3d``         a PointCloudLM's learned MixedRoPE3D frequencies and mixing weights
+                   ``decoder.model.mixed_rope3d.*``
 =================  =========================================================================================
 
 The name -> group rules are a registry keyed by family (``group_rules``, entry-point group
@@ -157,6 +161,14 @@ group_rules.register("spatial_mllm", GroupRules(
     ("spatial-mllm", "spatial-mllm-qwen3"),
     (*qwen_vl_rules(r"qwen\."), ("spatial_encoder", r"spatial_encoder\..*"), ("connector", r"connector\..*")),
     _QWEN_DECODER, lora_root="qwen", description="Spatial-MLLM: Qwen-VL + VGGT + connector"))
+group_rules.register("point_lm", GroupRules(
+    ("posevlm-point-lm",),
+    (("point_encoder", r"encoder\..*"), ("connector", r"projector\..*"),
+     ("rope3d", r"decoder\.model\.mixed_rope3d\..*"), ("embed", r"decoder\.model\.embed_tokens\..*"),
+     ("llm", r"decoder\.model\..*"), ("lm_head", r"decoder\.lm_head\..*")),
+    r"model\.layers\.\d+\.", lora_root="decoder",
+    description="PointCloudLM: point encoder (point_encoder), projector (connector), a stock Qwen2 / Qwen3 decoder "
+                "with MixedRoPE3D (its learned frequencies and mixing: rope3d); posevlm.models.point_lm"))
 group_rules.register("vlm2", GroupRules(
     ("spatial-mllm-vlm2",),
     (*qwen_vl_rules(r"qwen\."), ("spatial_encoder", r"spatial_encoder\..*"), ("connector", r"connector\..*"),
