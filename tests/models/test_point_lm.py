@@ -145,3 +145,15 @@ def test_checkpoint_round_trip(clouds, tmp_path):
     assert loaded.tokenizer.convert_tokens_to_ids(POINT_TOKENS[1]) == model.config.point_pad_id
     with torch.no_grad():
         assert torch.equal(loaded(**inputs).logits, model(**inputs).logits)
+
+
+def test_save_pretrained_writes_a_given_state_dict(clouds, tmp_path):
+    """``save_pretrained(state_dict=...)`` (what posevlm.train.checkpoint.export_model passes: a gathered or
+    LoRA-merged state) writes that state, split over the decoder and the point modules, not the live weights."""
+    model, other = _model(seed=0), _model(seed=1)
+    model.save_pretrained(tmp_path / "plm", state_dict=other.state_dict())
+    loaded = PointCloudLM.from_pretrained(tmp_path / "plm")
+    live, want = loaded.state_dict(), other.state_dict()
+    assert set(live) == set(want) and all(torch.equal(live[k], want[k]) for k in want)
+    with pytest.raises(ShapeError, match="not under decoder"):
+        model.save_pretrained(tmp_path / "bad", state_dict={"lm_head.weight": torch.zeros(1)})

@@ -154,3 +154,17 @@ def test_freeze_groups_cover_encoder_projector_rope3d_and_decoder():
     apply_freeze_policy(model, FreezePolicy.parse("train=point_encoder,projector,rope3d"))
     trained = {n for n, p in model.named_parameters() if p.requires_grad}
     assert trained == set(groups["point_encoder"] + groups["connector"] + groups["rope3d"])
+
+
+def test_exported_checkpoint_resumes_every_tensor(tmp_path):
+    """export_model writes a PointCloudLM checkpoint the points eval backend loads, and load_training_state puts
+    every tensor of it back into a differently initialised live model (a resume that restarts nothing)."""
+    from posevlm.train.checkpoint import export_model, load_training_state
+
+    trained, fresh = tiny_point_lm(seed=0), tiny_point_lm(seed=1)
+    export_model(trained, tmp_path / "checkpoint-1")
+    assert PointCloudLM.from_pretrained(tmp_path / "checkpoint-1").tokenizer.convert_tokens_to_ids("<|point_pad|>") \
+        == trained.config.point_pad_id
+    assert load_training_state(fresh, tmp_path / "checkpoint-1")
+    want, got = trained.state_dict(), fresh.state_dict()
+    assert all(torch.equal(got[k], want[k]) for k in want)

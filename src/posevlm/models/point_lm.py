@@ -310,15 +310,29 @@ class PointCloudLM(nn.Module):
                                      **generate_kwargs)
 
     # -- checkpoints ----------------------------------------------------------------------------------------
-    def save_pretrained(self, directory: str | Path, **kwargs: Any) -> Path:
-        """Decoder (config + weights, MixedRoPE3D included), point modules, tokenizer into ``directory``."""
+    def save_pretrained(self, directory: str | Path, *, state_dict: Mapping[str, Tensor] | None = None,
+                        **kwargs: Any) -> Path:
+        """Decoder (config + weights, MixedRoPE3D included), point modules, tokenizer into ``directory``.
+
+        ``state_dict``: this model's state (keys ``decoder.*``, ``encoder.*``, ``projector.*``, as ``state_dict()``
+        gives them) to write instead of the live weights, e.g. a trainer's gathered or LoRA-merged state
+        (``posevlm.train.checkpoint.export_model``); other ``kwargs`` go to the decoder's ``save_pretrained``."""
         from safetensors.torch import save_file
 
         directory = Path(directory)
         setattr(self.decoder.config, CONFIG_KEY, self.config.to_dict())
-        self.decoder.save_pretrained(directory, **kwargs)
-        state = {f"encoder.{k}": v.detach().contiguous().cpu() for k, v in self.encoder.state_dict().items()}
-        state.update({f"projector.{k}": v.detach().contiguous().cpu() for k, v in self.projector.state_dict().items()})
+        if state_dict is None:
+            state_dict = self.state_dict()
+        parts: dict[str, dict[str, Tensor]] = {"decoder.": {}, "encoder.": {}, "projector.": {}}
+        for key, value in state_dict.items():
+            prefix = next((p for p in parts if key.startswith(p)), None)
+            if prefix is None:
+                raise ShapeError(f"state_dict key {key!r} is not under decoder. / encoder. / projector. (a PointCloudLM "
+                                 "state)", name="state_dict", shape=(len(state_dict),))
+            parts[prefix][key[len(prefix):]] = value
+        self.decoder.save_pretrained(directory, state_dict=parts["decoder."], **kwargs)
+        state = {f"{prefix}{k}": v.detach().contiguous().cpu() for prefix in ("encoder.", "projector.")
+                 for k, v in parts[prefix].items()}
         save_file(state, str(directory / POINT_MODULES_FILE), metadata={"format": "pt"})
         if self.tokenizer is not None:
             self.tokenizer.save_pretrained(directory)

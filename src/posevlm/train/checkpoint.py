@@ -7,6 +7,8 @@ family, loadable without posevlm's trainer:
   camera attention; learned pose-bias slopes are saved with the weights), so ``posevlm eval --backend hf --model
   <dir>`` restores the pose-aware model;
 * Spatial-MLLM: :func:`posevlm.models.spatial_mllm.save_pretrained` (released key layout; ``from_pretrained``);
+* PointCloudLM: its ``save_pretrained`` (decoder + MixedRoPE3D, ``point_modules.safetensors``, the tokenizer with the
+  point tokens; no processor files are copied over it), so ``posevlm eval --backend points --model <dir>`` loads it;
 * LoRA: the weights are written **merged** (``W + B A * alpha / r`` at the state-dict level, so it also works on a
   DeepSpeed-gathered state), and the unmerged training state goes to ``posevlm_train_state.safetensors`` for
   resuming;
@@ -133,7 +135,8 @@ def _untied(model: nn.Module, state: Mapping[str, Tensor]) -> dict[str, Tensor]:
 
 def load_training_state(model: nn.Module, checkpoint: str | Path) -> bool:
     """Load the weights of a checkpoint written by :func:`export_model` back into the live ``model`` for resuming,
-    every tensor checked: the unmerged LoRA state when present; a Spatial-MLLM's released layout; a transformers
+    every tensor checked: the unmerged LoRA state when present; a Spatial-MLLM's released layout; a PointCloudLM
+    through its ``from_pretrained`` (decoder with MixedRoPE3D, point modules); a transformers
     model through its own ``from_pretrained`` (which renames the saved layout, e.g. Qwen2.5-VL's ``model.layers.*``
     back to ``model.language_model.*``) plus the learned pose-bias slopes. Returns False for any other module (the
     caller falls back to transformers' loading).
@@ -147,6 +150,7 @@ def load_training_state(model: nn.Module, checkpoint: str | Path) -> bool:
     from safetensors.torch import load_file
     from transformers import PreTrainedModel
 
+    from posevlm.models.point_lm import PointCloudLM
     from posevlm.models.spatial_mllm import SpatialMLLM
     from posevlm.models.spatial_mllm.loading import checkpoint_key_to_module
     from posevlm.spatial import resolve_checkpoint
@@ -169,6 +173,9 @@ def load_training_state(model: nn.Module, checkpoint: str | Path) -> bool:
         state = type(model).from_pretrained(str(checkpoint), dtype=dtype, device_map="cpu").state_dict()
         if load_learned_slopes(model, checkpoint):
             loaded_slopes = {k for k in model.state_dict() if k.endswith(SLOPES_NAME)}
+    elif isinstance(model, PointCloudLM):  # decoder (+ MixedRoPE3D) and point modules, as save_pretrained wrote them
+        dtype = next(model.decoder.parameters()).dtype
+        state = PointCloudLM.from_pretrained(checkpoint, dtype=dtype, device_map="cpu").state_dict()
     else:
         return False
     _load_checked(model, state, checkpoint, skip=loaded_slopes)
