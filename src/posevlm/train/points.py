@@ -326,32 +326,72 @@ class PointSFTDataset(torch.utils.data.Dataset):
         records: from :func:`read_point_records` (``point_cloud`` absolute).
         tokenizer: the model's tokenizer, holding the point tokens (``PointCloudLM.compose`` adds them).
         max_length: see :func:`tokenize_point_sample`.
+        bad_samples: the log a sample that fails on its own (too long, an unreadable cloud) goes to; the next index
+            is served instead (deterministic, as :class:`posevlm.train.data.SFTDataset`), at most ``max_skips`` in a
+            row. ``on_error="raise"`` raises instead.
     """
 
-    def __init__(self, records: Sequence[Mapping[str, Any]], tokenizer, *, max_length: int | None = None):
+    def __init__(self, records: Sequence[Mapping[str, Any]], tokenizer, *, max_length: int | None = None,
+                 bad_samples=None, on_error: str = "skip", max_skips: int = 64):
         from posevlm.models.point_lm import POINT_TOKENS
+        from posevlm.train.bad_samples import BadSampleLog
 
         missing = [t for t in POINT_TOKENS if t not in tokenizer.get_vocab()]
         if missing:
             raise ConfigError(f"the tokenizer lacks the point tokens {missing}; build the model with "
                               "PointCloudLM.compose (it adds them) and use its tokenizer", field="tokenizer",
                               value=missing)
+        if not records:
+            raise ConfigError("no point training records; build them with build_point_training_set",
+                              field="data.datasets", value=None)
+        if on_error not in ("skip", "raise"):
+            raise ConfigError(f"on_error={on_error!r} (skip or raise)", field="data.on_error", value=on_error)
         self.records = list(records)
         self.tokenizer = tokenizer
         self.max_length = max_length
+        self.bad_samples = bad_samples if bad_samples is not None else BadSampleLog()
+        self.on_error, self.max_skips = on_error, max_skips
         self._clouds: dict[str, Tensor] = {}
+        self._known_bad: set[int] = set()
 
     def __len__(self) -> int:
         return len(self.records)
 
     def cloud(self, path: str) -> Tensor:
+        """(N, 9) rows of the cloud at ``path`` (read once). Raises ``DecodeError`` for an unreadable file."""
+        from posevlm.errors import PosevlmError
+        from posevlm.eval.errors import DecodeError
+
         if path not in self._clouds:
-            self._clouds[path] = load_cloud_array(path)
+            try:
+                self._clouds[path] = load_cloud_array(path)
+            except PosevlmError as exc:
+                raise DecodeError(f"cannot read point cloud {path}: {exc}", input=path) from exc
         return self._clouds[path]
 
-    def __getitem__(self, index: int) -> PointSample:
+    def build(self, index: int) -> PointSample:
         record = self.records[index]
         return tokenize_point_sample(record, self.tokenizer, self.cloud(record["point_cloud"]), self.max_length)
+
+    def __getitem__(self, index: int) -> PointSample:
+        from posevlm.errors import PosevlmError
+        from posevlm.eval.errors import SampleError
+
+        if self.on_error == "raise":
+            return self.build(index)
+        n, first = len(self.records), None
+        for step in range(min(n, self.max_skips + 1)):
+            j = (index + step) % n
+            if j in self._known_bad:
+                continue
+            try:
+                return self.build(j)
+            except SampleError as exc:
+                self._known_bad.add(j)
+                self.bad_samples.add(index=j, sample_id=str(self.records[j]["id"]), error=exc)
+                first = first or exc
+        raise PosevlmError(f"no usable point training sample from index {index} on ({first}); fix the data or raise "
+                           "data.max_skips")
 
 
 # ------------------------------------------------------------------------------------------ collator
