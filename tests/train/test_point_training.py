@@ -168,3 +168,21 @@ def test_exported_checkpoint_resumes_every_tensor(tmp_path):
     assert load_training_state(fresh, tmp_path / "checkpoint-1")
     want, got = trained.state_dict(), fresh.state_dict()
     assert all(torch.equal(got[k], want[k]) for k in want)
+
+
+def test_a_too_long_sample_is_skipped_by_rule_and_logged(point_set):
+    from posevlm.train.bad_samples import BadSampleLog
+    from posevlm.train.errors import SampleTooLongError
+
+    model = tiny_point_lm()
+    records = read_point_records(point_set.train)
+    layout = next(i for i, r in enumerate(records) if r["task"] == "layout")  # the long answer
+    log = BadSampleLog()
+    dataset = PointSFTDataset(records, model.tokenizer, max_length=200, bad_samples=log)
+    served = dataset[layout]
+    first_qa = next(i for i in range(layout, len(records)) if records[i]["task"] == "qa")
+    assert served.sample_id == records[first_qa]["id"]  # the next usable index, deterministically
+    assert log.counts == {"too_long": first_qa - layout}
+    assert [e["sample_id"] for e in log.entries] == [r["id"] for r in records[layout:first_qa]]
+    with pytest.raises(SampleTooLongError, match="text tokens > 200"):
+        PointSFTDataset(records, model.tokenizer, max_length=200, on_error="raise")[layout]
