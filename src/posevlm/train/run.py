@@ -195,8 +195,14 @@ def _collator(config: TrainConfig, built, pad_token_id: int):
     return SFTCollator(pad_token_id, pose_inputs=pose_inputs, with_video_tchw=spatial, with_sample_ids=True)
 
 
+#: (benchmark, file of the synthetic set, output folder under the run) evaluated after training, when the file exists
+EVAL_BENCHMARKS = (("synthetic_vsi", "test_benchmark.jsonl", "eval"),
+                   ("synthetic_pose", "test_pose_benchmark.jsonl", "eval_pose"))
+
+
 def _evaluate(config: TrainConfig, final: Path, output_dir: Path, log: Callable[[str], None]) -> Path:
-    """``posevlm eval`` of ``final`` on the synthetic test split (the frames of the training selection)."""
+    """``posevlm eval`` of ``final`` on the synthetic test split (the frames of the training selection): the VSI
+    questions into ``eval/``, the pose questions (when the set has them) into ``eval_pose/``. Returns ``eval/``."""
     from posevlm.eval.backends import backends
     from posevlm.eval.report import write_report
     from posevlm.eval.runner import EvalConfig, run_eval
@@ -210,15 +216,18 @@ def _evaluate(config: TrainConfig, final: Path, output_dir: Path, log: Callable[
               if getattr(config.data, k) is not None}
     model = backends.get("hf").model_config({"model": str(final), "frames_root": frames_root, "batch_size": 1,
                                               "set": pixels})
-    eval_config = EvalConfig(benchmark={"name": "synthetic_vsi", "source": str(built / "test_benchmark.jsonl")},
-                             model=model, prompt=config.synthetic.prompt,
-                             frames={"source": "folder_manifest", "root": str(frames_root),
-                                     "num_frames": config.data.num_frames, "strategy": meta["sampling"]["strategy"]})
-    out = output_dir / "eval"
-    summary = run_eval(eval_config, out, shard="0/1")
-    log(f"eval: {summary.n_ok} answered, {summary.n_errors} errors -> {out}")
-    write_report([out], out / "report", plot=False, allow_partial=not summary.ok)
-    return out
+    for name, source, folder in EVAL_BENCHMARKS:
+        if not (built / source).is_file():
+            continue
+        eval_config = EvalConfig(benchmark={"name": name, "source": str(built / source)},
+                                 model=model, prompt=config.synthetic.prompt,
+                                 frames={"source": "folder_manifest", "root": str(frames_root),
+                                         "num_frames": config.data.num_frames, "strategy": meta["sampling"]["strategy"]})
+        out = output_dir / folder
+        summary = run_eval(eval_config, out, shard="0/1")
+        log(f"eval {name}: {summary.n_ok} answered, {summary.n_errors} errors -> {out}")
+        write_report([out], out / "report", plot=False, allow_partial=not summary.ok)
+    return output_dir / "eval"
 
 
 @dataclass

@@ -14,6 +14,10 @@ packages add benchmarks through the entry-point group ``posevlm.benchmarks``.
 wording and options; its routes are straight walkable legs between object centres checked exactly
 against the floor and the furniture, so it tests the same skill (turns along a described walk) on
 geometry the scene fixes, not on human-written paths.
+
+``synthetic_pose``: questions whose answers depend on the cameras of views shown in a shuffled order (which view
+faces X, left / right of Y seen from that view, which two views overlap most; ``pose_tasks.py``, task format
+``pose_views``): frame index is uninformative by construction.
 """
 
 from posevlm.eval.benchmarks.base import BenchmarkSpec
@@ -50,3 +54,4 @@ benchmarks.register_lazy("vsibench", "posevlm.eval.benchmarks.vsibench:BENCHMARK
 benchmarks.register_lazy("synthetic_vsi", "posevlm.eval.benchmarks.synthetic_vsi:BENCHMARK")
 benchmarks.register_lazy("sqa3d", "posevlm.eval.benchmarks.sqa3d:BENCHMARK")
 benchmarks.register_lazy("scanqa", "posevlm.eval.benchmarks.scanqa:BENCHMARK")
+benchmarks.register_lazy("synthetic_pose", "posevlm.eval.benchmarks.pose_tasks:BENCHMARK")
