@@ -76,7 +76,7 @@ def test_pose_records_show_the_selection_shuffled(pose_set):
     orders = {}
     for r in train:
         orders.setdefault(r["scene_name"], set()).add(tuple(r["frame_ids"]))
-    assert all(len(o) == 2 for o in orders.values())  # two shuffles of each training scene's views
+    assert all(len(o) == 2 for o in orders.values())  # two shuffles of each scene's views
     assert any(tuple(r["frame_ids"]) != tuple(_selected(frames_root, r["scene_name"])) for r in bench)
 
 
@@ -147,3 +147,34 @@ def test_bootstrap_weights_reproduce_the_columns():
 def test_vsibench_aggregate_refuses_pose_types():
     with pytest.raises(ConfigError, match="own task format"):
         aggregate_vsibench(["pose_view_facing", "object_counting"], [1.0, 0.5])
+
+
+def test_synth_writes_pose_questions_for_a_selection(tmp_path):
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "posevlm", *map(str, args)], capture_output=True, text=True)
+
+    scans, sampled = tmp_path / "scans", tmp_path / "sampled"
+    scan = ("--preset", "hard", "--frames", 200, "--size", "96x72")  # hard: more categories with one instance
+    assert cli("synth", "--out", scans, "--scenes", 2, *scan).returncode == 0
+    assert cli("sample", "--data", scans, "--strategy", "pose_fps", "--frames", 6, "--out", sampled).returncode == 0
+    (slug,) = [p for p in sampled.iterdir() if not p.name.startswith("_")]
+    out = tmp_path / "pose.jsonl"
+    done = cli("synth", "--out", scans, "--scenes", 2, *scan, "--pose-benchmark", out, "--selection", slug,
+               "--pose-orders", 2)
+    assert done.returncode == 0, done.stderr
+    records = read_pose_benchmark(out)
+    assert records and {r["dataset"] for r in records} == {"scans"}
+    for r in records:
+        assert sorted(r["frame_ids"]) == sorted(_selected_in(slug / "scans", r["scene_name"]))
+    orders = {}
+    for r in records:
+        orders.setdefault(r["scene_name"], set()).add(tuple(r["frame_ids"]))
+    assert max(map(len, orders.values())) == 2 and len({r["id"] for r in records}) == len(records)  # 2 orders
+    alone = cli("synth", "--out", scans, "--scenes", 2, "--pose-benchmark", out)
+    assert alone.returncode == 2 and "--pose-benchmark and --selection go together" in alone.stderr
+    missing = cli("synth", "--out", scans, "--scenes", 3, *scan, "--pose-benchmark", out, "--selection", slug)
+    assert missing.returncode != 0 and "synth_0002 has no selection" in missing.stderr + missing.stdout
+
+
+def _selected_in(folder: Path, scene: str) -> list[int]:
+    return json.loads((folder / scene / "selected_frames.json").read_text())["selected_frames"]

@@ -21,9 +21,9 @@ travel into training.
 Pose questions (``pose_questions_per_type`` > 0, ``media="manifest"``): per scene, the pose-dependent questions of
 :mod:`posevlm.eval.benchmarks.pose_tasks` over the scene's selected views shown in a seeded random order; a
 record's ``frame_ids`` is that order, so training shows the views shuffled exactly as ``posevlm eval`` does, and
-frame index carries no information. Training scenes get ``pose_orders_per_scene`` different orders (seeds
-``seed .. seed + k - 1``: the same views, permuted), test scenes one (seed ``seed``); the test questions also go to
-``test_pose_benchmark.jsonl``.
+frame index carries no information. Every scene gets ``pose_orders_per_scene`` different orders (seeds
+``seed .. seed + k - 1``: the same views, permuted; the answers of the facing / overlap questions move with the
+views); the test questions also go to ``test_pose_benchmark.jsonl``.
 
 Split and disjointness rule:
 
@@ -63,7 +63,7 @@ class SyntheticTrainConfig:
     question type and scene, rendered with the eval prompt preset ``prompt``. Media: ``video`` (the scene's
     mp4) or ``manifest`` (sampled with ``sampler`` / ``num_frames``, cameras included). Pose questions:
     ``pose_questions_per_type`` per pose type, scene and order, over ``pose_orders_per_scene`` shuffles of each
-    training scene's views (module docstring; manifest media only).
+    scene's views (module docstring; manifest media only).
     """
 
     num_scenes: int = 8
@@ -149,20 +149,6 @@ def training_record(question: dict[str, Any], video: str, prompt) -> dict[str, A
     return record
 
 
-def _pose_questions(built: Path, sampled: Path, names: list[str], seeds: range, per_type: int) -> list[dict]:
-    """The pose questions of ``names`` over each scene's selected views, one presentation order per seed."""
-    from posevlm.eval.benchmarks.pose_tasks import scene_pose_questions
-    from posevlm.sampling.manifest import MANIFEST_NAME, read_manifest
-
-    out = []
-    for name in names:
-        selected = read_manifest(sampled / name / MANIFEST_NAME)["selected_frames"]
-        for seed in seeds:
-            out += scene_pose_questions(built / name, selected, seed=seed, dataset=TRAIN_DATASET,
-                                        max_per_type=per_type)
-    return out
-
-
 def _write_jsonl(records: list[dict], path: Path) -> Path:
     from posevlm.atomic import atomic_write_text
 
@@ -173,6 +159,7 @@ def build_synthetic_training_set(out: str | Path, config: SyntheticTrainConfig =
                                  log: Callable[[str], None] | None = None) -> SyntheticTrainSet:
     """Generate (or reuse) the scans, the sampled folders (``media="manifest"``) and the records; see the module
     docstring. Scenes and selections already on disk with the same configuration are reused."""
+    from posevlm.eval.benchmarks.pose_tasks import selection_pose_questions
     from posevlm.eval.benchmarks.synthetic_vsi import generate_benchmark, write_benchmark_jsonl
     from posevlm.eval.prompts import get_prompt
     from posevlm.provenance import provenance
@@ -207,10 +194,9 @@ def build_synthetic_training_set(out: str | Path, config: SyntheticTrainConfig =
     for split, names in splits.items():
         questions[split] = generate_benchmark([by_name[n] for n in names], seed=config.seed, dataset=TRAIN_DATASET,
                                               max_per_type=config.questions_per_type)
-        pose[split] = [] if not config.pose_questions_per_type else _pose_questions(
-            out / "scenes" / TRAIN_DATASET, out / "sampled" / sampling.slug / TRAIN_DATASET, names,
-            range(config.seed, config.seed + (config.pose_orders_per_scene if split == "train" else 1)),
-            config.pose_questions_per_type)
+        pose[split] = [] if not config.pose_questions_per_type else selection_pose_questions(
+            [by_name[n] for n in names], out / "sampled" / sampling.slug, dataset=TRAIN_DATASET, seed=config.seed,
+            orders=config.pose_orders_per_scene, max_per_type=config.pose_questions_per_type)
         records = [training_record(q, media[q["scene_name"]], prompt) for q in questions[split] + pose[split]]
         _write_jsonl(records, out / f"{split}.jsonl")
         counts[split], counts[f"{split}_pose"] = len(records), len(pose[split])

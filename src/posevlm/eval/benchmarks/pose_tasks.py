@@ -46,7 +46,7 @@ from posevlm.errors import ConfigError, InputFileError, ShapeError
 from posevlm.eval.benchmarks.base import BenchmarkSpec
 from posevlm.eval.metrics import POSE_QUESTION_TYPES
 
-__all__ = ["BENCHMARK", "read_pose_benchmark", "scene_pose_questions", "POSE_QUESTION_TYPES", "FACING_MARGIN_DEG", "SIDE_MARGIN_DEG", "OVERLAP_MARGIN", "OVERLAP_MAX_DEPTH", "presentation_order", "in_view",
+__all__ = ["BENCHMARK", "read_pose_benchmark", "selection_pose_questions", "scene_pose_questions", "POSE_QUESTION_TYPES", "FACING_MARGIN_DEG", "SIDE_MARGIN_DEG", "OVERLAP_MARGIN", "OVERLAP_MAX_DEPTH", "presentation_order", "in_view",
            "facing_angles_deg", "horizontal_angle_deg", "frustum_overlap", "pose_questions"]
 
 FACING_MARGIN_DEG = 10.0
@@ -243,6 +243,35 @@ def scene_pose_questions(scene_dir, frame_ids: Sequence[int], *, seed: int, data
     hw = tuple(int(v) for v in cams.image_hw[0])
     return pose_questions(scene.metadata["objects"], c2w, cams.K_pixels.double().numpy(), hw, ids.tolist(),
                           scene_name=scene.name, seed=seed, dataset=dataset, max_per_type=max_per_type)
+
+
+def selection_pose_questions(scene_dirs, selection_dir, *, dataset: str, seed: int = 0, orders: int = 1,
+                             max_per_type: int = 4) -> list[dict]:
+    """The pose questions of every scene over the views a frame selection chose for it: ``selection_dir`` is a
+    ``posevlm sample`` output for one selection (``<selection_dir>/<dataset>/<scene>/selected_frames.json``), each
+    scene's views shown in ``orders`` seeded random orders (seeds ``seed .. seed + orders - 1``).
+
+    Raises:
+        MissingInputError: a scene has no manifest under ``selection_dir`` (names the scene and the path).
+        ConfigError: see :func:`scene_pose_questions`; ``orders`` < 1.
+    """
+    from pathlib import Path
+
+    from posevlm.eval.errors import MissingInputError
+    from posevlm.sampling.manifest import MANIFEST_NAME, read_manifest
+
+    if isinstance(orders, bool) or not isinstance(orders, int) or orders < 1:
+        raise ConfigError(f"orders must be an int >= 1; got {orders!r}", field="orders", value=orders)
+    out = []
+    for scene_dir in map(Path, scene_dirs):
+        manifest = Path(selection_dir) / dataset / scene_dir.name / MANIFEST_NAME
+        if not manifest.is_file():
+            raise MissingInputError(f"scene {scene_dir.name} has no selection at {manifest}; run `posevlm sample` on "
+                                    "these scenes first and pass its <out>/<slug> folder", input=manifest)
+        selected = read_manifest(manifest)["selected_frames"]
+        for s in range(seed, seed + orders):
+            out += scene_pose_questions(scene_dir, selected, seed=s, dataset=dataset, max_per_type=max_per_type)
+    return out
 
 
 def read_pose_benchmark(path) -> list[dict]:
