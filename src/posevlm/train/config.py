@@ -61,12 +61,16 @@ class ModelSection:
     """What is trained.
 
     ``family``: a registered :class:`~posevlm.train.families.TrainFamily` (``posevlm list train-families``):
-    ``qwen2_5_vl``, ``qwen3_vl`` (stock transformers models) or ``spatial_mllm``. ``source``: a
+    ``qwen2_5_vl``, ``qwen3_vl`` (stock transformers models), ``spatial_mllm`` or ``vlm2``. ``source``: a
     checkpoint directory, a hub id, or ``tiny`` (a random tiny checkpoint built from ``tiny``, the
     :class:`~posevlm.train.tiny.TinyModelConfig` fields). For ``spatial_mllm``: with ``vggt`` set (VGGT weights,
     ``facebook/VGGT-1B`` or a local copy, or ``tiny`` for a random tiny VGGT) the model is composed from the Qwen base
     ``source`` plus a fresh ``connector`` (registry name, ``auto``, ``none``); without it ``source`` is a
-    Spatial-MLLM checkpoint. ``pose_source``: where a Spatial-MLLM takes cameras (``vggt`` or ``manifest``).
+    Spatial-MLLM checkpoint. For ``vlm2`` (:mod:`posevlm.models.vlm2`): ``source`` a Qwen2.5-VL base with ``vggt``
+    (composed; VGGT with camera and point heads; ``connector`` ``auto`` / ``none`` = none, the paper's layout), a
+    Spatial-MLLM checkpoint (its parts + a fresh stage; ``vggt`` replaces its VGGT) or a VLM² checkpoint; ``vlm2``:
+    :class:`~posevlm.memory.VLM2Config` overrides of the fresh stage (default the paper's; widths from the model).
+    ``pose_source``: where a Spatial-MLLM takes cameras (``vggt`` or ``manifest``).
     ``positions`` (a position mode: thw, pthw, phw, ...) with ``position_set`` overrides, ``camera_attention``
     (prope, gta, cape) and ``pose_bias`` (none, alibi, learned) with ``camera_set`` overrides: what
     :func:`posevlm.models.enable_pose_positions` installs (learned slopes are trainable parameters). ``dtype``:
@@ -78,6 +82,7 @@ class ModelSection:
     tiny: Mapping[str, Any] = field(default_factory=dict)
     vggt: str | None = None
     connector: str = "auto"
+    vlm2: Mapping[str, Any] = field(default_factory=dict)
     pose_source: str = "vggt"
     positions: str | None = None
     position_set: Mapping[str, Any] = field(default_factory=dict)
@@ -124,7 +129,7 @@ class ModelSection:
             from posevlm.attention import camera_modes
 
             _choice(p, "model.camera_attention", self.camera_attention, camera_modes.names())
-        for key in ("tiny", "position_set", "camera_set"):
+        for key in ("tiny", "vlm2", "position_set", "camera_set"):
             if not isinstance(getattr(self, key), Mapping):
                 p.append(f"model.{key} must be a mapping of KEY: VALUE; got {getattr(self, key)!r}")
         return p

@@ -11,10 +11,12 @@ A :class:`TrainFamily` states everything the recipe (:mod:`posevlm.train.run`) a
 - ``build(config, work_dir, dtype, hub_kwargs, seed) -> BuiltModel``: the model, its processor and run-record info;
 - ``dataset`` / ``collator`` hooks (default: the video SFT dataset and collator), so a family that is not fed video
   samples brings its own;
+- ``model_keys``: the ``model`` section keys only this family reads (``vlm2``); set for another family, they are
+  reported;
 - ``extra_problems(config)``: the family's own checks of the ``model`` section, reported with all the others.
 
 Built-in families (registered lazily; :mod:`posevlm.train.builders` holds them): ``qwen2_5_vl``, ``qwen3_vl``
-(stock, pose-aware through :func:`posevlm.models.enable_pose_positions`), ``spatial_mllm``. Plug-ins add families
+(stock, pose-aware through :func:`posevlm.models.enable_pose_positions`), ``spatial_mllm``, ``vlm2``. Plug-ins add families
 through the entry-point group ``posevlm.train_families`` (the entry point's value: a :class:`TrainFamily`).
 """
 
@@ -94,6 +96,8 @@ class TrainFamily:
         dataset: ``(family, config: TrainConfig, built, bad_samples: BadSampleLog) -> torch Dataset``.
         collator: ``(family, config: TrainConfig, built, pad_token_id) -> collator`` (``pose_inputs`` and
             ``with_video_tchw`` attributes go to the run record when present).
+        model_keys: ``model`` section keys only this family reads (a non-empty value under another family is a
+            problem).
         extra_problems: ``(config: ModelSection) -> list[str]``, each naming its dotted key and the fix.
     """
 
@@ -105,6 +109,7 @@ class TrainFamily:
     with_video_tchw: bool = False
     dataset: Callable[..., Any] = video_sft_dataset
     collator: Callable[..., Any] = video_sft_collator
+    model_keys: tuple[str, ...] = ()
     extra_problems: Callable[["ModelSection"], list[str]] = no_extra_problems
 
     @property
@@ -123,6 +128,11 @@ class TrainFamily:
             p.append(f"model.vggt is set but model.family={self.name!r}; VGGT is part of family {composed}")
         if config.connector != "auto" and not self.composed:
             p.append(f"model.connector applies to family {composed} only")
+        for name in train_families.names():
+            other = train_families.get(name)
+            for key in other.model_keys:
+                if name != self.name and key not in self.model_keys and getattr(config, key, None):
+                    p.append(f"model.{key} is set but model.family={self.name!r}; it applies to family {name} only")
         return p + list(self.extra_problems(config))
 
     def make_dataset(self, config: "TrainConfig", built: BuiltModel, bad_samples) -> Any:
@@ -142,3 +152,6 @@ train_families.register_lazy("qwen3_vl", "posevlm.train.builders:QWEN3_VL",
 train_families.register_lazy("spatial_mllm", "posevlm.train.builders:SPATIAL_MLLM",
                              description="Spatial-MLLM: composed from a Qwen base + VGGT + connector "
                                          "(model.vggt), or a Spatial-MLLM checkpoint")
+train_families.register_lazy("vlm2", "posevlm.train.builders:VLM2",
+                             description="VLM²: Spatial-MLLM + coordinate injection, viewpoint alignment, fusion, "
+                                         "dual memory (model.vlm2 overrides; freeze groups fusion, memory)")
