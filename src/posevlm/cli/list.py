@@ -34,8 +34,8 @@ def list_cmd(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable: {kind: [{name, description, origin}]}."),
 ) -> None:
     """List registered samplers, backends, benchmarks, task formats, position modes, camera attention modes, model
-    families, training families, spatial encoders, MixedRoPE3D presets and point encoders, each with a one-line description and where it
-    comes from (builtin, or the plug-in's distribution).
+    families, training families, spatial encoders, MixedRoPE3D presets and point encoders, each with a one-line
+    description and where it comes from (builtin, or the plug-in's distribution).
 
     Examples:
 

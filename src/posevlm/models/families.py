@@ -154,7 +154,8 @@ for _family in (
                 text_model_path="qwen.model.language_model", inner_model_path="qwen",
                 loader="posevlm.models.vlm2.loading:from_pretrained",
                 description="VLM² on Qwen2.5-VL: Spatial-MLLM + coordinate injection, viewpoint alignment, "
-                            "cross-attention fusion, dual memory (points and views from VGGT; memory reset per prompt)"),
+                            "cross-attention fusion, dual memory (points and views from VGGT; memory reset per "
+                            "prompt)"),
 ):
     model_families.register(_family.name, _family)
 

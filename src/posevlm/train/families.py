@@ -16,8 +16,8 @@ A :class:`TrainFamily` states everything the recipe (:mod:`posevlm.train.run`) a
 - ``extra_problems(config)``: the family's own checks of the ``model`` section, reported with all the others.
 
 Built-in families (registered lazily; :mod:`posevlm.train.builders` holds them): ``qwen2_5_vl``, ``qwen3_vl``
-(stock, pose-aware through :func:`posevlm.models.enable_pose_positions`), ``spatial_mllm``, ``vlm2``. Plug-ins add families
-through the entry-point group ``posevlm.train_families`` (the entry point's value: a :class:`TrainFamily`).
+(stock, pose-aware through :func:`posevlm.models.enable_pose_positions`), ``spatial_mllm``, ``vlm2``. Plug-ins add
+families through the entry-point group ``posevlm.train_families`` (the entry point's value: a :class:`TrainFamily`).
 """
 
 from __future__ import annotations
@@ -145,8 +145,9 @@ class TrainFamily:
 #: Training families (``TrainFamily``); plug-ins add families through the entry-point group
 #: ``posevlm.train_families``.
 train_families: Registry[TrainFamily] = Registry("train family", "train_families")
-train_families.register_lazy("qwen2_5_vl", "posevlm.train.builders:QWEN2_5_VL",
-                             description="stock Qwen2.5-VL (pose positions, camera attention, learned pose-bias slopes)")
+train_families.register_lazy(
+    "qwen2_5_vl", "posevlm.train.builders:QWEN2_5_VL",
+    description="stock Qwen2.5-VL (pose positions, camera attention, learned pose-bias slopes)")
 train_families.register_lazy("qwen3_vl", "posevlm.train.builders:QWEN3_VL",
                              description="stock Qwen3-VL (pose positions, camera attention, learned pose-bias slopes)")
 train_families.register_lazy("spatial_mllm", "posevlm.train.builders:SPATIAL_MLLM",
