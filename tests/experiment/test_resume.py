@@ -32,8 +32,8 @@ def test_kill9_then_rerun_runs_nothing_finished(tmp_path):
     spec.write_text(
         f"name: resume\ntrain_config: {ROOT / 'configs/train/tiny_synthetic.yaml'}\noutput_dir: {tmp_path / 'out'}\n"
         "overrides: {run.max_steps: 6, run.save_steps: 3, run.batch_size: 2, synthetic.num_scenes: 3,\n"
-        "  synthetic.num_test_scenes: 1, synthetic.frames_per_scene: 16, synthetic.questions_per_type: 1,\n"
-        "  synthetic.pose_questions_per_type: 1}\n"
+        "  synthetic.num_test_scenes: 1, synthetic.frames_per_scene: 40, synthetic.questions_per_type: 1,\n"
+        "  synthetic.pose_questions_per_type: 2, synthetic.pose_orders_per_scene: 4}\n"
         "grid: {sampler: [uniform], num_frames: [2], seeds: [0, 1]}\n")
     runs = tmp_path / "out" / "runs"
     first, second = runs / "uniform-f2--thw--s0", runs / "uniform-f2--thw--s1"

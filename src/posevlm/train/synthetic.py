@@ -202,6 +202,12 @@ def build_synthetic_training_set(out: str | Path, config: SyntheticTrainConfig =
         counts[split], counts[f"{split}_pose"] = len(records), len(pose[split])
         say(f"{split}: {len(names)} scene(s), {len(records)} records ({len(pose[split])} pose questions) -> "
             f"{out / f'{split}.jsonl'}")
+    if config.pose_questions_per_type and not pose["test"]:
+        raise ConfigError(f"no pose question passed the margins on the {len(splits['test'])} test scene(s) over their "
+                          f"{config.num_frames} selected views: use more test scenes (num_test_scenes), longer scans "
+                          "(frames_per_scene), more views (num_frames) or orders (pose_orders_per_scene), or set "
+                          "pose_questions_per_type=0", field="synthetic.pose_questions_per_type",
+                          value=config.pose_questions_per_type)
     write_benchmark_jsonl(questions["test"], out / "test_benchmark.jsonl")
     if config.pose_questions_per_type:
         write_benchmark_jsonl(pose["test"], out / "test_pose_benchmark.jsonl")
