@@ -74,7 +74,7 @@ TRAIN = {
     "LoraSettings", "apply_lora", "merge_lora", "optimizer_param_groups", "export_model", "load_training_state",
     "merge_lora_state_dict", "TinyModelConfig", "save_tiny_checkpoint", "seed_everything", "run_provenance",
     "DEEPSPEED_CONFIGS", "deepspeed_config", "load_spatial_encoder_weights", "PosevlmTrainer", "LossLog",
-    "build_model", "NonFiniteGuard",
+    "build_model", "NonFiniteGuard", "TrainFamily", "train_families", "BuiltModel",
 }
 
 

@@ -67,7 +67,7 @@ def test_permuting_the_presented_order_keeps_every_answer(seed):
     assert {k: len(v) for k, v in base.items()} == {k: len(v) for k, v in perm.items()}
     for a, b in zip(base["pose_view_facing"], perm["pose_view_facing"]):
         assert a["meta"]["answer_frame_id"] == b["meta"]["answer_frame_id"]
-        shown = b["meta"]["frame_ids"]  # the letter points at the same camera in the new order
+        shown = b["frame_ids"]  # the letter points at the same camera in the new order
         answered = shown.index(b["meta"]["answer_frame_id"]) + 1
         assert b["options"][ord(b["ground_truth"]) - 65].endswith(f"frame {answered}")
     for a, b in zip(base["pose_rel_direction"], perm["pose_rel_direction"]):  # verbatim the same question
@@ -117,7 +117,7 @@ def test_more_views_than_options_answers_over_all_views():
     records = _by_type(pose_questions(OBJECTS, cams, K, HW, [30, 40, 20, 10, 50], scene_name="s", seed=0))
     for r in records["pose_view_facing"]:
         assert len(r["options"]) == 4 and r["question"].startswith("These 5 frames")
-        answered = r["meta"]["frame_ids"].index(r["meta"]["answer_frame_id"]) + 1
+        answered = r["frame_ids"].index(r["meta"]["answer_frame_id"]) + 1
         assert r["options"][ord(r["ground_truth"]) - 65].endswith(f"frame {answered}")
     facing = {r["meta"]["category"]: r["meta"]["answer_frame_id"] for r in records["pose_view_facing"]}
     assert facing == {"chair": 10, "lamp": 50, "sofa": 30, "table": 40}

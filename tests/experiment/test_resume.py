@@ -1,7 +1,8 @@
 """``posevlm experiment run`` as users launch it: SIGKILL of the runner and its training child (the whole process
 group) after the first run finished and while the second trains; rerunning the command starts no finished run
 (its log, weights and done marker are untouched) and finishes the other; ``status`` shows each state; the
-condition's data set carries its pose questions over the selected views."""
+condition's data set carries its pose questions over the selected views, and every run evaluates them shown in
+their shuffled order."""
 
 import json
 import os
@@ -31,7 +32,8 @@ def test_kill9_then_rerun_runs_nothing_finished(tmp_path):
     spec.write_text(
         f"name: resume\ntrain_config: {ROOT / 'configs/train/tiny_synthetic.yaml'}\noutput_dir: {tmp_path / 'out'}\n"
         "overrides: {run.max_steps: 6, run.save_steps: 3, run.batch_size: 2, synthetic.num_scenes: 3,\n"
-        "  synthetic.num_test_scenes: 1, synthetic.frames_per_scene: 16, synthetic.questions_per_type: 1}\n"
+        "  synthetic.num_test_scenes: 1, synthetic.frames_per_scene: 40, synthetic.questions_per_type: 1,\n"
+        "  synthetic.pose_questions_per_type: 2, synthetic.pose_orders_per_scene: 4}\n"
         "grid: {sampler: [uniform], num_frames: [2], seeds: [0, 1]}\n")
     runs = tmp_path / "out" / "runs"
     first, second = runs / "uniform-f2--thw--s0", runs / "uniform-f2--thw--s1"
@@ -66,6 +68,12 @@ def test_kill9_then_rerun_runs_nothing_finished(tmp_path):
     (test_scene,) = meta["splits"]["test"]
     selected = json.loads((built / "sampled" / meta["sampling"]["slug"] / "synthetic_train" / test_scene /
                            "selected_frames.json").read_text())["selected_frames"]
-    for line in (built / "pose_benchmark.jsonl").read_text().splitlines():
-        record = json.loads(line)
-        assert record["question_type"].startswith("pose_") and sorted(record["meta"]["frame_ids"]) == selected
+    pose = [json.loads(line) for line in (built / "test_pose_benchmark.jsonl").read_text().splitlines()]
+    assert pose and all(r["question_type"].startswith("pose_") and sorted(r["frame_ids"]) == selected for r in pose)
+    for run in (first, second):  # both tasks evaluated, the pose questions over the views in their shuffled order
+        assert (run / "train" / "eval" / "records").is_dir()
+        scored = [json.loads(x) for f in (run / "train" / "eval_pose" / "records").glob("*.jsonl")
+                  for x in f.read_text().splitlines()]
+        assert sorted(r["id"] for r in scored) == sorted(r["id"] for r in pose)
+        shown = {r["id"]: r["frame_ids"] for r in pose}
+        assert all(r["status"] == "ok" and r["frames"]["frame_ids"] == shown[r["id"]] for r in scored)

@@ -36,7 +36,7 @@ def test_expansion_is_deterministic_complete_and_named_from_the_grid(tmp_path):
             (r.sampler, r.num_frames, r.num_frames)
         assert (c["model"]["positions"], c["model"]["camera_attention"], c["model"]["pose_bias"]) == \
             (r.variant.positions, r.variant.camera_attention, r.variant.pose_bias)
-        assert c["run"]["seed"] == r.seed and c["run"]["evaluate"] is True and c["run"]["max_steps"] == 100
+        assert c["run"]["seed"] == r.seed and c["run"]["evaluate"] is True and c["run"]["max_steps"] == spec.overrides["run.max_steps"]
         assert Path(c["run"]["output_dir"]) == tmp_path / "out" / "runs" / r.name / "train"
         assert Path(c["data"]["dataset_root"]) == tmp_path / "out" / "data" / r.condition
     # runs of one condition share the data set, so the baseline and a variant answer the same questions

@@ -112,3 +112,18 @@ def save_tiny_spatial_mllm(out, *, connector="add", seed: int = 0, **compose_kwa
                                 local_files_only=True, device="cpu", **compose_kwargs)
     model.save_pretrained(out)
     return out
+
+
+def save_tiny_vlm2(out, *, connector=None, seed: int = 0, **stage):
+    """A tiny VLM² checkpoint directory with its processor: tiny Qwen2.5-VL base saved next to it (``<out>_base``),
+    tiny VGGT with camera and point heads, a random (not zero-initialised) stage with 4 heads and ``stage``
+    overrides, so every module changes the answer."""
+    from posevlm.models.vlm2 import compose
+
+    out = Path(out)
+    base = tiny_models.save_tiny_qwen2_5_vl(out.parent / f"{out.name}_base", seed=seed)
+    model = compose(str(base), tiny_vggt(seed, heads=("camera", "point")), connector,
+                    vlm2={"num_heads": 4, "zero_init": False, **stage}, seed=seed, processor=True,
+                    local_files_only=True, device="cpu")
+    model.save_pretrained(out)
+    return out

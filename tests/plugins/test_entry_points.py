@@ -82,7 +82,9 @@ def test_list_shows_plugins_and_builtins_cannot_be_replaced(plugin_env):
     assert {"thw", "pthw", "phw"} <= {e["name"] for e in table["positions"]}
     assert {e["name"] for e in table["rope3d"]} == {"mixed_rope3d", "rope3d", "rope3d_full"}
     assert {e["name"] for e in table["point-encoders"]} == {"voxel_mlp"}
-    assert {e["name"] for e in table["models"]} == {"qwen2_5_vl", "qwen3_vl", "spatial_mllm", "spatial_mllm_qwen3"}
+    assert {e["name"] for e in table["models"]} == {"qwen2_5_vl", "qwen3_vl", "spatial_mllm", "spatial_mllm_qwen3",
+                                                      "vlm2"}
+    assert {e["name"] for e in table["train-families"]} == {"qwen2_5_vl", "qwen3_vl", "spatial_mllm", "vlm2"}
     assert {e["name"] for e in table["task-formats"]} == {"vsibench", "sqa3d", "scanqa"}
     assert {"vsibench", "synthetic_vsi", "sqa3d", "scanqa"} <= {e["name"] for e in table["benchmarks"]}
     plain = cli(plugin_env, "list", "samplers")

@@ -12,10 +12,11 @@ from torch.utils.data import DataLoader
 
 from posevlm.errors import ConfigError, PosevlmError
 from posevlm.eval.backends._qwen_video import resize_frames, video_metadata
-from posevlm.eval.errors import MissingInputError
+from posevlm.eval.errors import FrameCountMismatchError, MissingInputError
 from posevlm.qwen_vision import video_resize_hw
 from posevlm.train import IGNORE_INDEX, BadSampleLog, DataConfig, DataItem, SFTDataset, build_sample, read_records
 from posevlm.train.media import load_video
+from posevlm.train.errors import RecordError
 from posevlm.train.records import parse_record
 from posevlm.train.tokenize import ChatFormat
 from train_world import PIXELS, write_jsonl
@@ -175,6 +176,28 @@ def test_video_tchw_and_cameras_are_the_resized_frames_and_the_manifest_cameras(
     assert torch.equal(sample["w2c_opencv"][0], torch.as_tensor(spec.w2c_opencv))
     assert sample["frame_ids"][0].tolist() == spec.frame_ids.tolist()
     assert sample["K_pixels"][0].shape == (6, 3, 3) and sample["image_hw"][0].tolist() == [[48, 64]] * 6
+
+
+def test_record_frame_ids_show_those_views_in_that_order(train_world, processor):
+    """A record with ``frame_ids`` (a shuffled pose question) sees exactly those views in that order, pixels and
+    cameras following their frames: the same views permuted give the permuted frames, not the manifest's order."""
+    config = DataConfig(num_frames=6, with_video_tchw=True, **PIXELS)
+    video = _manifest(train_world, "six", "synth_100000")
+    spec = load_video(train_world["root"] / video, config.frames)
+    rows = [4, 1, 5, 0, 3, 2]
+    order = spec.frame_ids[rows].tolist()
+    plain = build_sample(_item(train_world, _record(video)), processor, config, chat=ChatFormat())
+    shown = build_sample(_item(train_world, _record(video, frame_ids=order)), processor, config, chat=ChatFormat())
+    assert shown["frame_ids"][0].tolist() == order
+    assert torch.equal(shown["w2c_opencv"][0], plain["w2c_opencv"][0][rows])
+    assert torch.equal(shown["video_tchw"][0], plain["video_tchw"][0][rows])
+    assert torch.equal(shown["input_ids"], plain["input_ids"])  # the same prompt, other pixels
+    assert not torch.equal(shown["pixel_values_videos"], plain["pixel_values_videos"])
+    with pytest.raises(FrameCountMismatchError, match="not among"):
+        build_sample(_item(train_world, _record(video, frame_ids=[order[0], 10_000])), processor, config,
+                     chat=ChatFormat())
+    with pytest.raises(RecordError, match="frame_ids"):
+        parse_record(_record(video, frame_ids=[1, 1]))
 
 
 def test_image_records_go_through_the_image_processor(train_world, processor, tmp_path):

@@ -44,3 +44,13 @@ def test_a_rebuild_reuses_what_is_on_disk(train_world):
     again = build_synthetic_training_set(built.root, config)
     assert again.counts == built.counts and again.train.read_text() == built.train.read_text()
     assert {p: p.stat().st_mtime_ns for p in before} == before
+
+
+def test_pose_questions_need_manifests_and_a_non_empty_test_split(tmp_path):
+    with pytest.raises(ConfigError, match="media=manifest"):
+        SyntheticTrainConfig(pose_questions_per_type=2)  # video media: no selection, no cameras per view
+    config = SyntheticTrainConfig(num_scenes=2, num_test_scenes=1, frames_per_scene=4, image_hw=(24, 32), fps=5.0,
+                                  questions_per_type=1, media="manifest", num_frames=2, pose_questions_per_type=1)
+    with pytest.raises(ConfigError, match="no pose question passed the margins"):  # 4-frame scans: views too alike
+        build_synthetic_training_set(tmp_path / "set", config)
+    assert not (tmp_path / "set" / "test_pose_benchmark.jsonl").exists()

@@ -18,6 +18,8 @@ KINDS: dict[str, tuple[str, str]] = {
     "camera-attention": ("posevlm.attention.cameras:camera_modes",
                          "camera attention modes (posevlm eval --camera-attention)"),
     "models": ("posevlm.models.families:model_families", "model families (pose positions, camera attention)"),
+    "train-families": ("posevlm.train.families:train_families",
+                       "training model families (posevlm train, model.family): how each is built and fed"),
     "spatial-encoders": ("posevlm.spatial.base:spatial_encoders",
                          "spatial encoders (posevlm.spatial.load_spatial_encoder): tokens per layer, cameras"),
     "rope3d": ("posevlm.positions.rope3d:rope3d_presets",
@@ -32,8 +34,8 @@ def list_cmd(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable: {kind: [{name, description, origin}]}."),
 ) -> None:
     """List registered samplers, backends, benchmarks, task formats, position modes, camera attention modes, model
-    families, spatial encoders, MixedRoPE3D presets and point encoders, each with a one-line description and where it
-    comes from (builtin, or the plug-in's distribution).
+    families, training families, spatial encoders, MixedRoPE3D presets and point encoders, each with a one-line
+    description and where it comes from (builtin, or the plug-in's distribution).
 
     Examples:
 

@@ -29,8 +29,14 @@ def synth(
                                                                        "benchmark of these scenes to this .jsonl."),
     questions_per_task: int = typer.Option(4, "--questions-per-task", min=1,
                                            help="With --benchmark: at most N questions per question type and scene."),
-    dataset: Optional[str] = typer.Option(None, "--dataset", help="With --benchmark: the records' dataset name "
-                                                                  "(default: the name of the --out folder)."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", help="With --benchmark / --pose-benchmark: the records' "
+                                                                  "dataset name (default: the name of the --out folder)."),
+    pose_benchmark: Optional[Path] = typer.Option(None, "--pose-benchmark", help="Also write pose questions over "
+                                                  "the views of --selection (benchmark synthetic_pose) to this .jsonl."),
+    selection: Optional[Path] = typer.Option(None, "--selection", help="With --pose-benchmark: a `posevlm sample` "
+                                             "output of these scenes for one selection (OUT/<slug>)."),
+    pose_orders: int = typer.Option(1, "--pose-orders", min=1, help="With --pose-benchmark: shuffled orders of each "
+                                                                    "scene's views (the answers move with the views)."),
 ) -> None:
     """Generate synthetic posed scans: procedural rooms, hand-held trajectories, ray-cast RGB, depth and
     instance masks, written as OUT/synth_0000/{scene.json, rgb.mp4, cameras.npz, depth/, instances/}.
@@ -42,7 +48,12 @@ def synth(
         posevlm synth --out runs/synth --scenes 4 --seed 0
 
         posevlm synth --out runs/synth_hard --preset hard --scenes 4 --frames 600 --fps 10 --size 160x120 --benchmark runs/synth_hard.jsonl --questions-per-task 8
+
+        posevlm synth --out runs/synth --scenes 4 --pose-benchmark runs/pose8.jsonl --selection runs/sampled/<slug> --pose-orders 3
     """
+    if (pose_benchmark is None) != (selection is None):
+        raise typer.BadParameter("--pose-benchmark and --selection go together: the questions are about the views a "
+                                 "selection chose (run `posevlm sample` on --out first)")
     from posevlm.scenes.synthetic import generate_dataset, synth_config
 
     chosen = {"num_frames": frames, "num_objects": objects, "room_shape": room}
@@ -67,3 +78,11 @@ def synth(
                                      max_per_type=questions_per_task)
         write_benchmark_jsonl(records, benchmark)
         console.print(f"wrote {len(records)} questions to {benchmark}")
+    if pose_benchmark is not None:
+        from posevlm.eval.benchmarks import write_benchmark_jsonl
+        from posevlm.eval.benchmarks.pose_tasks import selection_pose_questions
+
+        records = selection_pose_questions(paths, selection, dataset=dataset or Path(out).resolve().name, seed=seed,
+                                           orders=pose_orders, max_per_type=questions_per_task)
+        write_benchmark_jsonl(records, pose_benchmark)
+        console.print(f"wrote {len(records)} pose questions to {pose_benchmark}")

@@ -15,17 +15,19 @@ def train_cmd(
     print_config: bool = typer.Option(False, "--print-config", help="Print the resolved config (YAML) and exit."),
     print_slurm: bool = typer.Option(False, "--print-slurm", help="Print the SLURM batch script template and exit."),
 ) -> None:
-    """Train a model: the tiny preset or a Qwen2.5-VL / Qwen3-VL / Spatial-MLLM checkpoint, with pose-aware
-    positions and camera attention, on a dataset mix (records, manifests with cameras). Writes OUT (run.output_dir,
-    default runs/train/<name>): train_config.yaml + run.json (resolved config, git hash, library versions),
-    train_log.jsonl (loss per step), checkpoint-<step>/ and final/ (each loads with posevlm eval --backend hf),
-    bad_samples.jsonl, summary.json. Rerunning the same command resumes from the newest checkpoint. Launch it
-    with torchrun --nproc_per_node N -m posevlm train ... or accelerate launch -m posevlm train ... for several
-    GPUs (run.deepspeed=zero2|zero3|zero3_offload for DeepSpeed).
+    """Train a model: the tiny preset or a Qwen2.5-VL / Qwen3-VL / Spatial-MLLM / VLM² checkpoint (model.family;
+    posevlm list train-families), with pose-aware positions and camera attention, on a dataset mix (records,
+    manifests with cameras). Writes OUT (run.output_dir, default runs/train/<name>): train_config.yaml + run.json
+    (resolved config, git hash, library versions), train_log.jsonl (loss per step), checkpoint-<step>/ and final/
+    (each loads with posevlm eval --backend hf), bad_samples.jsonl, summary.json. Rerunning the same command resumes
+    from the newest checkpoint. Launch it with torchrun --nproc_per_node N -m posevlm train ... or accelerate launch
+    -m posevlm train ... for several GPUs (run.deepspeed=zero2|zero3|zero3_offload for DeepSpeed).
 
     Examples:
 
         posevlm train configs/train/tiny_synthetic.yaml
+
+        posevlm train configs/train/tiny_vlm2_synthetic.yaml tune.policy=train=fusion,memory
 
         torchrun --nproc_per_node 2 -m posevlm train configs/train/qwen25vl_3b_sqa3d.yaml run.deepspeed=zero2
     """

@@ -258,6 +258,10 @@ def _validate(question_types: Sequence[str], scores: ArrayLike,
         )
     for q in set(question_types):
         question_kind(q)  # ConfigError naming the bad type
+        if q not in _TYPE_CODE:
+            raise ConfigError(f"question_type {q!r} is not a VSI-Bench question type (a posevlm pose question?); "
+                              "aggregate it with its own task format (posevlm.eval.pose_format)",
+                              field="question_type", value=q)
     if not np.all(np.isfinite(s)):
         raise ConfigError("scores must be finite (score unparseable answers as 0, not NaN)", field="scores",
                           value=s[~np.isfinite(s)][:5].tolist())

@@ -32,7 +32,7 @@ import re
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Any, Literal, Mapping, Union
 
 import numpy as np
 from PIL import Image
@@ -47,7 +47,7 @@ from posevlm.sampling.uniform import select_uniform
 __all__ = [
     "UNIFORM_RULES", "COUNT_POLICIES", "FrameSpec", "Mp4Uniform", "Mp4Fps", "FolderManifest", "FrameRequest",
     "uniform_frame_ids", "qwen_nframes", "fps_nframes", "mp4_uniform", "mp4_fps", "folder_manifest",
-    "PreflightResult", "preflight", "check_record_names", "FrameCache",
+    "PreflightResult", "preflight", "check_record_names", "FrameCache", "record_frames",
 ]  # fmt: skip
 
 UniformRule = Literal["round_full", "floor_full", "floor_pool128"]
@@ -121,6 +121,35 @@ class FrameSpec:
     def n_frames(self) -> int:
         return int(self.frame_ids.size)
 
+    def take(self, frame_ids: Any) -> "FrameSpec":
+        """The views ``frame_ids`` (K,) in that order: a permutation or subset of this spec's frames (a question
+        asked over views shown in its own order, e.g. ``synthetic_pose``). Pixels, timestamps and cameras follow
+        their frames; ``provenance["order"]`` records the ids taken.
+
+        Raises:
+            FrameCountMismatchError: an id this spec does not hold (names it), or an empty / non-integer list.
+        """
+        want = np.asarray(frame_ids).reshape(-1)
+        if want.size == 0 or not np.issubdtype(want.dtype, np.integer):
+            raise FrameCountMismatchError(f"frame_ids {list(np.asarray(frame_ids).reshape(-1)[:8])!r} must be a "
+                                          "non-empty list of ints (the views of the question, in the order shown)",
+                                          expected=1, found=int(want.size))
+        order = np.argsort(self.frame_ids, kind="stable")
+        at = np.searchsorted(self.frame_ids[order], want).clip(max=self.n_frames - 1)
+        rows = order[at]
+        missing = want[self.frame_ids[rows] != want]
+        if missing.size:
+            raise FrameCountMismatchError(
+                f"frame_ids {missing[:5].tolist()} are not among the {self.n_frames} loaded frames "
+                f"{self.frame_ids[:8].tolist()}{' ...' if self.n_frames > 8 else ''}; the record's views must come "
+                "from the frame selection it is evaluated on (re-generate the questions for this selection)",
+                expected=int(want.size), found=int(want.size - missing.size),
+                input=self.provenance.get("scene_dir") or self.provenance.get("path"))
+        pick = (lambda a: None if a is None else np.asarray(a)[rows])
+        return FrameSpec(want.astype(np.int64), self.frames[rows], pick(self.timestamps_s), self.source_fps,
+                         self.total_frames, {**self.provenance, "order": want.astype(int).tolist()}, 0,
+                         pick(self.w2c_opencv), pick(self.K_pixels), pick(self.image_hw))
+
     def to_dict(self) -> dict[str, Any]:
         """Everything but the pixels, JSON-serialisable (goes into every prediction record)."""
         ts = None if self.timestamps_s is None else np.asarray(self.timestamps_s).tolist()
@@ -128,6 +157,15 @@ class FrameSpec:
                 "decoded_hw": list(self.frames.shape[1:3]), "source_fps": self.source_fps,
                 "total_frames": self.total_frames, "timestamps_s": ts,
                 "has_cameras": self.w2c_opencv is not None, "provenance": self.provenance}
+
+
+def record_frames(spec: FrameSpec, record: Mapping[str, Any]) -> FrameSpec:
+    """The frames ``record`` is asked over: ``spec`` (the scene's frames, in the source's order), or, when the
+    record carries ``frame_ids``, those views in the record's order (``FrameSpec.take``; a question about views
+    shown in their own order, e.g. ``synthetic_pose``). Raises ``FrameCountMismatchError`` for a view the spec
+    does not hold."""
+    ids = record.get("frame_ids")
+    return spec if ids is None else spec.take(ids)
 
 
 def _timestamps(frame_ids: np.ndarray, fps: float | None) -> np.ndarray | None:

@@ -42,6 +42,7 @@ __all__ = [
     "MCA_QUESTION_TYPES",
     "NA_QUESTION_TYPES",
     "QUESTION_KINDS",
+    "POSE_QUESTION_TYPES",
     "MRA_THRESHOLDS",
     "MRA_LEGACY_THRESHOLDS",
     "question_kind",
@@ -82,6 +83,13 @@ QUESTION_KINDS: dict[str, Kind] = {
     **{q: "NA" for q in NA_QUESTION_TYPES},
 }
 
+#: posevlm's own multiple-choice question types beyond VSI-Bench's ten: the pose-dependent questions about views
+#: shown in a shuffled order (``eval/benchmarks/pose_tasks.py``). Prompted and parsed like VSI-Bench's
+#: multiple-choice questions; scored and aggregated by their own task format (``pose_views``), never mixed into the
+#: VSI-Bench aggregate (which refuses them).
+POSE_QUESTION_TYPES: tuple[str, ...] = ("pose_view_facing", "pose_rel_direction", "pose_view_overlap")
+_ALL_KINDS: dict[str, Kind] = {**QUESTION_KINDS, **{q: "MCA" for q in POSE_QUESTION_TYPES}}
+
 #: Official thresholds θ: ``np.linspace(0.5, 0.95, 10)`` (float64; the entry for 0.9 is 0.8999999999999999).
 MRA_THRESHOLDS: NDArray[np.float64] = np.linspace(0.5, 0.95, 10)
 MRA_THRESHOLDS.setflags(write=False)
@@ -94,17 +102,17 @@ _LEGACY_EPS = np.float32(1e-8)
 
 
 def question_kind(question_type: str) -> Kind:
-    """``"MCA"`` or ``"NA"`` for a VSI-Bench question type.
+    """``"MCA"`` or ``"NA"`` for a VSI-Bench question type (or one of ``POSE_QUESTION_TYPES``, multiple choice).
 
     Raises:
-        ConfigError: unknown question type (lists the ten valid ones).
+        ConfigError: unknown question type (lists the valid ones).
     """
     try:
-        return QUESTION_KINDS[question_type]
+        return _ALL_KINDS[question_type]
     except (KeyError, TypeError):
         raise ConfigError(
             f"question_type {question_type!r} is not a VSI-Bench question type. "
-            f"Expected one of: {', '.join(QUESTION_KINDS)}",
+            f"Expected one of: {', '.join(_ALL_KINDS)}",
             field="question_type",
             value=question_type,
         ) from None

@@ -18,7 +18,9 @@ from typing import Any, Callable, Mapping, Sequence
 
 from posevlm.errors import ConfigError, InputFileError, PosevlmError
 from posevlm.eval.errors import MissingInputError, SampleError
-from posevlm.eval.frames import FolderManifest, FrameCache, Mp4Fps, Mp4Uniform, check_record_names, preflight
+from posevlm.eval.frames import (
+    FolderManifest, FrameCache, Mp4Fps, Mp4Uniform, check_record_names, preflight, record_frames,
+)  # fmt: skip
 from posevlm.eval.parsing import DEFAULT_MODES
 from posevlm.eval.run_store import RunStore, shard_file_name
 
@@ -344,12 +346,19 @@ def _infer(config: EvalConfig, store: RunStore, summary: EvalSummary, groups, re
             continue
         frames_info = {"frame_ids": spec.frame_ids.tolist(), "source": req.source,
                        "provenance": spec.provenance, "video_grid_thw": None, "n_visual_tokens": None}
-        batch_records = groups[key]
+        batch_records, views = [], {}
+        for r in groups[key]:  # a record with its own frame_ids sees those views, in its order
+            try:
+                views[r["id"]] = record_frames(spec, r)
+                batch_records.append(r)
+            except SampleError as exc:
+                emit(_error_record(r, exc, frames_info, modes))
         for start in range(0, len(batch_records), config.batch_size):
             batch = batch_records[start : start + config.batch_size]
             t1 = time.perf_counter()
             try:
-                outputs = backend.generate([(r, prompt.render(r), spec) for r in batch], generation=prompt.generation)
+                outputs = backend.generate([(r, prompt.render(r), views[r["id"]]) for r in batch],
+                                           generation=prompt.generation)
             except Exception as exc:  # noqa: BLE001 - one batch fails: its samples are error records
                 for r in batch:
                     emit(_error_record(r, exc, frames_info, modes))
@@ -359,7 +368,9 @@ def _infer(config: EvalConfig, store: RunStore, summary: EvalSummary, groups, re
                 if isinstance(o, SampleError):
                     emit(_error_record(r, o, frames_info, modes))
                     continue
-                info = {**frames_info, "video_grid_thw": o.get("video_grid_thw"),
+                view = views[r["id"]]
+                info = {**frames_info, "frame_ids": view.frame_ids.tolist(),
+                        "video_grid_thw": o.get("video_grid_thw"),
                         "n_visual_tokens": o.get("n_visual_tokens")}
                 scored = score_record(r, o["text"], modes=modes)
                 emit({**_base(r), "status": "ok", "error": None, "raw_output": o["text"], "kind": scored["kind"],

@@ -12,6 +12,8 @@ format         benchmarks, per-sample score, aggregate
 ``sqa3d``      ``sqa3d``: free-text answers, exact match (EM@1 normalised, EM-R, raw EM), EM per
                question prefix (``open_qa.py``)
 ``scanqa``     ``scanqa``: free-text answers, EM@1 + BLEU-1/4, METEOR, ROUGE-L, CIDEr (``open_qa.py``)
+``pose_views`` ``synthetic_pose``: option letters over views shown shuffled, accuracy per type and their
+               macro (``pose_format.py``)
 ``layout``     ``synthetic_layout``: SpatialLM layout scripts, oriented box IoU, F1 at IoU 0.25 / 0.5 for
                walls and boxes (micro), per-sample F1@0.25 for compare (``layout_format.py``)
 =============  ========================================================================================
@@ -88,6 +90,8 @@ task_formats.register_lazy("sqa3d", "posevlm.eval.open_qa:SQA3D_FORMAT",
                            description="SQA3D: free-text answers, EM@1 / EM-R, per question prefix")
 task_formats.register_lazy("scanqa", "posevlm.eval.open_qa:SCANQA_FORMAT",
                            description="ScanQA: free-text answers, EM@1 / EM-R, BLEU-1/4, METEOR, ROUGE-L, CIDEr")
+task_formats.register_lazy("pose_views", "posevlm.eval.pose_format:FORMAT",
+                           description="pose questions over views shown shuffled: accuracy per type, macro")
 task_formats.register_lazy("layout", "posevlm.eval.layout_format:FORMAT",
                            description="layout scripts: oriented box IoU, F1 at IoU 0.25 / 0.5 for walls and boxes")
 

@@ -14,8 +14,8 @@ starts no finished run; an unfinished one resumes from its newest checkpoint, as
 finished run whose resolved config no longer matches the spec is refused (change ``output_dir`` instead).
 Runs whose lock another process holds are skipped, so any number of shards (``--shard K/N``, local
 ``--jobs``, a SLURM array over ``--index``) can share one output folder. Each condition's synthetic data set
-is built once, under a lock, before its first run, with ``pose_benchmark.jsonl``: the pose-dependent questions
-of its test scenes over the condition's selected views (not scored by ``posevlm eval`` yet).
+is built once, under a lock, before its first run (with its pose questions when the spec's training config asks
+for them: ``synthetic.pose_questions_per_type``; ``posevlm train`` then evaluates them into ``train/eval_pose``).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from typing import Callable, Iterator, Sequence
 from posevlm.errors import ConfigError, PosevlmError
 from posevlm.experiment.spec import ExperimentSpec, RunPlan, expand_runs
 
-__all__ = ["RunStatus", "write_pose_benchmark", "run_status", "experiment_status", "run_one", "run_experiment", "slurm_array_script",
+__all__ = ["RunStatus", "run_status", "experiment_status", "run_one", "run_experiment", "slurm_array_script",
            "STATES"]
 
 STATES = ("done", "running", "failed", "started", "pending")
@@ -95,29 +95,8 @@ def experiment_status(spec: ExperimentSpec) -> list[RunStatus]:
     return [run_status(r) for r in expand_runs(spec, resolve=False)]
 
 
-def write_pose_benchmark(built_root: Path, *, seed: int = 0) -> Path:
-    """``pose_benchmark.jsonl`` of a synthetic training set: the pose-dependent questions
-    (:mod:`posevlm.eval.benchmarks.pose_tasks`) of every test scene over the views of its selection, shown in a
-    seeded random order. Exact answers from the scans' cameras and object boxes."""
-    from posevlm.atomic import atomic_write_text
-    from posevlm.eval.benchmarks.pose_tasks import scene_pose_questions
-    from posevlm.sampling.manifest import MANIFEST_NAME, read_manifest
-    from posevlm.train.synthetic import TRAIN_DATASET
-
-    meta = json.loads((built_root / "synthetic_train.json").read_text())
-    records = []
-    for name in meta["splits"]["test"]:
-        manifest = read_manifest(built_root / "sampled" / meta["sampling"]["slug"] / TRAIN_DATASET / name /
-                                 MANIFEST_NAME)
-        records += scene_pose_questions(built_root / "scenes" / TRAIN_DATASET / name, manifest["selected_frames"],
-                                        seed=seed, dataset=TRAIN_DATASET)
-    return atomic_write_text(built_root / "pose_benchmark.jsonl",
-                             "".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
-
-
 def _prepare_data(run: RunPlan) -> None:
-    """Build the condition's synthetic data set once (a lock serialises shards; later runs reuse it), with its
-    ``pose_benchmark.jsonl`` (:func:`write_pose_benchmark`)."""
+    """Build the condition's synthetic data set once (a lock serialises shards; later runs reuse it)."""
     from posevlm.train.config import TrainConfig
     from posevlm.train.synthetic import TRAIN_DATASET, build_synthetic_training_set
 
@@ -132,8 +111,6 @@ def _prepare_data(run: RunPlan) -> None:
         built = root / f"{TRAIN_DATASET}_posed"
         if not (built / "synthetic_train.json").is_file():
             build_synthetic_training_set(built, config.synthetic)
-        if config.synthetic.media == "manifest" and not (built / "pose_benchmark.jsonl").is_file():
-            write_pose_benchmark(built, seed=config.synthetic.seed)
     finally:
         os.close(fd)
 

@@ -14,7 +14,7 @@ A spec file (``configs/experiments/*.yaml``)::
       pose_bias: [none]                         #                            -> model.pose_bias
       seeds: [0, 1, 2]                          #                            -> run.seed
       # variants: [{}, {positions: pthw}, {camera_attention: prope}]   # instead of the product of the three
-    analysis: {bootstrap: 2000, seed: 0, mode: official, headline: macro_official_all}
+    analysis: {bootstrap: 2000, seed: 0, mode: official, headline: macro_official_all, pose_headline: pose_macro}
 
 ``grid.variants`` (optional) lists the variants explicitly (each a mapping of positions / camera_attention /
 pose_bias, ``{}`` = the baseline) instead of the product of the three axes (some combinations do not build,
@@ -46,7 +46,7 @@ __all__ = ["GRID_AXES", "ExperimentSpec", "RunPlan", "Variant", "load_spec", "ex
 GRID_AXES = ("sampler", "num_frames", "positions", "camera_attention", "pose_bias", "seeds", "variants")
 _KNOWN = {"name", "train_config", "output_dir", "overrides", "launcher", "grid", "analysis", "description"}
 _ANALYSIS_DEFAULTS = {"bootstrap": 2000, "seed": 0, "mode": "official", "headline": "macro_official_all",
-                      "confidence": 0.95}
+                      "pose_headline": "pose_macro", "confidence": 0.95}
 
 
 @dataclass(frozen=True)

@@ -149,6 +149,13 @@ for _family in (
                 text_model_path="qwen.model.language_model", inner_model_path="qwen",
                 loader="posevlm.models.spatial_mllm.loading:from_pretrained",
                 description="Spatial-MLLM on Qwen3-VL: VGGT for cameras (pose-only) or fused through a connector"),
+    ModelFamily("vlm2", ("spatial-mllm-vlm2",), "qwen2_5", "Qwen2_5_VLForConditionalGeneration",
+                "Qwen2_5_VLProcessor", "transformers.models.qwen2_5_vl.modeling_qwen2_5_vl",
+                text_model_path="qwen.model.language_model", inner_model_path="qwen",
+                loader="posevlm.models.vlm2.loading:from_pretrained",
+                description="VLM² on Qwen2.5-VL: Spatial-MLLM + coordinate injection, viewpoint alignment, "
+                            "cross-attention fusion, dual memory (points and views from VGGT; memory reset per "
+                            "prompt)"),
 ):
     model_families.register(_family.name, _family)
 

@@ -38,6 +38,7 @@ from posevlm.train.datasets import (
     parse_mix,
     subsample_indices,
 )
+from posevlm.train.families import BuiltModel, TrainFamily, train_families
 from posevlm.train.errors import (
     TRAIN_ERROR_KINDS,
     MissingCamerasError,
@@ -88,6 +89,7 @@ __all__ = [
     "parse_record", "read_records", "TRAIN_START_INDEX", "SyntheticTrainConfig", "SyntheticTrainSet",
     "build_synthetic_training_set", "DEFAULT_SYSTEM_PROMPT", "IGNORE_INDEX", "ChatFormat", "SpecialTokens",
     "Tokenized", "render_chatml", "tokenize_conversation",
+    "TrainFamily", "train_families", "BuiltModel",
     "TrainConfig", "ModelSection", "TuneSection", "OptimSection", "RunSection", "load_train_config",
     "apply_overrides", "train", "prepare_run", "finish_run", "TrainResult", "NonFiniteStop",
     "FreezePolicy", "FreezeReport", "apply_freeze_policy", "parameter_groups", "LoraSettings", "apply_lora",

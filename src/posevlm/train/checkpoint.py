@@ -7,6 +7,8 @@ family, loadable without posevlm's trainer:
   camera attention; learned pose-bias slopes are saved with the weights), so ``posevlm eval --backend hf --model
   <dir>`` restores the pose-aware model;
 * Spatial-MLLM: :func:`posevlm.models.spatial_mllm.save_pretrained` (released key layout; ``from_pretrained``);
+* VLM²: :func:`posevlm.models.vlm2.save_pretrained` (the Spatial-MLLM layout + ``vlm2.*``, model type
+  ``spatial-mllm-vlm2``; :func:`posevlm.models.vlm2.from_pretrained`);
 * PointCloudLM: its ``save_pretrained`` (decoder + MixedRoPE3D, ``point_modules.safetensors``, the tokenizer with the
   point tokens; no processor files are copied over it), so ``posevlm eval --backend points --model <dir>`` loads it;
 * LoRA: the weights are written **merged** (``W + B A * alpha / r`` at the state-dict level, so it also works on a
@@ -98,6 +100,8 @@ def export_model(model: nn.Module, output_dir: str | Path, *, state_dict: Mappin
     from safetensors.torch import save_file
 
     from posevlm.models.spatial_mllm import SpatialMLLM, save_pretrained
+    from posevlm.models.vlm2 import VLM2
+    from posevlm.models.vlm2 import save_pretrained as save_vlm2
 
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -107,7 +111,9 @@ def export_model(model: nn.Module, output_dir: str | Path, *, state_dict: Mappin
         save_file({k: v.detach().contiguous() for k, v in _untied(model, state).items()},
                   str(output_dir / TRAIN_STATE_NAME), metadata={"format": "pt"})
         state = merge_lora_state_dict(state, scales)
-    if isinstance(model, SpatialMLLM):
+    if isinstance(model, VLM2):  # a Spatial-MLLM checkpoint + the stage (model_type spatial-mllm-vlm2)
+        save_vlm2(model, output_dir, state_dict=state, processor=False)
+    elif isinstance(model, SpatialMLLM):
         save_pretrained(model, output_dir, state_dict=state, processor=False)
     else:
         model.save_pretrained(str(output_dir), state_dict=state)

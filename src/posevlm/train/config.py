@@ -31,12 +31,12 @@ from typing import Any, Mapping, Sequence, Union
 from posevlm.errors import ConfigError
 from posevlm.train.data import DataConfig
 from posevlm.train.synthetic import SyntheticTrainConfig
-from posevlm.train.tiny import TINY_FAMILIES, TinyModelConfig
+from posevlm.train.families import train_families
+from posevlm.train.tiny import TinyModelConfig
 
-__all__ = ["ModelSection", "TuneSection", "OptimSection", "RunSection", "TrainConfig", "MODEL_FAMILIES",
-           "DEEPSPEED_PRESETS", "load_train_config", "apply_overrides"]
+__all__ = ["ModelSection", "TuneSection", "OptimSection", "RunSection", "TrainConfig", "DEEPSPEED_PRESETS",
+           "load_train_config", "apply_overrides"]
 
-MODEL_FAMILIES = ("qwen2_5_vl", "qwen3_vl", "spatial_mllm")
 DEEPSPEED_PRESETS = ("zero2", "zero3", "zero3_offload")
 _DTYPES = ("auto", "float32", "bfloat16")
 _ATTN = ("sdpa", "eager", "flash_attention_2")
@@ -60,12 +60,17 @@ def _positive(problems: list[str], key: str, value: Any, *, kind=int, minimum: f
 class ModelSection:
     """What is trained.
 
-    ``family``: ``qwen2_5_vl``, ``qwen3_vl`` (stock transformers models) or ``spatial_mllm``. ``source``: a
+    ``family``: a registered :class:`~posevlm.train.families.TrainFamily` (``posevlm list train-families``):
+    ``qwen2_5_vl``, ``qwen3_vl`` (stock transformers models), ``spatial_mllm`` or ``vlm2``. ``source``: a
     checkpoint directory, a hub id, or ``tiny`` (a random tiny checkpoint built from ``tiny``, the
     :class:`~posevlm.train.tiny.TinyModelConfig` fields). For ``spatial_mllm``: with ``vggt`` set (VGGT weights,
     ``facebook/VGGT-1B`` or a local copy, or ``tiny`` for a random tiny VGGT) the model is composed from the Qwen base
     ``source`` plus a fresh ``connector`` (registry name, ``auto``, ``none``); without it ``source`` is a
-    Spatial-MLLM checkpoint. ``pose_source``: where a Spatial-MLLM takes cameras (``vggt`` or ``manifest``).
+    Spatial-MLLM checkpoint. For ``vlm2`` (:mod:`posevlm.models.vlm2`): ``source`` a Qwen2.5-VL base with ``vggt``
+    (composed; VGGT with camera and point heads; ``connector`` ``auto`` / ``none`` = none, the paper's layout), a
+    Spatial-MLLM checkpoint (its parts + a fresh stage; ``vggt`` replaces its VGGT) or a VLM² checkpoint; ``vlm2``:
+    :class:`~posevlm.memory.VLM2Config` overrides of the fresh stage (default the paper's; widths from the model).
+    ``pose_source``: where a Spatial-MLLM takes cameras (``vggt`` or ``manifest``).
     ``positions`` (a position mode: thw, pthw, phw, ...) with ``position_set`` overrides, ``camera_attention``
     (prope, gta, cape) and ``pose_bias`` (none, alibi, learned) with ``camera_set`` overrides: what
     :func:`posevlm.models.enable_pose_positions` installs (learned slopes are trainable parameters). ``dtype``:
@@ -77,6 +82,7 @@ class ModelSection:
     tiny: Mapping[str, Any] = field(default_factory=dict)
     vggt: str | None = None
     connector: str = "auto"
+    vlm2: Mapping[str, Any] = field(default_factory=dict)
     pose_source: str = "vggt"
     positions: str | None = None
     position_set: Mapping[str, Any] = field(default_factory=dict)
@@ -91,7 +97,8 @@ class ModelSection:
 
     def problems(self) -> list[str]:
         p: list[str] = []
-        _choice(p, "model.family", self.family, MODEL_FAMILIES)
+        _choice(p, "model.family", self.family, train_families.names())
+        family = train_families.get(self.family) if self.family in train_families else None
         _choice(p, "model.dtype", self.dtype, _DTYPES)
         _choice(p, "model.attn_implementation", self.attn_implementation, _ATTN)
         _choice(p, "model.pose_bias", self.pose_bias, ("none", "alibi", "learned"))
@@ -103,15 +110,10 @@ class ModelSection:
                 TinyModelConfig.from_dict(self.tiny)
             except ConfigError as exc:
                 p.append(str(exc))
-            if self.family == "spatial_mllm" and self.vggt is None:
-                p.append("model.source=tiny with family spatial_mllm composes a model: set model.vggt (tiny, or VGGT "
-                         "weights such as facebook/VGGT-1B)")
         elif self.tiny:
             p.append(f"model.tiny is set but model.source={self.source!r}; it only applies to model.source=tiny")
-        if self.vggt is not None and self.family != "spatial_mllm":
-            p.append(f"model.vggt is set but model.family={self.family!r}; VGGT is part of family spatial_mllm")
-        if self.family != "spatial_mllm" and self.connector != "auto":
-            p.append("model.connector applies to family spatial_mllm only")
+        if family is not None:
+            p += family.problems(self)
         if self.positions is not None:
             from posevlm.positions import position_presets, resolve_position_spec
 
@@ -127,15 +129,20 @@ class ModelSection:
             from posevlm.attention import camera_modes
 
             _choice(p, "model.camera_attention", self.camera_attention, camera_modes.names())
-        for key in ("tiny", "position_set", "camera_set"):
+        for key in ("tiny", "vlm2", "position_set", "camera_set"):
             if not isinstance(getattr(self, key), Mapping):
                 p.append(f"model.{key} must be a mapping of KEY: VALUE; got {getattr(self, key)!r}")
         return p
 
     @property
+    def train_family(self):
+        """The :class:`~posevlm.train.families.TrainFamily` of ``family``."""
+        return train_families.get(self.family)
+
+    @property
     def layout(self) -> str:
-        """The position layout of the family (a Spatial-MLLM is taken as Qwen2.5-VL-based, as released)."""
-        return "qwen3" if self.family == "qwen3_vl" else "qwen2_5"
+        """The position layout of the family's base (a Spatial-MLLM is taken as Qwen2.5-VL-based, as released)."""
+        return self.train_family.layout if self.family in train_families else "qwen2_5"
 
     @property
     def pose_aware(self) -> bool:
@@ -309,12 +316,13 @@ class TrainConfig:
         if not self.data.datasets:
             problems.append("data.datasets is empty: name a mix such as 'synthetic_train_posed' or "
                             "'sqa3d_filtered_40k,vica_322k_base%50'")
-        if self.model.pose_aware and self.model.family != "spatial_mllm" and not self.data.require_cameras \
-                and self._needs_cameras():
+        family = train_families.get(self.model.family) if self.model.family in train_families else None
+        spatial = family is not None and family.with_video_tchw
+        if self.model.pose_aware and not spatial and not self.data.require_cameras and self._needs_cameras():
             problems.append("model.positions / camera attention read per-frame cameras: set data.require_cameras=true "
                             "(train on sampling-manifest folders) so samples without cameras are skipped by rule")
-        if self.model.family == "spatial_mllm" and not self.data.with_video_tchw:
-            problems.append("model.family=spatial_mllm feeds the frames to VGGT: set data.with_video_tchw=true")
+        if spatial and not self.data.with_video_tchw:
+            problems.append(f"model.family={self.model.family} feeds the frames to VGGT: set data.with_video_tchw=true")
         if self.run.evaluate and (self.synthetic is None or self.synthetic.media != "manifest"):
             problems.append("run.evaluate=true evaluates on the synthetic test split: add a synthetic section with "
                             "media: manifest (or evaluate the checkpoint yourself with posevlm eval)")

@@ -7,7 +7,8 @@ resized frame size.
 the way the hf eval backend builds a prompt (one copy of each rule):
 
 1. frames of every video (:mod:`posevlm.train.media`: mp4 uniform ``round_full``, frame folder, sampling
-   manifest folder with its cameras);
+   manifest folder with its cameras); a record with ``frame_ids`` (one video) sees exactly those views in that
+   order (``FrameSpec.take``, as ``posevlm eval`` does: the shuffled pose questions), cameras following their frames;
 2. resize to the qwen-vl-utils pixel budget (``posevlm.qwen_vision.video_resize_hw``, the eval's
    ``resize_frames``), then the checkpoint's video processor with ``do_resize=False`` (rescale, normalise,
    patchify; the torch-only stand-in when torchvision is missing); images go through its image processor;
@@ -58,7 +59,7 @@ from torch.utils.data import Dataset
 
 from posevlm.errors import ConfigError, PosevlmError
 from posevlm.eval.backends._qwen_video import resize_frames, video_metadata
-from posevlm.eval.errors import ProcessorError, SampleError
+from posevlm.eval.errors import InvalidInputError, ProcessorError, SampleError
 from posevlm.eval.frames import COUNT_POLICIES, UNIFORM_RULES, FrameSpec
 from posevlm.qwen_vision import qwen3_timestamps, video_resize_hw
 from posevlm.train.bad_samples import BadSampleLog
@@ -199,8 +200,14 @@ def build_sample(item: DataItem, processor, config: DataConfig, *, chat: ChatFor
     merge2 = int(processor.video_processor.merge_size) ** 2
     sample: dict[str, Any] = {}
     videos = []
+    views = record.extra.get("frame_ids")
+    if views is not None and len(record.videos) != 1:
+        raise InvalidInputError(f"frame_ids (the views of the question, in the order shown) needs exactly one video; "
+                                f"the record has {len(record.videos)} ({record.source})")
     for rel in record.videos:
         spec = load_video(resolve_media(item.media_root, rel), config.frames)
+        if views is not None:  # the record's own views in its own order (shuffled pose questions)
+            spec = spec.take(views)
         if config.require_cameras and spec.w2c_opencv is None:
             raise MissingCamerasError(f"video {rel} has no per-frame cameras but require_cameras is on; point the "
                                       "record at a `posevlm sample` folder (selected_frames.json with w2c_opencv)",

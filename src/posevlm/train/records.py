@@ -6,7 +6,8 @@ A file is a JSON array of records or JSONL (one record per line). One record::
      "video": "videos/scene0011_00.mp4",           # or a list; or "image": str | list
      "conversations": [{"from": "human", "value": "<video>\\nHow many chairs?"},
                        {"from": "gpt", "value": "4"}],
-     "num_tokens": 1234}                            # optional, for length grouping
+     "num_tokens": 1234,                            # optional, for length grouping
+     "frame_ids": [40, 8, 72, 24]}                  # optional, one video: the views shown, in this order
 
 Turns are ``{"from": "human" | "gpt" | "system", "value": str}`` or ``{"role": "user" | "assistant" |
 "system", "content": str}``; both become :class:`Turn` with ``role`` in (system, user, assistant). Media
@@ -139,6 +140,11 @@ def parse_record(raw: Any, *, path: str | Path = "<memory>", line: int | None = 
     num_tokens = raw.get("num_tokens")
     if num_tokens is not None and (isinstance(num_tokens, bool) or not isinstance(num_tokens, int) or num_tokens < 0):
         problems.append(("num_tokens", f"num_tokens must be an int >= 0; got {num_tokens!r}"))
+    views = raw.get("frame_ids")
+    if views is not None and not (isinstance(views, list) and views and len(videos) == 1 and all(
+            isinstance(f, int) and not isinstance(f, bool) and f >= 0 for f in views) and len(set(views)) == len(views)):
+        problems.append(("frame_ids", f"frame_ids (the views shown, in order) must be a non-empty list of distinct ints "
+                         f">= 0 of a record with one video; got {views!r} with {len(videos)} video(s)"))
     rid = raw.get("id")
     if rid is not None and (isinstance(rid, bool) or not isinstance(rid, (str, int))):
         problems.append(("id", f"id must be a string or an int; got {rid!r}"))

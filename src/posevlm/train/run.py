@@ -9,7 +9,8 @@
    versions, world size, seed, device);
 3. seeds (``run.seed``, ``run.deterministic``);
 4. the data: the synthetic training set when the config has a ``synthetic`` section (built once, reused), then the
-   dataset mix (:class:`~posevlm.train.data.SFTDataset`, bad samples to ``bad_samples.jsonl``) and the collator;
+   dataset and the collator of the config's :class:`~posevlm.train.families.TrainFamily` (by default the dataset
+   mix as :class:`~posevlm.train.data.SFTDataset`, bad samples to ``bad_samples.jsonl``, and the SFT collator);
 5. the model (:func:`~posevlm.train.trainer.build_model`), the freeze policy and LoRA (:mod:`posevlm.train.policy`),
    recorded in ``run.json``;
 6. ``TrainingArguments`` and :class:`~posevlm.train.trainer.PosevlmTrainer` with the loss log and the NaN guard;
@@ -179,24 +180,14 @@ def _fill_deepspeed(args, model) -> None:
         fill_hidden_size(ds.config, hidden_size_of(model))
 
 
-def _collator(config: TrainConfig, built, pad_token_id: int):
-    from posevlm.positions import spec_needs
-    from posevlm.train.collate import SFTCollator
-
-    model_config = config.model
-    spatial = model_config.family == "spatial_mllm"
-    spec = (built.info.get("positions") if not spatial
-            else (built.info.get("spatial_mllm") or {}).get("positions"))
-    needs = spec_needs(spec) if spec else {"w2c_opencv": False, "frame_ids": False}
-    cameras = needs["w2c_opencv"] or model_config.camera_attention is not None or model_config.pose_bias != "none"
-    if spatial and model_config.pose_source == "vggt":
-        cameras = False  # the model's own VGGT camera head gives them
-    pose_inputs = "cameras" if cameras else "frame_ids" if needs["frame_ids"] else "none"
-    return SFTCollator(pad_token_id, pose_inputs=pose_inputs, with_video_tchw=spatial, with_sample_ids=True)
+#: (benchmark, file of the synthetic set, output folder under the run) evaluated after training, when the file exists
+EVAL_BENCHMARKS = (("synthetic_vsi", "test_benchmark.jsonl", "eval"),
+                   ("synthetic_pose", "test_pose_benchmark.jsonl", "eval_pose"))
 
 
 def _evaluate(config: TrainConfig, final: Path, output_dir: Path, log: Callable[[str], None]) -> Path:
-    """``posevlm eval`` of ``final`` on the synthetic test split (the frames of the training selection)."""
+    """``posevlm eval`` of ``final`` on the synthetic test split (the frames of the training selection): the VSI
+    questions into ``eval/``, the pose questions (when the set has them) into ``eval_pose/``. Returns ``eval/``."""
     from posevlm.eval.backends import backends
     from posevlm.eval.report import write_report
     from posevlm.eval.runner import EvalConfig, run_eval
@@ -210,15 +201,18 @@ def _evaluate(config: TrainConfig, final: Path, output_dir: Path, log: Callable[
               if getattr(config.data, k) is not None}
     model = backends.get("hf").model_config({"model": str(final), "frames_root": frames_root, "batch_size": 1,
                                               "set": pixels})
-    eval_config = EvalConfig(benchmark={"name": "synthetic_vsi", "source": str(built / "test_benchmark.jsonl")},
-                             model=model, prompt=config.synthetic.prompt,
-                             frames={"source": "folder_manifest", "root": str(frames_root),
-                                     "num_frames": config.data.num_frames, "strategy": meta["sampling"]["strategy"]})
-    out = output_dir / "eval"
-    summary = run_eval(eval_config, out, shard="0/1")
-    log(f"eval: {summary.n_ok} answered, {summary.n_errors} errors -> {out}")
-    write_report([out], out / "report", plot=False, allow_partial=not summary.ok)
-    return out
+    for name, source, folder in EVAL_BENCHMARKS:
+        if not (built / source).is_file():
+            continue
+        eval_config = EvalConfig(benchmark={"name": name, "source": str(built / source)},
+                                 model=model, prompt=config.synthetic.prompt,
+                                 frames={"source": "folder_manifest", "root": str(frames_root),
+                                         "num_frames": config.data.num_frames, "strategy": meta["sampling"]["strategy"]})
+        out = output_dir / folder
+        summary = run_eval(eval_config, out, shard="0/1")
+        log(f"eval {name}: {summary.n_ok} answered, {summary.n_errors} errors -> {out}")
+        write_report([out], out / "report", plot=False, allow_partial=not summary.ok)
+    return output_dir / "eval"
 
 
 @dataclass
@@ -260,7 +254,6 @@ def prepare_run(config: TrainConfig, *, log: Callable[[str], None] = print, trai
     from transformers import PrinterCallback
 
     from posevlm.train.bad_samples import BadSampleLog
-    from posevlm.train.data import SFTDataset
     from posevlm.train.determinism import seed_everything
     from posevlm.train.guard import NonFiniteGuard
     from posevlm.train.trainer import LossLog, NoSaveOnGuardStop, PosevlmTrainer, prepare_source
@@ -277,14 +270,13 @@ def prepare_run(config: TrainConfig, *, log: Callable[[str], None] = print, trai
             _prepare_synthetic(config, log)
     built, freeze, groups = _tuned_model(config, args, log)
     bad_path = output_dir / "bad_samples.jsonl"
-    dataset = SFTDataset.from_config(config.data, built.processor, family=built.base_family,
-                                     bad_samples=BadSampleLog(bad_path),
-                                     extra_video_tokens=getattr(built.model, "extra_tokens_per_visual_token", 0))
-    collator = _collator(config, built, built.processor.tokenizer.pad_token_id)
+    family = config.model.train_family
+    dataset = family.make_dataset(config, built, BadSampleLog(bad_path))
+    collator = family.make_collator(config, built, built.processor.tokenizer.pad_token_id)
     if _is_main():
         _write_record(config, output_dir, {
             "model": built.info, "freeze": freeze.to_dict(), "optimizer_groups": groups, "samples": len(dataset),
-            "collator": {"pose_inputs": collator.pose_inputs, "with_video_tchw": collator.with_video_tchw},
+            "collator": {k: getattr(collator, k) for k in ("pose_inputs", "with_video_tchw") if hasattr(collator, k)},
             "world_size": args.world_size, "device": str(args.device), "precision": "bf16" if args.bf16 else "fp32",
             "seeds": seeds, "deepspeed": getattr(getattr(args, "hf_deepspeed_config", None), "config", None),
             "resumed_from": None if checkpoint is None else str(checkpoint)})

@@ -6,6 +6,7 @@
     out/sampled/<slug>/synthetic_train/<scene>/   frame folders + selected_frames.json (media="manifest" only)
     out/train.jsonl, out/test.jsonl               training records (``posevlm.train.records``), one per question
     out/test_benchmark.jsonl                      the test split as a ``synthetic_vsi`` benchmark (for posevlm eval)
+    out/test_pose_benchmark.jsonl                 its pose questions as a ``synthetic_pose`` benchmark (if asked for)
     out/synthetic_train.json                      config, split, counts, provenance
 
 Questions come from ``posevlm.eval.benchmarks.synthetic_vsi`` (the generators of the demo benchmark); the
@@ -16,6 +17,13 @@ record at the scene's ``rgb.mp4`` (frames taken by the training ``num_frames`` /
 ``media="manifest"`` samples every scene once with ``sampler`` / ``num_frames`` (``posevlm.sampling``) and
 points at the sampled folder, so the strategy's frames and their cameras (``w2c_opencv``, ``K_pixels``)
 travel into training.
+
+Pose questions (``pose_questions_per_type`` > 0, ``media="manifest"``): per scene, the pose-dependent questions of
+:mod:`posevlm.eval.benchmarks.pose_tasks` over the scene's selected views shown in a seeded random order; a
+record's ``frame_ids`` is that order, so training shows the views shuffled exactly as ``posevlm eval`` does, and
+frame index carries no information. Every scene gets ``pose_orders_per_scene`` different orders (seeds
+``seed .. seed + k - 1``: the same views, permuted; the answers of the facing / overlap questions move with the
+views); the test questions also go to ``test_pose_benchmark.jsonl``.
 
 Split and disjointness rule:
 
@@ -53,7 +61,9 @@ class SyntheticTrainConfig:
     Scans: ``num_scenes`` (the last ``num_test_scenes`` form the test split) from ``start_index`` with
     ``seed``, ``frames_per_scene`` frames of ``image_hw`` at ``fps``. Questions: ``questions_per_type`` per
     question type and scene, rendered with the eval prompt preset ``prompt``. Media: ``video`` (the scene's
-    mp4) or ``manifest`` (sampled with ``sampler`` / ``num_frames``, cameras included).
+    mp4) or ``manifest`` (sampled with ``sampler`` / ``num_frames``, cameras included). Pose questions:
+    ``pose_questions_per_type`` per pose type, scene and order, over ``pose_orders_per_scene`` shuffles of each
+    scene's views (module docstring; manifest media only).
     """
 
     num_scenes: int = 8
@@ -68,6 +78,8 @@ class SyntheticTrainConfig:
     media: Literal["video", "manifest"] = "video"
     sampler: str = "uniform"
     num_frames: int = 16
+    pose_questions_per_type: int = 0
+    pose_orders_per_scene: int = 1
     schema_version: int = 1
 
     def __post_init__(self) -> None:
@@ -83,6 +95,12 @@ class SyntheticTrainConfig:
             problems.append(f"media={self.media!r} (allowed: video, manifest)")
         if self.questions_per_type < 1 or self.num_frames < 1 or self.frames_per_scene < 2:
             problems.append("questions_per_type and num_frames must be >= 1, frames_per_scene >= 2")
+        if self.pose_questions_per_type < 0 or self.pose_orders_per_scene < 1:
+            problems.append(f"pose_questions_per_type={self.pose_questions_per_type} must be >= 0 and "
+                            f"pose_orders_per_scene={self.pose_orders_per_scene} >= 1")
+        if self.pose_questions_per_type and (self.media != "manifest" or self.num_frames < 2):
+            problems.append("pose questions are asked over the sampled views and their cameras: set media=manifest "
+                            "and num_frames >= 2 (or pose_questions_per_type=0)")
         from posevlm.eval.prompts import prompts
 
         if self.prompt not in prompts:
@@ -115,15 +133,20 @@ class SyntheticTrainSet:
     train_scenes: tuple[str, ...]
     test_scenes: tuple[str, ...]
     counts: dict[str, int] = field(default_factory=dict)
+    test_pose_benchmark: Path | None = None
 
 
 def training_record(question: dict[str, Any], video: str, prompt) -> dict[str, Any]:
-    """One training record (``posevlm.train.records`` format) for a synthetic_vsi question record."""
-    return {"id": str(question["id"]), "video": video,
-            "conversations": [{"from": "human", "value": "<video>" + prompt.render(question)},
-                              {"from": "gpt", "value": question["ground_truth"]}],
-            "dataset": question["dataset"], "scene_name": question["scene_name"],
-            "question_type": question["question_type"]}
+    """One training record (``posevlm.train.records`` format) for a synthetic_vsi or synthetic_pose question
+    record (a pose question keeps its ``frame_ids``: the views shown, in order)."""
+    record = {"id": str(question["id"]), "video": video,
+              "conversations": [{"from": "human", "value": "<video>" + prompt.render(question)},
+                                {"from": "gpt", "value": question["ground_truth"]}],
+              "dataset": question["dataset"], "scene_name": question["scene_name"],
+              "question_type": question["question_type"]}
+    if "frame_ids" in question:
+        record["frame_ids"] = list(question["frame_ids"])
+    return record
 
 
 def _write_jsonl(records: list[dict], path: Path) -> Path:
@@ -136,6 +159,7 @@ def build_synthetic_training_set(out: str | Path, config: SyntheticTrainConfig =
                                  log: Callable[[str], None] | None = None) -> SyntheticTrainSet:
     """Generate (or reuse) the scans, the sampled folders (``media="manifest"``) and the records; see the module
     docstring. Scenes and selections already on disk with the same configuration are reused."""
+    from posevlm.eval.benchmarks.pose_tasks import selection_pose_questions
     from posevlm.eval.benchmarks.synthetic_vsi import generate_benchmark, write_benchmark_jsonl
     from posevlm.eval.prompts import get_prompt
     from posevlm.provenance import provenance
@@ -166,15 +190,29 @@ def build_synthetic_training_set(out: str | Path, config: SyntheticTrainConfig =
     prompt = get_prompt(config.prompt)
     splits = {"train": [scene_name(i) for i in config.train_indices],
               "test": [scene_name(i) for i in config.test_indices]}
-    counts, questions = {}, {}
+    counts, questions, pose = {}, {}, {}
     for split, names in splits.items():
         questions[split] = generate_benchmark([by_name[n] for n in names], seed=config.seed, dataset=TRAIN_DATASET,
                                               max_per_type=config.questions_per_type)
-        records = [training_record(q, media[q["scene_name"]], prompt) for q in questions[split]]
+        pose[split] = [] if not config.pose_questions_per_type else selection_pose_questions(
+            [by_name[n] for n in names], out / "sampled" / sampling.slug, dataset=TRAIN_DATASET, seed=config.seed,
+            orders=config.pose_orders_per_scene, max_per_type=config.pose_questions_per_type)
+        records = [training_record(q, media[q["scene_name"]], prompt) for q in questions[split] + pose[split]]
         _write_jsonl(records, out / f"{split}.jsonl")
-        counts[split] = len(records)
-        say(f"{split}: {len(names)} scene(s), {len(records)} records -> {out / f'{split}.jsonl'}")
+        counts[split], counts[f"{split}_pose"] = len(records), len(pose[split])
+        say(f"{split}: {len(names)} scene(s), {len(records)} records ({len(pose[split])} pose questions) -> "
+            f"{out / f'{split}.jsonl'}")
+    if config.pose_questions_per_type and not pose["test"]:
+        raise ConfigError(f"no pose question passed the margins on the {len(splits['test'])} test scene(s) over their "
+                          f"{config.num_frames} selected views: use more test scenes (num_test_scenes), longer scans "
+                          "(frames_per_scene), more views (num_frames) or orders (pose_orders_per_scene), or set "
+                          "pose_questions_per_type=0", field="synthetic.pose_questions_per_type",
+                          value=config.pose_questions_per_type)
     write_benchmark_jsonl(questions["test"], out / "test_benchmark.jsonl")
+    if config.pose_questions_per_type:
+        write_benchmark_jsonl(pose["test"], out / "test_pose_benchmark.jsonl")
+    else:  # a set rebuilt without pose questions must not keep an older one's
+        (out / "test_pose_benchmark.jsonl").unlink(missing_ok=True)
     from posevlm.atomic import atomic_write_text
 
     atomic_write_text(out / "synthetic_train.json", json.dumps({
@@ -185,4 +223,5 @@ def build_synthetic_training_set(out: str | Path, config: SyntheticTrainConfig =
         "provenance": provenance(seed=config.seed),
     }, indent=2, sort_keys=True) + "\n")
     return SyntheticTrainSet(out, out / "train.jsonl", out / "test.jsonl", out / "test_benchmark.jsonl",
-                             tuple(splits["train"]), tuple(splits["test"]), counts)
+                             tuple(splits["train"]), tuple(splits["test"]), counts,
+                             out / "test_pose_benchmark.jsonl" if config.pose_questions_per_type else None)

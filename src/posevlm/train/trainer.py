@@ -1,14 +1,14 @@
 """The pieces of a training run on transformers' ``Trainer``: the model of a config, the ``Trainer`` subclass, the
 callbacks. The recipe that puts them together is :mod:`posevlm.train.run`.
 
-* :func:`build_model` -> :class:`BuiltModel`: a stock Qwen2.5-VL / Qwen3-VL (a directory, a hub id, or the ``tiny``
-  preset built from the config) made pose-aware with :func:`posevlm.models.enable_pose_positions` (position mode,
-  camera attention, learned slopes), or a Spatial-MLLM (``from_pretrained`` / ``compose``); fp32 on CPU, bf16 on
-  GPU unless the config says otherwise; activation checkpointing (``model.gradient_checkpointing``) on the
-  Qwen model's layers, non-reentrant: gradients reach trained parameters inside checkpointed layers even when
-  nothing before them is trained (frozen embeddings: LoRA-only, ``train=llm``); transformers also hooks the
-  input embeddings to require grad (``enable_input_require_grads``), which reentrant checkpointing would need
-  (tested: equal gradients with and without checkpointing).
+* :func:`build_model` -> :class:`BuiltModel`: the model of the config's ``model.family``, built by its
+  :class:`~posevlm.train.families.TrainFamily` (:mod:`posevlm.train.builders`: stock Qwen2.5-VL / Qwen3-VL made
+  pose-aware, Spatial-MLLM composed or loaded); fp32 on CPU, bf16 on GPU unless the config says otherwise;
+  activation checkpointing (``model.gradient_checkpointing``) on the Qwen model's layers, non-reentrant: gradients
+  reach trained parameters inside checkpointed layers even when nothing before them is trained (frozen embeddings:
+  LoRA-only, ``train=llm``); transformers also hooks the input embeddings to require grad
+  (``enable_input_require_grads``), which reentrant checkpointing would need (tested: equal gradients with and
+  without checkpointing).
 * :class:`PosevlmTrainer`: ``Trainer`` with posevlm's optimiser groups (lr / projector lr / vision lr, no decay on
   norms and biases), the loss normalised by the label tokens of the whole optimiser step across micro-batches and
   ranks (so gradient accumulation and DDP equal one large batch), batches whose ``sample_ids`` reach the NaN guard
@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -33,27 +32,16 @@ from torch import nn
 from transformers import Trainer, TrainerCallback
 
 from posevlm.errors import ConfigError
-from posevlm.train.checkpoint import export_model, load_training_state, processor_dir
+from posevlm.train.checkpoint import export_model, load_training_state
 from posevlm.train.config import ModelSection, OptimSection
+from posevlm.train.families import BuiltModel, train_families
 from posevlm.train.tiny import TinyModelConfig, ensure_tiny_checkpoint
 
 __all__ = ["BuiltModel", "build_model", "prepare_source", "PosevlmTrainer", "LossLog", "NoSaveOnGuardStop",
-           "TRAIN_LOG_NAME", "resolve_dtype"]
+           "TRAIN_LOG_NAME", "resolve_dtype", "pose_request"]
 
 TRAIN_LOG_NAME = "train_log.jsonl"
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
-
-
-@dataclass
-class BuiltModel:
-    """A model ready for the freeze policy: the module, its processor, where the processor files live, the Qwen
-    family its data is formatted for (``qwen2_5_vl`` / ``qwen3_vl``) and what was resolved (for the run record)."""
-
-    model: nn.Module
-    processor: Any
-    processor_source: Path
-    base_family: str
-    info: dict[str, Any] = field(default_factory=dict)
 
 
 def resolve_dtype(config: ModelSection, *, cuda: bool | None = None) -> torch.dtype:
@@ -64,7 +52,7 @@ def resolve_dtype(config: ModelSection, *, cuda: bool | None = None) -> torch.dt
     return _DTYPES[config.dtype]
 
 
-def _pose_request(config: ModelSection):
+def pose_request(config: ModelSection):
     """(positions request or None, CameraAttentionSpec or None): the mode and its overrides as
     :func:`posevlm.positions.resolve_position_spec` reads them (``thw`` when only camera attention is asked)."""
     from posevlm.models.camera_attention import CameraAttentionSpec
@@ -83,86 +71,22 @@ def prepare_source(config: ModelSection, work_dir: str | Path) -> str:
     ``TrainingArguments`` configures DeepSpeed ZeRO-3, under which a constructed model would be saved empty)."""
     if config.source != "tiny":
         return config.source
-    family = "qwen2_5_vl" if config.family == "spatial_mllm" else config.family
+    family = train_families.get(config.family).base_family
     return str(ensure_tiny_checkpoint(Path(work_dir) / "base_model", family, TinyModelConfig.from_dict(config.tiny)))
 
 
 def build_model(config: ModelSection, *, work_dir: str | Path, seed: int = 0) -> BuiltModel:
-    """The model of ``config`` (module docstring), on CPU in its training dtype; the ``tiny`` preset is written to
-    ``<work_dir>/base_model`` first. ``seed`` initialises a freshly composed connector.
+    """The model of ``config`` through its :class:`~posevlm.train.families.TrainFamily`'s ``build``, on CPU in its
+    training dtype; the ``tiny`` preset is written to ``<work_dir>/base_model`` first. ``seed`` initialises freshly
+    composed modules (a connector, a VLM² stage).
 
     Raises:
         ConfigError: an unknown family, a position mode the family does not have, a bad camera spec.
         ModelLoadError / CheckpointError: the checkpoint cannot be read.
     """
-    import transformers
-
-    from posevlm.models import enable_pose_positions
-    from posevlm.models.families import model_families
-
-    work_dir = Path(work_dir)
-    dtype = resolve_dtype(config)
+    family = train_families.get(config.family)
     hub = {"local_files_only": config.local_files_only, "revision": config.revision}
-    if config.family == "spatial_mllm":
-        return _build_spatial_mllm(config, work_dir, dtype, hub, seed)
-    source = prepare_source(config, work_dir)
-    family = model_families.get(config.family)
-    model = family.transformers_class("model").from_pretrained(
-        source, dtype=dtype, attn_implementation=config.attn_implementation, **hub)
-    request, camera = _pose_request(config)
-    spec = None
-    if request is not None:
-        from posevlm.positions import resolve_position_spec
-
-        tps = family.tokens_per_second(model.config)
-        spec = resolve_position_spec(request, family.layout, **({} if tps is None else {"tokens_per_second": tps}))
-        model = enable_pose_positions(model, spec, camera_attention=camera)
-    if config.gradient_checkpointing:
-        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
-        model.config.use_cache = False
-    from posevlm.train.data import load_train_processor
-
-    processor_source = processor_dir(source, **hub)
-    info = {"family": config.family, "source": source, "model_class": type(model).__name__,
-            "dtype": str(dtype).removeprefix("torch."), "transformers": transformers.__version__,
-            "positions": None if spec is None else spec.to_dict(),
-            "camera_attention": None if camera is None else camera.to_dict()}
-    return BuiltModel(model, load_train_processor(processor_source, config.family), processor_source, config.family,
-                      info)
-
-
-def _build_spatial_mllm(config: ModelSection, work_dir: Path, dtype: torch.dtype, hub: dict,
-                        seed: int) -> BuiltModel:
-    from posevlm.models.spatial_mllm import compose, from_pretrained
-    from posevlm.models.spatial_mllm.loading import processor_source as spatial_processor_source
-    from posevlm.spatial import VGGT, VGGTConfig
-    from posevlm.train.data import load_train_processor
-
-    positions, camera = _pose_request(config)
-    common = {"positions": positions, "camera_attention": camera, "pose_source": config.pose_source, "dtype": dtype,
-              "device": "cpu", "attn_implementation": config.attn_implementation, "processor": False,
-              "local_files_only": hub["local_files_only"], "revision": hub["revision"]}
-    if config.vggt is not None:  # compose: Qwen base + VGGT + a fresh connector
-        base = prepare_source(config, work_dir)
-        vggt: Any = config.vggt
-        if vggt == "tiny":
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(seed)
-                vggt = VGGT(VGGTConfig.tiny(heads=("camera",)))
-        model = compose(base, vggt, config.connector, seed=seed, **common)
-        processor_source = processor_dir(base, **hub)
-    else:  # a Spatial-MLLM checkpoint
-        model = from_pretrained(config.source, **common)
-        processor_source = processor_dir(spatial_processor_source(processor_dir(config.source, **hub),
-                                                                  model.config.base_family), **hub)
-    if config.gradient_checkpointing:
-        model.qwen.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
-        model.qwen.config.use_cache = False
-    base_family = model.config.base_family
-    info = {"family": "spatial_mllm", "source": config.source, "vggt": config.vggt, "model_class": "SpatialMLLM",
-            "spatial_mllm": model.config.to_dict(), "dtype": str(dtype).removeprefix("torch.")}
-    return BuiltModel(model, load_train_processor(processor_source, base_family), processor_source, base_family,
-                      info)
+    return family.build(config, Path(work_dir), resolve_dtype(config), hub, seed)
 
 
 class LossLog(TrainerCallback):

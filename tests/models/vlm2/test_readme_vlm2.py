@@ -36,3 +36,35 @@ def test_readme_vlm2_table_and_example(tmp_path):
                  "print": printed.append}
     exec(compile(blocks[0], "README.md", "exec"), namespace)  # noqa: S102
     assert printed[0]["num_heads"] == 4 and printed[0]["working_size"] == 8 and printed[0]["episodic_size"] == 32
+
+
+@pytest.mark.slow
+def test_readme_vlm2_train_and_eval_commands_run(tmp_path, monkeypatch):
+    """The section's bash block as written (run from a folder whose configs/ is the repository's): the tiny VLM²
+    config trains and evaluates itself, then the eval command answers the test split from its final checkpoint."""
+    import json
+    import os
+    import shlex
+
+    pytest.importorskip("transformers")
+    from typer.testing import CliRunner
+
+    from posevlm.cli import app
+    from posevlm.eval.run_store import RunStore
+
+    block = re.search(r"```bash\n(.*?)```", readme_section(TITLE), flags=re.S).group(1).replace("\\\n", " ")
+    commands = [ln.split("#")[0].strip() for ln in block.splitlines() if ln.split("#")[0].strip()]
+    assert [c.split()[:2] for c in commands] == [["posevlm", "train"], ["posevlm", "eval"]]
+    (tmp_path / "configs").symlink_to(ROOT / "configs")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    for command in commands:
+        result = CliRunner().invoke(app, shlex.split(os.path.expandvars(command))[1:])
+        assert result.exit_code == 0, (command, result.output)
+    summary = json.loads((tmp_path / "runs/train/tiny_vlm2_synthetic/summary.json").read_text())
+    assert summary["global_step"] == 20 and summary["last_loss"] < summary["first_loss"]
+    records = RunStore(tmp_path / "runs/eval/tiny_vlm2").scan()
+    assert records and all(r["status"] == "ok" for r in records.values())
+    (info,) = [i for starts in RunStore(tmp_path / "runs/eval/tiny_vlm2").backend_info().values() for i in starts]
+    assert info["family"] == "vlm2" and info["model_class"] == "VLM2"

@@ -13,8 +13,9 @@ qwen-vl-utils uses for frame lists). Batches are left-padded; decoding is greedy
 The model family (``HFBackendConfig.family``, ``posevlm eval --model-type``; default from ``config.json``'s
 ``model_type``) comes from ``posevlm.models.families.model_families``: a stock family loads with its transformers
 class and gets positions / camera attention installed here; a wrapper family (``spatial_mllm``,
-``spatial_mllm_qwen3``: stock Qwen + VGGT + connector) loads through the family's loader, which installs them, and
-gets the processor's resized frames as ``video_tchw`` plus the prompt its connector needs (``expand_inputs``).
+``spatial_mllm_qwen3``: stock Qwen + VGGT + connector; ``vlm2``: the same + the VLM² stage) loads through the
+family's loader, which installs them, and gets the processor's resized frames as ``video_tchw`` plus the prompt its
+connector needs (``expand_inputs``). A VLM² model gets no ``memory_state``: every prompt is a new video.
 
 Failures raise ``posevlm.eval.errors``: ``ProcessorError``, ``GenerationError``, ``OutOfMemoryError``
 (after one retry at batch size 1), ``ModelLoadError`` (construction). Without torchvision the
@@ -74,12 +75,12 @@ class HFBackendConfig:
     ``pose_bias``: ``none``, ``alibi`` (fixed slopes) or ``learned`` (slopes from the checkpoint, else 0).
     Either one installs the positions too (``positions`` default ``thw``: stock positions, our builder).
     ``family`` (``posevlm eval --model-type``): a name of ``posevlm.models.families.model_families`` or ``auto``
-    (from ``config.json``'s ``model_type``). Spatial-MLLM families (``spatial_mllm``, ``spatial_mllm_qwen3``) load
-    through the family's loader (stock Qwen + VGGT + connector) with the positions / camera attention above as
-    load options (a difference from what the checkpoint stores warns); their VGGT branch reads the same resized
-    frames as the processor (``video_tchw``); ``pose_source`` (``vggt``: the model's camera head; ``manifest``:
-    the frame manifest's cameras; None: what the checkpoint stores, VGGT by default) says where their cameras come
-    from.
+    (from ``config.json``'s ``model_type``). Spatial-MLLM families (``spatial_mllm``, ``spatial_mllm_qwen3``,
+    ``vlm2``) load through the family's loader (stock Qwen + VGGT + connector) with the positions / camera
+    attention above as load options (a difference from what the checkpoint stores warns); their VGGT branch reads
+    the same resized frames as the processor (``video_tchw``); ``pose_source`` (``vggt``: the model's camera head;
+    ``manifest``: the frame manifest's cameras; None: what the checkpoint stores, VGGT by default) says where their
+    cameras come from.
     """
 
     model: str

@@ -18,6 +18,17 @@ measure from what it saw. Per question type:
 | ``route_planning`` | option agreeing with the most turns of the route through the observed centroids (``routes.turn_label``) |
 | ``obj_appearance_order`` | option agreeing with the most pairs of first sightings (unseen = last) |
 
+Pose questions (``synthetic_pose``, views shown in the record's own order): the oracle reads the option texts
+("frame 3", "frame 1 and frame 4") as positions in the *presented* sequence and the cameras of the presented
+views (the ``FrameSpec``'s manifest cameras, else the scan's), so it answers only as well as the views arrive in the
+order the question refers to:
+
+| question_type | answer |
+|---|---|
+| ``pose_view_facing`` | option whose view's optical axis makes the smallest angle with the ray to the object's observed centroid |
+| ``pose_rel_direction`` | sign of the target's observed centroid's x in the camera of the view facing the anchor most directly |
+| ``pose_view_overlap`` | option pair whose frusta share the most observed points (``pose_tasks.frustum_overlap``) |
+
 Fallbacks (documented, deterministic): a numerical question about anything unseen (or nothing seen
 at all) is answered ``FALLBACK_NUMBER`` = "0" (for counting that is simply what was seen); a
 multiple-choice question whose needed objects are unseen is answered ``FALLBACK_LETTER`` = "A".
@@ -39,6 +50,7 @@ which other questions are in its batch).
 from __future__ import annotations
 
 import itertools
+import re
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -48,6 +60,9 @@ import numpy as np
 
 from posevlm.errors import ConfigError
 from posevlm.eval.backends.base import BackendSpec
+from posevlm.eval.benchmarks.pose_tasks import (
+    OVERLAP_MAX_DEPTH, facing_angles_deg, frustum_overlap, horizontal_angle_deg,
+)  # fmt: skip
 from posevlm.eval.benchmarks.routes import route_turn_angles, turn_label
 from posevlm.eval.benchmarks.synthetic_vsi import direction_label, format_number, relative_direction_deg
 from posevlm.eval.errors import MissingInputError
@@ -58,8 +73,8 @@ from posevlm.scenes import Scene
 
 __all__ = [
     "OracleConfig", "FALLBACK_NUMBER", "FALLBACK_LETTER", "OBSERVATION_CACHE_SIZE", "OracleBackend",
-    "answer_oracle", "answer_oracle_many", "answer_layout_oracle", "points_extent_cm", "closest_distance",
-    "floor_area_from_points",
+    "answer_oracle", "answer_oracle_many", "answer_pose_oracle", "answer_layout_oracle", "points_extent_cm",
+    "closest_distance", "floor_area_from_points",
 ]  # fmt: skip
 
 FALLBACK_NUMBER = "0"
@@ -327,6 +342,55 @@ _ANSWER = {"object_counting": _counting, "object_size_estimation": _size, "room_
            "obj_appearance_order": _appearance}
 
 
+_FRAME_REF = re.compile(r"frame (\d+)")
+
+
+def _option_frames(option: str) -> list[int]:
+    """0-based presented positions an option names ("B. frame 1 and frame 4" -> [0, 3])."""
+    return [int(k) - 1 for k in _FRAME_REF.findall(option)]
+
+
+def _pose_facing(rec, seen, cfg, c2w, K, hw):
+    pts = seen.main_points(rec["meta"]["category"])
+    if pts is None:
+        return FALLBACK_LETTER
+    angles = facing_angles_deg(c2w, pts.mean(0, keepdims=True))[:, 0]  # (S,) per presented view
+    return _LETTERS[int(np.argmin([angles[_option_frames(o)[0]] for o in rec["options"]]))]
+
+
+def _pose_rel_direction(rec, seen, cfg, c2w, K, hw):
+    anchor, target = (seen.main_points(rec["meta"][k]) for k in ("anchor", "target"))
+    if anchor is None or target is None:
+        return FALLBACK_LETTER
+    view = int(np.argmin(facing_angles_deg(c2w, anchor.mean(0, keepdims=True))[:, 0]))
+    side = "right" if horizontal_angle_deg(c2w, target.mean(0, keepdims=True))[view, 0] > 0 else "left"
+    return next((o[0] for o in rec["options"] if o[3:].strip() == side), FALLBACK_LETTER)
+
+
+def _pose_overlap(rec, seen, cfg, c2w, K, hw):
+    pts = [p for p in seen.obs.points.values() if len(p)]
+    if not pts:
+        return FALLBACK_LETTER
+    iou = frustum_overlap(c2w, K, hw, np.concatenate(pts), max_depth=OVERLAP_MAX_DEPTH)
+    pairs = [_option_frames(o) for o in rec["options"]]
+    return _LETTERS[int(np.argmax([iou[a, b] for a, b in pairs]))]
+
+
+_POSE_ANSWER = {"pose_view_facing": _pose_facing, "pose_rel_direction": _pose_rel_direction,
+                "pose_view_overlap": _pose_overlap}
+
+
+def _presented_cameras(scene: Scene, spec) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
+    """(S, 4, 4) c2w_opencv, (S, 3, 3) K_pixels and the image (H, W) of the views in ``spec``'s order: the spec's
+    own (manifest) cameras, else the scan's for its frame ids."""
+    if spec.w2c_opencv is not None:
+        w2c, K, hw = spec.w2c_opencv, spec.K_pixels, spec.image_hw[0]
+    else:
+        cams = scene.cameras_for(np.asarray(spec.frame_ids, np.int64))
+        w2c, K, hw = cams.w2c_opencv.double().numpy(), cams.K_pixels.double().numpy(), cams.image_hw[0]
+    return np.linalg.inv(np.asarray(w2c, np.float64)), np.asarray(K, np.float64), tuple(int(v) for v in hw)
+
+
 def _categories(scene: Scene) -> dict[int, str]:
     objects = scene.metadata.get("objects")
     if objects is None:
@@ -358,6 +422,18 @@ def answer_oracle_many(records: Sequence[dict], scene: Scene, frame_ids: Sequenc
         observation = observe(scene, frame_ids, config)
     seen = _Seen(observation, _categories(scene))
     return [_ANSWER[rec["question_type"]](rec, seen, config) for rec in records]
+
+
+def answer_pose_oracle(records: Sequence[dict], scene: Scene, specs: Sequence[Any],
+                       config: OracleConfig = OracleConfig(), *, observation: Observation) -> list[str]:
+    """Answers to pose questions (module docstring), each from its own ``FrameSpec`` (the views in the order
+    shown) and one ``observation`` of those views' frames."""
+    seen = _Seen(observation, _categories(scene))
+    out = []
+    for rec, spec in zip(records, specs):
+        c2w, K, hw = _presented_cameras(scene, spec)
+        out.append(_POSE_ANSWER[rec["question_type"]](rec, seen, config, c2w, K, hw))
+    return out
 
 
 def answer_oracle(record: dict, scene: Scene, frame_ids: Sequence[int],
@@ -452,20 +528,22 @@ class OracleBackend:
         record, _, spec = batch[0]
         scene = self._scene(record["dataset"], record["scene_name"])
         records = [r for r, _, _ in batch]
-        layout = [r.get("question_type") == LAYOUT_QUESTION_TYPE for r in records]
-        answers: list[str | None] = [None] * len(records)
-        if any(layout):
-            script = answer_layout_oracle(scene, spec)
-            answers = [script if is_layout else None for is_layout in layout]
-        questions = [r for r, is_layout in zip(records, layout) if not is_layout]
-        if questions:
+        kinds = ["layout" if r.get("question_type") == LAYOUT_QUESTION_TYPE else "pose"
+                 if r["question_type"] in _POSE_ANSWER else "vsi" for r in records]
+        script = answer_layout_oracle(scene, spec) if "layout" in kinds else None
+        answers, posed = iter(()), iter(())
+        if any(k != "layout" for k in kinds):
             if not len(spec.frame_ids):
                 raise ConfigError("the oracle answers questions from the frames a point cloud was built from; a cloud "
                                   "read from a file has none: point --frames-root at the scans", field="frames.root")
-            obs = self.observation(record["dataset"], scene, spec.frame_ids)
-            found = iter(answer_oracle_many(questions, scene, obs.frame_ids, self.config, observation=obs))
-            answers = [a if is_layout else next(found) for a, is_layout in zip(answers, layout)]
-        return [{"text": a, "video_grid_thw": None, "n_visual_tokens": None} for a in answers]
+            obs = self.observation(record["dataset"], scene, spec.frame_ids)  # one frame set: order and repeats aside
+            vsi = [r for r, k in zip(records, kinds) if k == "vsi"]
+            answers = iter(answer_oracle_many(vsi, scene, obs.frame_ids, self.config, observation=obs) if vsi else [])
+            posed = iter(answer_pose_oracle([r for r, k in zip(records, kinds) if k == "pose"], scene,
+                                            [sp for (_, _, sp), k in zip(batch, kinds) if k == "pose"], self.config,
+                                            observation=obs) if "pose" in kinds else [])
+        return [{"text": script if k == "layout" else next(posed) if k == "pose" else next(answers),
+                 "video_grid_thw": None, "n_visual_tokens": None} for k in kinds]
 
 
 def answer_layout_oracle(scene: Scene, spec: Any, decimals: int = 2) -> str:

@@ -15,6 +15,9 @@ wording and options; its routes are straight walkable legs between object centre
 against the floor and the furniture, so it tests the same skill (turns along a described walk) on
 geometry the scene fixes, not on human-written paths.
 
+``synthetic_pose``: questions whose answers depend on the cameras of views shown in a shuffled order (which view
+faces X, left / right of Y seen from that view, which two views overlap most; ``pose_tasks.py``, task format
+``pose_views``): frame index is uninformative by construction.
 ``synthetic_layout`` / ``synthetic_point_qa``: point-cloud tasks from synthetic scans (``point_tasks.py``): the
 layout script of a scan's exact walls and boxes (task format ``layout``) and the view-independent synthetic VSI
 questions asked over its point cloud (format ``vsibench``); inputs ``posevlm eval --frames point_cloud``.
@@ -54,5 +57,6 @@ benchmarks.register_lazy("vsibench", "posevlm.eval.benchmarks.vsibench:BENCHMARK
 benchmarks.register_lazy("synthetic_vsi", "posevlm.eval.benchmarks.synthetic_vsi:BENCHMARK")
 benchmarks.register_lazy("sqa3d", "posevlm.eval.benchmarks.sqa3d:BENCHMARK")
 benchmarks.register_lazy("scanqa", "posevlm.eval.benchmarks.scanqa:BENCHMARK")
+benchmarks.register_lazy("synthetic_pose", "posevlm.eval.benchmarks.pose_tasks:BENCHMARK")
 benchmarks.register_lazy("synthetic_layout", "posevlm.eval.benchmarks.point_tasks:LAYOUT_BENCHMARK")
 benchmarks.register_lazy("synthetic_point_qa", "posevlm.eval.benchmarks.point_tasks:POINT_QA_BENCHMARK")

@@ -9,7 +9,8 @@ Question types (all multiple choice, letters A..D):
 
 * ``pose_view_facing`` - "Which frame looks most directly at the X?": the view whose optical axis (OpenCV +z of
   ``c2w_opencv``) makes the smallest angle with the ray from its centre to the object's centre, with a margin of
-  ``FACING_MARGIN_DEG`` to the runner-up. Options name frames by their position in the presented sequence, so
+  ``FACING_MARGIN_DEG`` to the runner-up, at most 60 degrees, and the object's centre inside that view's image
+  (occlusion ignored). Options name frames by their position in the presented sequence, so
   the answer *follows the camera* when the order is permuted (the answered camera never changes).
 * ``pose_rel_direction`` - "Standing where the frame that looks most directly at the X was taken, looking the
   same way, is the Y to the left or to the right?": the sign of Y's centre's x in that camera's frame (OpenCV: x
@@ -23,10 +24,14 @@ Question types (all multiple choice, letters A..D):
 
 The pure core is :func:`pose_questions` (arrays in, records out); :func:`scene_pose_questions` is its thin shell
 over a posed scan (cameras and object boxes from the scene, the views of a selection shown in
-``presentation_order``), which ``posevlm experiment`` uses to write each condition's ``pose_benchmark.jsonl``. These records use VSI-Bench's schema (id,
-dataset, scene_name, question_type, question, options, ground_truth, meta) with their own question types; the
-``posevlm eval`` scorer knows the ten VSI-Bench types only, so they are not registered as an eval benchmark yet
-(see README, Experiments).
+``presentation_order``). Records use VSI-Bench's schema (id, dataset, scene_name, question_type, question,
+options, ground_truth, meta) plus ``frame_ids``: the views the question is asked over, in the order they are
+shown. ``posevlm eval`` presents exactly those views in that order (``FrameSpec.take``; every id must be among
+the frames of the selection evaluated), and the training records carry the same field.
+
+Benchmark ``synthetic_pose`` (task format ``pose_views``, ``posevlm.eval.pose_format``): a ``.jsonl`` of these
+records, as ``posevlm train``'s synthetic set writes (``test_pose_benchmark.jsonl``); evaluate it with
+``--frames folder_manifest`` on the selection the questions were generated for.
 """
 
 from __future__ import annotations
@@ -37,15 +42,18 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from posevlm.errors import ConfigError, ShapeError
+from posevlm.errors import ConfigError, InputFileError, ShapeError
+from posevlm.eval.benchmarks.base import BenchmarkSpec
+from posevlm.eval.metrics import POSE_QUESTION_TYPES
 
-__all__ = ["scene_pose_questions", "POSE_QUESTION_TYPES", "FACING_MARGIN_DEG", "SIDE_MARGIN_DEG", "OVERLAP_MARGIN", "presentation_order",
+__all__ = ["BENCHMARK", "read_pose_benchmark", "selection_pose_questions", "scene_pose_questions", "POSE_QUESTION_TYPES", "FACING_MARGIN_DEG", "SIDE_MARGIN_DEG", "OVERLAP_MARGIN", "OVERLAP_MAX_DEPTH", "presentation_order", "in_view",
            "facing_angles_deg", "horizontal_angle_deg", "frustum_overlap", "pose_questions"]
 
-POSE_QUESTION_TYPES = ("pose_view_facing", "pose_rel_direction", "pose_view_overlap")
 FACING_MARGIN_DEG = 10.0
 SIDE_MARGIN_DEG = 15.0
 OVERLAP_MARGIN = 0.1
+#: views see points up to this depth (m) in the overlap question
+OVERLAP_MAX_DEPTH = 6.0
 _LETTERS = "ABCD"
 
 
@@ -81,10 +89,10 @@ def horizontal_angle_deg(c2w_opencv: np.ndarray, points: np.ndarray) -> np.ndarr
     return np.degrees(np.arctan2(c[..., 0], c[..., 2]))
 
 
-def frustum_overlap(c2w_opencv: np.ndarray, K_pixels: np.ndarray, image_hw: Sequence[int], points: np.ndarray,
-                    *, max_depth: float) -> np.ndarray:
-    """IoU of the sets of ``points`` each pair of views sees (in front, projecting inside the image, depth <=
-    ``max_depth``; no occlusion). c2w_opencv (S,4,4), K_pixels (S,3,3) or (3,3) for ``image_hw`` -> (S, S)."""
+def in_view(c2w_opencv: np.ndarray, K_pixels: np.ndarray, image_hw: Sequence[int], points: np.ndarray, *,
+            max_depth: float = np.inf) -> np.ndarray:
+    """Whether each view sees each point (in front, projecting inside the image, depth <= ``max_depth``; no
+    occlusion). c2w_opencv (S,4,4), K_pixels (S,3,3) or (3,3) for ``image_hw``, points (I,3) -> (S, I) bool."""
     c = _in_camera(_check_poses(c2w_opencv), np.asarray(points, np.float64).reshape(-1, 3))
     K = np.broadcast_to(np.asarray(K_pixels, np.float64), (len(c), 3, 3))
     z = c[..., 2]
@@ -92,8 +100,14 @@ def frustum_overlap(c2w_opencv: np.ndarray, K_pixels: np.ndarray, image_hw: Sequ
     with np.errstate(divide="ignore", invalid="ignore"):
         u, v = uvw[..., 0] / z, uvw[..., 1] / z
     h, w = image_hw
-    seen = (z > 1e-6) & (z <= max_depth) & (u >= 0) & (u < w) & (v >= 0) & (v < h)
-    s = seen.astype(np.float64)
+    return (z > 1e-6) & (z <= max_depth) & (u >= 0) & (u < w) & (v >= 0) & (v < h)
+
+
+def frustum_overlap(c2w_opencv: np.ndarray, K_pixels: np.ndarray, image_hw: Sequence[int], points: np.ndarray,
+                    *, max_depth: float) -> np.ndarray:
+    """IoU of the sets of ``points`` each pair of views sees (:func:`in_view`). c2w_opencv (S,4,4), K_pixels
+    (S,3,3) or (3,3) for ``image_hw`` -> (S, S)."""
+    s = in_view(c2w_opencv, K_pixels, image_hw, points, max_depth=max_depth).astype(np.float64)
     inter = s @ s.T
     union = s.sum(1)[:, None] + s.sum(1)[None, :] - inter
     return np.where(union > 0, inter / np.maximum(union, 1), 0.0)
@@ -118,7 +132,7 @@ def _frame(k: int) -> str:
 def pose_questions(objects: Sequence[Mapping[str, Any]], c2w_opencv: np.ndarray, K_pixels: np.ndarray,
                    image_hw: Sequence[int], frame_ids: Sequence[int], *, scene_name: str, seed: int,
                    dataset: str = "synthetic", max_per_type: int = 4, grid_spacing: float = 0.25,
-                   max_depth: float = 6.0) -> list[dict]:
+                   max_depth: float = OVERLAP_MAX_DEPTH) -> list[dict]:
     """Records of the three pose question types for views shown in the given order.
 
     Args:
@@ -128,7 +142,7 @@ def pose_questions(objects: Sequence[Mapping[str, Any]], c2w_opencv: np.ndarray,
             options list the answer and up to 3 other views (pairs), in presentation order.
         K_pixels: (S, 3, 3) or (3, 3) intrinsics for ``image_hw``; frame_ids: (S,) the views' frame ids.
     Returns:
-        Records (``POSE_QUESTION_TYPES`` order); ``meta.frame_ids`` is the presented order and ``meta`` names the
+        Records (``POSE_QUESTION_TYPES`` order); ``frame_ids`` is the presented order and ``meta`` names the
         answered view(s) by frame id, so answers can be checked against the cameras.
     Raises:
         ShapeError: bad pose / intrinsics shapes. ConfigError: bad seed or ``max_per_type``.
@@ -153,7 +167,7 @@ def pose_questions(objects: Sequence[Mapping[str, Any]], c2w_opencv: np.ndarray,
         out.append({"id": _id(dataset, scene_name, seed, qtype, index), "dataset": dataset,
                     "scene_name": scene_name, "question_type": qtype, "question": question,
                     "options": [f"{_LETTERS[i]}. {t}" for i, t in enumerate(options)],
-                    "ground_truth": _LETTERS[truth], "meta": {"frame_ids": frame_ids, **meta}})
+                    "ground_truth": _LETTERS[truth], "frame_ids": frame_ids, "meta": meta})
 
     def choices(answer: int, n_candidates: int, rng: np.random.Generator) -> list[int]:
         """The answer plus up to 3 other candidates, in candidate order (all candidates when there are <= 4)."""
@@ -165,7 +179,9 @@ def pose_questions(objects: Sequence[Mapping[str, Any]], c2w_opencv: np.ndarray,
     facing = facing_angles_deg(c2w, centers) if len(unique) else np.zeros((n_views, 0))
     ranked = np.sort(facing, axis=0)
     best = np.argmin(facing, axis=0)
-    clear = (ranked[1] - ranked[0] >= FACING_MARGIN_DEG) & (ranked[0] <= 60.0)
+    visible = in_view(c2w, np.broadcast_to(np.asarray(K_pixels, np.float64), (n_views, 3, 3)), image_hw, centers)
+    clear = (ranked[1] - ranked[0] >= FACING_MARGIN_DEG) & (ranked[0] <= 60.0) \
+        & visible[best, np.arange(len(unique))]  # the answer view has the object's centre in its image
     facing_ok = [i for i in range(len(unique)) if clear[i]]
     rng = np.random.default_rng([seed, 1])
     for i in [facing_ok[j] for j in rng.permutation(len(facing_ok))][:max_per_type]:
@@ -227,3 +243,63 @@ def scene_pose_questions(scene_dir, frame_ids: Sequence[int], *, seed: int, data
     hw = tuple(int(v) for v in cams.image_hw[0])
     return pose_questions(scene.metadata["objects"], c2w, cams.K_pixels.double().numpy(), hw, ids.tolist(),
                           scene_name=scene.name, seed=seed, dataset=dataset, max_per_type=max_per_type)
+
+
+def selection_pose_questions(scene_dirs, selection_dir, *, dataset: str, seed: int = 0, orders: int = 1,
+                             max_per_type: int = 4) -> list[dict]:
+    """The pose questions of every scene over the views a frame selection chose for it: ``selection_dir`` is a
+    ``posevlm sample`` output for one selection (``<selection_dir>/<dataset>/<scene>/selected_frames.json``), each
+    scene's views shown in ``orders`` seeded random orders (seeds ``seed .. seed + orders - 1``).
+
+    Raises:
+        MissingInputError: a scene has no manifest under ``selection_dir`` (names the scene and the path).
+        ConfigError: see :func:`scene_pose_questions`; ``orders`` < 1.
+    """
+    from pathlib import Path
+
+    from posevlm.eval.errors import MissingInputError
+    from posevlm.sampling.manifest import MANIFEST_NAME, read_manifest
+
+    if isinstance(orders, bool) or not isinstance(orders, int) or orders < 1:
+        raise ConfigError(f"orders must be an int >= 1; got {orders!r}", field="orders", value=orders)
+    out = []
+    for scene_dir in map(Path, scene_dirs):
+        manifest = Path(selection_dir) / dataset / scene_dir.name / MANIFEST_NAME
+        if not manifest.is_file():
+            raise MissingInputError(f"scene {scene_dir.name} has no selection at {manifest}; run `posevlm sample` on "
+                                    "these scenes first and pass its <out>/<slug> folder", input=manifest)
+        selected = read_manifest(manifest)["selected_frames"]
+        for s in range(seed, seed + orders):
+            out += scene_pose_questions(scene_dir, selected, seed=s, dataset=dataset, max_per_type=max_per_type)
+    return out
+
+
+def read_pose_benchmark(path) -> list[dict]:
+    """The records of a ``synthetic_pose`` ``.jsonl``: VSI-Bench fields valid, a pose question type, ``frame_ids``
+    a non-empty list of distinct ints, unique ids.
+
+    Raises:
+        InputFileError: missing file, bad JSON or an invalid record (names the line and the problem).
+    """
+    from pathlib import Path
+
+    from posevlm.eval.benchmarks.synthetic_vsi import read_benchmark_jsonl
+
+    path = Path(path)
+    records = read_benchmark_jsonl(path)
+    for n, r in enumerate(records, start=1):
+        ids = r.get("frame_ids")
+        problems = [] if r["question_type"] in POSE_QUESTION_TYPES else [
+            f"question_type {r['question_type']!r} is not a pose question type ({', '.join(POSE_QUESTION_TYPES)})"]
+        if not (isinstance(ids, list) and ids and all(isinstance(f, int) and not isinstance(f, bool) for f in ids)
+                and len(set(ids)) == len(ids)):
+            problems.append(f"frame_ids must be a non-empty list of distinct ints (the views shown); got {ids!r}")
+        if problems:
+            raise InputFileError(f"{path}: record {n} (id {r['id']}): " + "; ".join(problems), path=path)
+    return records
+
+
+BENCHMARK = BenchmarkSpec(
+    "synthetic_pose", lambda benchmark: read_pose_benchmark(benchmark["source"]),
+    "pose-dependent questions over views shown shuffled, exact answers from the cameras (a .jsonl written by "
+    "posevlm train's synthetic set / posevlm experiment)", task_format="pose_views")
