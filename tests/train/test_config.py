@@ -36,7 +36,7 @@ def test_every_problem_is_reported_at_once_with_its_key_and_fix():
     text = str(info.value)
     assert info.value.field == "data.num_frames"
     for needle in ("run.max_stepz: unknown key (did you mean run.max_steps?)", "optim.lr=0", "a number > 0",
-                   "model.family='qwen4': allowed qwen2_5_vl, qwen3_vl, spatial_mllm", "run.save_steps=0",
+                   "model.family='qwen4': allowed point_lm, qwen2_5_vl, qwen3_vl, spatial_mllm", "run.save_steps=0",
                    "data.num_frames='four': expected an integer", "set data.require_cameras=true",
                    "did you mean vision?", "data.datasets is empty"):
         assert needle in text, needle

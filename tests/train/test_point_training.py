@@ -186,3 +186,43 @@ def test_a_too_long_sample_is_skipped_by_rule_and_logged(point_set):
     assert [e["sample_id"] for e in log.entries] == [r["id"] for r in records[layout:first_qa]]
     with pytest.raises(SampleTooLongError, match="text tokens > 200"):
         PointSFTDataset(records, model.tokenizer, max_length=200, on_error="raise")[layout]
+
+
+CONFIG = Path(__file__).resolve().parents[2] / "configs" / "train" / "tiny_point_lm_synthetic.yaml"
+
+
+def test_point_lm_family_reports_its_config_problems():
+    from posevlm.train.config import load_train_config
+
+    for override, needle in (("model.point_lm.rope3d=rope4d", "model.point_lm.rope3d='rope4d'"),
+                             ("model.point_lm.projector=mlp9", "model.point_lm.projector='mlp9': allowed linear, mlp2"),
+                             ("model.point_lm.encoder.token_stride=0", "token_stride=0"),
+                             ("model.point_lm.colour=1", "unknown key(s) ['colour']"),
+                             ("model.camera_attention=prope", "do not apply to model.family=point_lm")):
+        with pytest.raises(ConfigError) as err:
+            load_train_config(CONFIG, [override])
+        assert needle in str(err.value), (override, str(err.value))
+
+
+def test_point_lm_family_builds_from_tiny_then_from_its_own_checkpoint(tmp_path):
+    """source=tiny composes a PointCloudLM on a tiny Qwen2 decoder with the config's rope3d / encoder / projector;
+    a checkpoint of it as source loads the same weights (options then come from the checkpoint)."""
+    from posevlm.train.config import load_train_config
+    from posevlm.train.points import PointCollator
+    from posevlm.train.trainer import build_model
+
+    config = load_train_config(CONFIG, ["model.point_lm.rope3d=rope3d", "model.point_lm.projector=linear"])
+    built = build_model(config.model, work_dir=tmp_path / "run")
+    model = built.model
+    assert isinstance(model, PointCloudLM) and built.processor.tokenizer is model.tokenizer
+    assert built.processor_source is None  # no processor files are copied over the point tokenizer
+    assert model.decoder.config.posevlm_mixed_rope3d["rope3d"]["learned_mixing"] is False  # the fixed preset
+    assert isinstance(model.projector, torch.nn.Linear) and model.config.encoder.token_stride == 4
+    assert type(model.decoder).__name__ == "Qwen2ForCausalLM" and model.decoder.config.hidden_size == 64
+    collator = config.model.train_family.make_collator(config, built, 0)
+    assert isinstance(collator, PointCollator) and collator.token_stride == 4
+    model.save_pretrained(tmp_path / "ckpt")
+    again = build_model(load_train_config(CONFIG, [f"model.source={tmp_path / 'ckpt'}"]).model,
+                        work_dir=tmp_path / "run2").model
+    want, got = model.state_dict(), again.state_dict()
+    assert set(want) == set(got) and all(torch.equal(want[k], got[k]) for k in want)

@@ -61,7 +61,7 @@ class ModelSection:
     """What is trained.
 
     ``family``: a registered :class:`~posevlm.train.families.TrainFamily` (``posevlm list train-families``):
-    ``qwen2_5_vl``, ``qwen3_vl`` (stock transformers models), ``spatial_mllm`` or ``vlm2``. ``source``: a
+    ``qwen2_5_vl``, ``qwen3_vl`` (stock transformers models), ``spatial_mllm``, ``vlm2`` or ``point_lm``. ``source``: a
     checkpoint directory, a hub id, or ``tiny`` (a random tiny checkpoint built from ``tiny``, the
     :class:`~posevlm.train.tiny.TinyModelConfig` fields). For ``spatial_mllm``: with ``vggt`` set (VGGT weights,
     ``facebook/VGGT-1B`` or a local copy, or ``tiny`` for a random tiny VGGT) the model is composed from the Qwen base
@@ -70,6 +70,9 @@ class ModelSection:
     (composed; VGGT with camera and point heads; ``connector`` ``auto`` / ``none`` = none, the paper's layout), a
     Spatial-MLLM checkpoint (its parts + a fresh stage; ``vggt`` replaces its VGGT) or a VLM² checkpoint; ``vlm2``:
     :class:`~posevlm.memory.VLM2Config` overrides of the fresh stage (default the paper's; widths from the model).
+    For ``point_lm`` (:mod:`posevlm.train.point_family`): ``source`` ``tiny`` (a tiny Qwen2 decoder), a Qwen2 /
+    Qwen2.5 / Qwen3 base or a PointCloudLM checkpoint; ``point_lm``: ``rope3d`` (preset or MixedRoPE3D fields),
+    ``encoder`` (point encoder fields), ``projector``.
     ``pose_source``: where a Spatial-MLLM takes cameras (``vggt`` or ``manifest``).
     ``positions`` (a position mode: thw, pthw, phw, ...) with ``position_set`` overrides, ``camera_attention``
     (prope, gta, cape) and ``pose_bias`` (none, alibi, learned) with ``camera_set`` overrides: what
@@ -83,6 +86,7 @@ class ModelSection:
     vggt: str | None = None
     connector: str = "auto"
     vlm2: Mapping[str, Any] = field(default_factory=dict)
+    point_lm: Mapping[str, Any] = field(default_factory=dict)
     pose_source: str = "vggt"
     positions: str | None = None
     position_set: Mapping[str, Any] = field(default_factory=dict)
@@ -129,7 +133,7 @@ class ModelSection:
             from posevlm.attention import camera_modes
 
             _choice(p, "model.camera_attention", self.camera_attention, camera_modes.names())
-        for key in ("tiny", "vlm2", "position_set", "camera_set"):
+        for key in ("tiny", "vlm2", "point_lm", "position_set", "camera_set"):
             if not isinstance(getattr(self, key), Mapping):
                 p.append(f"model.{key} must be a mapping of KEY: VALUE; got {getattr(self, key)!r}")
         return p

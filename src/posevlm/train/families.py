@@ -156,3 +156,6 @@ train_families.register_lazy("spatial_mllm", "posevlm.train.builders:SPATIAL_MLL
 train_families.register_lazy("vlm2", "posevlm.train.builders:VLM2",
                              description="VLM²: Spatial-MLLM + coordinate injection, viewpoint alignment, fusion, "
                                          "dual memory (model.vlm2 overrides; freeze groups fusion, memory)")
+train_families.register_lazy("point_lm", "posevlm.train.point_family:POINT_LM",
+                             description="PointCloudLM: a stock Qwen2 / Qwen3 decoder + point encoder + projector with "
+                                         "MixedRoPE3D (model.point_lm), on point-cloud layout / QA records")

@@ -11,7 +11,8 @@ point-cloud records (:mod:`posevlm.train.points`).
 * ``point_lm``: the composition options (:class:`PointLMOptions`): ``rope3d`` (a preset of ``posevlm list rope3d``
   or a ``MixedRoPE3DConfig`` mapping), ``encoder`` (``PointEncoderConfig`` fields), ``projector`` (``linear`` /
   ``mlp2``);
-* positions, camera attention and pose bias do not apply (the model reads no frames).
+* positions, camera attention and pose bias do not apply (the model reads no frames); nor does ``run.evaluate`` (the
+  recipe's evaluation is the video one): evaluate ``<output_dir>/final`` with ``posevlm eval --backend points``.
 
 ``data.datasets``: comma-separated sources of point training records: ``synthetic_train_points`` (the train split of
 ``<dataset_root>/synthetic_train_points``, built with the default :class:`~posevlm.train.points.PointSynthConfig` on
@@ -31,6 +32,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from posevlm.errors import ConfigError
+from posevlm.train.families import TrainFamily
 
 __all__ = ["PointLMOptions", "PointTextProcessor", "POINT_DATASETS", "point_records_for", "build_point_lm",
            "point_dataset", "point_collator", "point_lm_problems", "POINT_LM"]
@@ -207,14 +209,8 @@ def point_collator(family, config, built, pad_token_id: int):
 POINT_LM_BASE = "qwen2_5_vl"
 
 
-def _family():
-    from posevlm.train.families import TrainFamily
-
-    return TrainFamily(
-        "point_lm", POINT_LM_BASE, build_point_lm,
-        description="PointCloudLM: a stock Qwen2 / Qwen3 decoder + point encoder + projector with MixedRoPE3D "
-                    "(model.point_lm), trained on point-cloud layout / QA records",
-        dataset=point_dataset, collator=point_collator, extra_problems=point_lm_problems)
-
-
-POINT_LM = _family() if __import__("importlib").util.find_spec("posevlm.train.families") else None
+POINT_LM = TrainFamily(
+    "point_lm", POINT_LM_BASE, build_point_lm,
+    description="PointCloudLM: a stock Qwen2 / Qwen3 decoder + point encoder + projector with MixedRoPE3D "
+                "(model.point_lm), trained on point-cloud layout / QA records",
+    dataset=point_dataset, collator=point_collator, extra_problems=point_lm_problems)

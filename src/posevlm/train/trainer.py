@@ -142,8 +142,8 @@ class NoSaveOnGuardStop(TrainerCallback):
 
 
 class _UseCacheShim:
-    """Reads go to a Spatial-MLLM's frozen recipe config; ``Trainer``'s write of ``use_cache`` goes to its Qwen
-    model's config (where transformers reads it)."""
+    """Reads go to a composed model's frozen recipe config; ``Trainer``'s write of ``use_cache`` goes to its inner
+    transformers model's config (where transformers reads it)."""
 
     def __init__(self, config, qwen_config):
         object.__setattr__(self, "_config", config)
@@ -154,20 +154,23 @@ class _UseCacheShim:
 
     def __setattr__(self, name, value):
         if name != "use_cache":
-            raise AttributeError(f"SpatialMLLM.config is a frozen recipe; cannot set {name}")
+            raise AttributeError(f"{type(self._config).__name__} is a frozen recipe; cannot set {name}")
         self._qwen_config.use_cache = value
 
 
 @contextlib.contextmanager
 def _writable_config(model):
-    """``Trainer.__init__`` sets ``model.config.use_cache``; a Spatial-MLLM's config is a frozen dataclass."""
+    """``Trainer.__init__`` sets ``model.config.use_cache``; a composed model's config is a frozen dataclass (a
+    Spatial-MLLM's recipe, its LM ``model.qwen``; a PointCloudLM's, its LM ``model.decoder``)."""
+    from posevlm.models.point_lm import PointCloudLM
     from posevlm.models.spatial_mllm import SpatialMLLM
 
-    if not isinstance(model, SpatialMLLM):
+    inner = model.qwen if isinstance(model, SpatialMLLM) else model.decoder if isinstance(model, PointCloudLM) else None
+    if inner is None:
         yield
         return
     config = model.config
-    model.config = _UseCacheShim(config, model.qwen.config)
+    model.config = _UseCacheShim(config, inner.config)
     try:
         yield
     finally:
