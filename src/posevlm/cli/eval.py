@@ -85,7 +85,7 @@ def eval_cmd(
 
         posevlm eval --benchmark synthetic_vsi --source runs/demo/benchmark.jsonl --backend oracle --scenes runs/demo/data --frames folder_manifest --frames-root runs/demo/sampled/<slug> --num-frames 16 --out runs/oracle16
 
-        posevlm eval --benchmark synthetic_layout --source runs/train_data/points_test --backend points --model runs/train/tiny_point_lm_synthetic/final --frames point_cloud --frames-root runs/train_data/points_test --out runs/point_layout
+        posevlm eval --benchmark synthetic_layout --source runs/train_data/synthetic_train_points/test --backend points --model runs/train/tiny_point_lm_synthetic/final --frames point_cloud --frames-root runs/train_data/synthetic_train_points/test --prompt point_cloud --out runs/point_layout
     """
     from posevlm.errors import ConfigError
     from posevlm.eval.backends import backends

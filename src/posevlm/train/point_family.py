@@ -18,7 +18,9 @@ point-cloud records (:mod:`posevlm.train.points`).
 ``<dataset_root>/synthetic_train_points``, built with the default :class:`~posevlm.train.points.PointSynthConfig` on
 first use and reused), ``synthetic_test_points`` (its test split), a folder written by
 :func:`~posevlm.train.points.build_point_training_set` (its ``train.jsonl``) or a records ``.jsonl``.
-``data.model_max_length`` bounds the text tokens of a sample, ``data.on_error`` / ``max_skips`` the bad samples.
+``data.model_max_length`` bounds the text tokens of a sample, ``data.on_error`` / ``max_skips`` the bad samples. The
+synthetic point set is built by the dataset hook of each process: build it once (a single-process run, or
+:func:`~posevlm.train.points.build_point_training_set`) before a multi-process launch, which then reuses it.
 
 Freeze groups (:mod:`posevlm.train.policy`): ``point_encoder``, ``connector`` (the projector; alias ``projector``,
 trained at ``optim.projector_lr``), ``rope3d`` (MixedRoPE3D's learned frequencies and mixing), ``embed``, ``llm``,
@@ -37,6 +39,8 @@ from posevlm.train.families import TrainFamily
 __all__ = ["PointLMOptions", "PointTextProcessor", "POINT_DATASETS", "point_records_for", "build_point_lm",
            "point_dataset", "point_collator", "point_lm_problems", "POINT_LM"]
 
+#: the tiny checkpoint the recipe writes for ``source: tiny`` (its tokenizer and chat template are used)
+POINT_LM_BASE = "qwen2_5_vl"
 #: dataset name -> (folder under the dataset root, split)
 POINT_DATASETS = {"synthetic_train_points": ("synthetic_train_points", "train"),
                   "synthetic_test_points": ("synthetic_train_points", "test")}
@@ -203,10 +207,6 @@ def point_collator(family, config, built, pad_token_id: int):
     c = built.model.config
     return PointCollator((c.point_start_id, c.point_pad_id, c.point_end_id), int(pad_token_id),
                          c.encoder.token_stride)
-
-
-#: the tiny checkpoint the recipe writes for ``source: tiny`` (its tokenizer and chat template are used)
-POINT_LM_BASE = "qwen2_5_vl"
 
 
 POINT_LM = TrainFamily(
