@@ -78,14 +78,15 @@ def test_list_shows_plugins_and_builtins_cannot_be_replaced(plugin_env):
     assert samplers["every_other"]["origin"] == "entry point (posevlm-testplugin)"
     assert samplers["every_other"]["description"] == "every second pool frame"
     assert samplers["uniform"]["origin"] == "builtin"  # a plug-in cannot take a built-in name
-    assert {e["name"] for e in table["backends"]} == {"dummy", "hf", "oracle", "ground_truth"}
+    assert {e["name"] for e in table["backends"]} == {"dummy", "hf", "oracle", "points", "ground_truth"}
     assert {"thw", "pthw", "phw"} <= {e["name"] for e in table["positions"]}
     assert {e["name"] for e in table["rope3d"]} == {"mixed_rope3d", "rope3d", "rope3d_full"}
     assert {e["name"] for e in table["point-encoders"]} == {"voxel_mlp"}
     assert {e["name"] for e in table["models"]} == {"qwen2_5_vl", "qwen3_vl", "spatial_mllm", "spatial_mllm_qwen3",
                                                       "vlm2"}
-    assert {e["name"] for e in table["train-families"]} == {"qwen2_5_vl", "qwen3_vl", "spatial_mllm", "vlm2"}
-    assert {e["name"] for e in table["task-formats"]} == {"vsibench", "sqa3d", "scanqa"}
+    assert {e["name"] for e in table["train-families"]} == {"qwen2_5_vl", "qwen3_vl", "spatial_mllm", "vlm2",
+                                                             "point_lm"}
+    assert {e["name"] for e in table["task-formats"]} == {"vsibench", "sqa3d", "scanqa", "pose_views", "layout"}
     assert {"vsibench", "synthetic_vsi", "sqa3d", "scanqa"} <= {e["name"] for e in table["benchmarks"]}
     plain = cli(plugin_env, "list", "samplers")
     assert "every_other" in plain.stdout and "[entry point (posevlm-testplugin)]" in plain.stdout
