@@ -156,7 +156,7 @@ def test_readme_command_trains_the_tiny_model_and_its_checkpoints_evaluate(data_
     start, end = sum(losses[:5]) / 5, sum(losses[-20:]) / 20
     assert end < 0.5 * start, (start, end)
     # the run's own evaluation of final/ (run.evaluate in the config) ...
-    assert "eval: 15 answered, 0 errors" in run.stdout
+    assert "eval synthetic_vsi: 15 answered, 0 errors" in run.stdout
     (entry,) = json.loads((out / "eval" / "report" / "metrics.json").read_text())["runs"]
     assert (entry["n_done"], entry["n_expected"], entry["n_errors"]) == (15, 15, 0)
     # ... and posevlm eval on an intermediate checkpoint, as a user runs it
@@ -184,7 +184,7 @@ def test_tiny_qwen3_config_trains_and_its_checkpoints_evaluate(data_root, tmp_pa
     record = json.loads((out / "run.json").read_text())
     assert record["model"]["model_class"] == "Qwen3VLForConditionalGeneration"
     assert record["model"]["positions"]["layout"] == "qwen3" and record["collator"]["pose_inputs"] == "cameras"
-    assert "eval: 15 answered, 0 errors" in run.stdout
+    assert "eval synthetic_vsi: 15 answered, 0 errors" in run.stdout
     slug = json.loads((data_root / "synthetic_train_posed" / "synthetic_train.json").read_text())["sampling"]["slug"]
     ev = posevlm("eval", "--benchmark", "synthetic_vsi", "--source",
                  data_root / "synthetic_train_posed" / "test_benchmark.jsonl", "--backend", "hf", "--model",

@@ -361,14 +361,14 @@ def _infer(config: EvalConfig, store: RunStore, summary: EvalSummary, groups, re
                                            generation=prompt.generation)
             except Exception as exc:  # noqa: BLE001 - one batch fails: its samples are error records
                 for r in batch:
-                    emit(_error_record(r, exc, frames_info, modes))
+                    emit(_error_record(r, exc, {**frames_info, "frame_ids": views[r["id"]].frame_ids.tolist()}, modes))
                 continue
             ms = (time.perf_counter() - t1) * 1e3 / len(batch)
             for r, o in zip(batch, outputs):
-                if isinstance(o, SampleError):
-                    emit(_error_record(r, o, frames_info, modes))
-                    continue
                 view = views[r["id"]]
+                if isinstance(o, SampleError):
+                    emit(_error_record(r, o, {**frames_info, "frame_ids": view.frame_ids.tolist()}, modes))
+                    continue
                 info = {**frames_info, "frame_ids": view.frame_ids.tolist(),
                         "video_grid_thw": o.get("video_grid_thw"),
                         "n_visual_tokens": o.get("n_visual_tokens")}
