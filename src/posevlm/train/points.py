@@ -44,7 +44,7 @@ import torch
 from torch import Tensor
 
 from posevlm.errors import ConfigError, InputFileError
-from posevlm.train.synthetic import TRAIN_DATASET, TRAIN_START_INDEX
+from posevlm.train.synthetic import TRAIN_DATASET, TRAIN_START_INDEX, SceneSplit, write_jsonl
 
 __all__ = ["POINT_TRAIN_VERSION", "POINT_TASKS", "PointSynthConfig", "PointTrainSet", "build_point_training_set",
            "point_training_records", "read_point_records", "PointSample", "tokenize_point_sample",
@@ -56,7 +56,7 @@ IGNORE_INDEX = -100
 
 
 @dataclass(frozen=True)
-class PointSynthConfig:
+class PointSynthConfig(SceneSplit):
     """What a synthetic point training set is made of (serialised into ``point_train.json``).
 
     Scans: ``num_scenes`` from ``start_index`` (the last ``num_test_scenes`` are the test split) with ``seed``,
@@ -82,13 +82,7 @@ class PointSynthConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "image_hw", tuple(self.image_hw))
         object.__setattr__(self, "tasks", tuple(self.tasks))
-        problems = []
-        if not 1 <= self.num_test_scenes < self.num_scenes:
-            problems.append(f"num_test_scenes={self.num_test_scenes} must be in 1..num_scenes-1 (num_scenes="
-                            f"{self.num_scenes}): both splits need a scene")
-        if self.start_index < TRAIN_START_INDEX:
-            problems.append(f"start_index={self.start_index} < {TRAIN_START_INDEX}: training scenes would share "
-                            "indices (hence scenes) with the demo benchmark")
+        problems = self.split_problems()
         for name in ("cloud_frames", "pixel_stride", "questions_per_type"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -109,14 +103,6 @@ class PointSynthConfig:
             problems.append(f"schema_version={self.schema_version!r} (this release reads 1)")
         if problems:
             raise ConfigError("invalid PointSynthConfig: " + "; ".join(problems), field="synthetic", value=problems)
-
-    @property
-    def train_indices(self) -> range:
-        return range(self.start_index, self.start_index + self.num_scenes - self.num_test_scenes)
-
-    @property
-    def test_indices(self) -> range:
-        return range(self.start_index + self.num_scenes - self.num_test_scenes, self.start_index + self.num_scenes)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -184,12 +170,6 @@ def _relative(path: Path, base: Path) -> str:
         return str(Path(path).resolve())
 
 
-def _write_jsonl(records: list[dict], path: Path) -> Path:
-    from posevlm.atomic import atomic_write_text
-
-    return atomic_write_text(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
-
-
 _FIELDS = ("id", "task", "scene_name", "point_cloud", "prompt", "answer")
 
 
@@ -251,7 +231,7 @@ def build_point_training_set(out: str | Path, config: PointSynthConfig = PointSy
                               num_frames=config.cloud_frames, pixel_stride=config.pixel_stride,
                               grid_size=config.grid_size)
         records = point_training_records(out / split, tasks=config.tasks, prompt=config.prompt, relative_to=out)
-        _write_jsonl(records, out / f"{split}.jsonl")
+        write_jsonl(records, out / f"{split}.jsonl")
         counts[split] = len(records)
         say(f"{split}: {len(names)} scene(s), {len(records)} records -> {out / f'{split}.jsonl'}")
     atomic_write_text(meta_path, json.dumps({

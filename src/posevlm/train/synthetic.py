@@ -54,8 +54,44 @@ TRAIN_DATASET = "synthetic_train"
 TRAIN_START_INDEX = 100_000
 
 
+class SceneSplit:
+    """The by-scene split shared by the synthetic training-set configs (a frozen dataclass with ``num_scenes``,
+    ``num_test_scenes`` and ``start_index``): the last ``num_test_scenes`` of the scenes from ``start_index`` are
+    test, the others train, and no index falls among the demo benchmark's."""
+
+    num_scenes: int
+    num_test_scenes: int
+    start_index: int
+
+    def split_problems(self) -> list[str]:
+        """The split's problems, each naming its field and the fix."""
+        problems = []
+        if not 1 <= self.num_test_scenes < self.num_scenes:
+            problems.append(f"num_test_scenes={self.num_test_scenes} must be in 1..num_scenes-1 "
+                            f"(num_scenes={self.num_scenes}): both splits need a scene")
+        if self.start_index < TRAIN_START_INDEX:
+            problems.append(f"start_index={self.start_index} < {TRAIN_START_INDEX}: training scenes would share "
+                            "indices (hence scenes) with the demo benchmark")
+        return problems
+
+    @property
+    def train_indices(self) -> range:
+        return range(self.start_index, self.start_index + self.num_scenes - self.num_test_scenes)
+
+    @property
+    def test_indices(self) -> range:
+        return range(self.start_index + self.num_scenes - self.num_test_scenes, self.start_index + self.num_scenes)
+
+
+def write_jsonl(records: list[dict], path: Path) -> Path:
+    """``records`` as JSONL (sorted keys), written atomically."""
+    from posevlm.atomic import atomic_write_text
+
+    return atomic_write_text(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
+
+
 @dataclass(frozen=True)
-class SyntheticTrainConfig:
+class SyntheticTrainConfig(SceneSplit):
     """What a synthetic training set is made of (serialised into ``synthetic_train.json``).
 
     Scans: ``num_scenes`` (the last ``num_test_scenes`` form the test split) from ``start_index`` with
@@ -84,13 +120,7 @@ class SyntheticTrainConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "image_hw", tuple(self.image_hw))
-        problems = []
-        if not 1 <= self.num_test_scenes < self.num_scenes:
-            problems.append(f"num_test_scenes={self.num_test_scenes} must be in 1..num_scenes-1 "
-                            f"(num_scenes={self.num_scenes}): both splits need a scene")
-        if self.start_index < TRAIN_START_INDEX:
-            problems.append(f"start_index={self.start_index} < {TRAIN_START_INDEX}: training scenes would share "
-                            "indices (hence scenes) with the demo benchmark")
+        problems = self.split_problems()
         if self.media not in ("video", "manifest"):
             problems.append(f"media={self.media!r} (allowed: video, manifest)")
         if self.questions_per_type < 1 or self.num_frames < 1 or self.frames_per_scene < 2:
@@ -107,14 +137,6 @@ class SyntheticTrainConfig:
             problems.append(f"prompt={self.prompt!r} (allowed: {', '.join(prompts.names())})")
         if problems:
             raise ConfigError("invalid SyntheticTrainConfig: " + "; ".join(problems), field="synthetic_train")
-
-    @property
-    def train_indices(self) -> range:
-        return range(self.start_index, self.start_index + self.num_scenes - self.num_test_scenes)
-
-    @property
-    def test_indices(self) -> range:
-        return range(self.start_index + self.num_scenes - self.num_test_scenes, self.start_index + self.num_scenes)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -147,12 +169,6 @@ def training_record(question: dict[str, Any], video: str, prompt) -> dict[str, A
     if "frame_ids" in question:
         record["frame_ids"] = list(question["frame_ids"])
     return record
-
-
-def _write_jsonl(records: list[dict], path: Path) -> Path:
-    from posevlm.atomic import atomic_write_text
-
-    return atomic_write_text(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
 
 
 def build_synthetic_training_set(out: str | Path, config: SyntheticTrainConfig = SyntheticTrainConfig(), *,
@@ -198,7 +214,7 @@ def build_synthetic_training_set(out: str | Path, config: SyntheticTrainConfig =
             [by_name[n] for n in names], out / "sampled" / sampling.slug, dataset=TRAIN_DATASET, seed=config.seed,
             orders=config.pose_orders_per_scene, max_per_type=config.pose_questions_per_type)
         records = [training_record(q, media[q["scene_name"]], prompt) for q in questions[split] + pose[split]]
-        _write_jsonl(records, out / f"{split}.jsonl")
+        write_jsonl(records, out / f"{split}.jsonl")
         counts[split], counts[f"{split}_pose"] = len(records), len(pose[split])
         say(f"{split}: {len(names)} scene(s), {len(records)} records ({len(pose[split])} pose questions) -> "
             f"{out / f'{split}.jsonl'}")
