@@ -32,7 +32,6 @@ rope types; a dynamic cache (``generate``'s default). Chunked prefill of point t
 from __future__ import annotations
 
 import importlib
-import inspect
 import re
 import types
 from pathlib import Path
@@ -43,6 +42,7 @@ from torch import Tensor
 
 from posevlm.attention.masks import causal_padding_mask
 from posevlm.errors import ConfigError, ShapeError
+from posevlm.models.pose_positions import forward_declaring
 from posevlm.positions.rope3d import MixedRoPE3D, MixedRoPE3DConfig, RotaryTables, rope3d_config
 from posevlm.positions.rotary import apply_rotary
 
@@ -130,7 +130,7 @@ def enable_mixed_rope3d(model, spec: "MixedRoPE3DConfig | dict | str | None" = N
         attn.forward = types.MethodType(point_attention_forward, attn)
     object.__setattr__(text_model, "_posevlm_point_token_id", None if point_token_id is None else int(point_token_id))
     text_model.forward = types.MethodType(_decoder_forward, text_model)
-    model.forward = types.MethodType(_outer_forward_for(type(model)), model)
+    model.forward = types.MethodType(forward_declaring(type(model), POINT_INPUTS), model)
     setattr(config, CONFIG_KEY, {"rope3d": spec.to_dict(),
                                  "point_token_id": None if point_token_id is None else int(point_token_id)})
     return model
@@ -273,25 +273,6 @@ def point_attention_forward(self, hidden_states: Tensor, position_embeddings: tu
                              **kwargs)
     out = out.reshape(*input_shape, -1).contiguous()
     return self.o_proj(out), weights
-
-
-_OUTER_FORWARDS: dict[type, Any] = {}
-
-
-def _outer_forward_for(cls):
-    """``cls.forward`` whose signature also declares the point inputs (``generate`` validates kwargs against it);
-    they travel in ``**kwargs`` to the inner model."""
-    if cls not in _OUTER_FORWARDS:
-        def forward(self, *args, **kwargs):
-            return cls.forward(self, *args, **kwargs)
-
-        signature = inspect.signature(cls.forward)
-        params = list(signature.parameters.values())
-        extra = [inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, default=None) for k in POINT_INPUTS]
-        forward.__signature__ = signature.replace(parameters=params[:-1] + extra + params[-1:])
-        forward.__doc__ = cls.forward.__doc__
-        _OUTER_FORWARDS[cls] = forward
-    return _OUTER_FORWARDS[cls]
 
 
 # -- checkpoints -----------------------------------------------------------------------------------------------

@@ -335,23 +335,25 @@ def _generate(self, *args, **kwargs):
         controller.generating -= 1
 
 
-_OUTER_FORWARDS: dict[type, Any] = {}
+_OUTER_FORWARDS: dict[tuple[type, tuple[str, ...]], Any] = {}
 
 
-def _outer_forward_for(cls):
-    """``cls.forward`` whose signature also declares the pose inputs (generate() validates its kwargs
-    against the forward signature); they travel in ``**kwargs`` to the inner model."""
-    if cls not in _OUTER_FORWARDS:
+def forward_declaring(cls, names: tuple[str, ...]):
+    """``cls.forward`` whose signature also declares the keyword-only inputs ``names`` (generate() validates its
+    kwargs against the forward signature); they travel in ``**kwargs`` to the inner model. One function per
+    (class, names), shared by every instance (pose inputs here, point inputs in ``mixed_rope3d``)."""
+    key = (cls, tuple(names))
+    if key not in _OUTER_FORWARDS:
         def forward(self, *args, **kwargs):
             return cls.forward(self, *args, **kwargs)
 
         signature = inspect.signature(cls.forward)
         params = list(signature.parameters.values())
-        extra = [inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, default=None) for k in _POSE_INPUTS]
+        extra = [inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, default=None) for k in key[1]]
         forward.__signature__ = signature.replace(parameters=params[:-1] + extra + params[-1:])
         forward.__doc__ = cls.forward.__doc__
-        _OUTER_FORWARDS[cls] = forward
-    return _OUTER_FORWARDS[cls]
+        _OUTER_FORWARDS[key] = forward
+    return _OUTER_FORWARDS[key]
 
 
 def enable_pose_positions(model, spec: PositionSpec | dict | None = None, *,
@@ -456,7 +458,7 @@ def enable_pose_positions(model, spec: PositionSpec | dict | None = None, *,
     object.__setattr__(model, "_posevlm_controller", controller)
     object.__setattr__(inner, "_posevlm_controller", controller)
     inner.forward = types.MethodType(_inner_forward, inner)
-    model.forward = types.MethodType(_outer_forward_for(type(model)), model)
+    model.forward = types.MethodType(forward_declaring(type(model), _POSE_INPUTS), model)
     model._prepare_position_ids_for_generation = types.MethodType(_prepare_position_ids, model)
     model.generate = types.MethodType(_generate, model)
     model.model.rope_deltas = None
