@@ -420,13 +420,28 @@ def from_pretrained(source: str | Path, *, local_files_only: bool = False, revis
     Returns:
         the model in eval mode; ``model.load_report`` the KeyReport (checkpoint names), ``model.processor``.
     """
+    return load_checkpoint(source, lambda data, where: read_hf_config(data, source=where)[:2], _skeleton,
+                           fit_camera_head=True, local_files_only=local_files_only, revision=revision, dtype=dtype,
+                           device=device, attn_implementation=attn_implementation, strict=strict, positions=positions,
+                           slot_axis=slot_axis, camera_attention=camera_attention, pose_source=pose_source, vggt=vggt,
+                           processor=processor)
+
+
+def load_checkpoint(source: str | Path, read_config: Callable[[dict, str], tuple[Any, Any]], skeleton: Callable[..., Any],
+                    *, fit_camera_head: bool, local_files_only: bool, revision: str | None, dtype, device,
+                    attn_implementation: str, strict: bool, positions, slot_axis, camera_attention,
+                    pose_source: str | None, vggt, processor):
+    """The loading recipe of :func:`from_pretrained`, shared by the compositions built on it (VLM²):
+    ``read_config(config.json data, its path) -> (model config, qwen config)`` and ``skeleton(config, qwen_config,
+    dtype=, attn_implementation=, meta=)`` are the model's own; ``fit_camera_head`` sizes VGGT's camera head to what
+    the checkpoint holds (Spatial-MLLM checkpoints with or without one)."""
     offline = local_files_only or hub_offline()
     folder = _snapshot(source, revision=revision, offline=offline)
     config_path = folder / "config.json"
     if not config_path.is_file():
         raise CheckpointError(f"{folder} has no config.json; pass a checkpoint directory (what save_pretrained "
                               "writes)", path=folder)
-    config, qwen_config, _ = read_hf_config(json.loads(config_path.read_text()), source=str(config_path))
+    config, qwen_config = read_config(json.loads(config_path.read_text()), str(config_path))
     config = _resolve_positions(config, qwen_config, positions, slot_axis, camera_attention, str(source))
     if pose_source is not None:
         config = config.replace(pose_source=pose_source)
@@ -435,15 +450,15 @@ def from_pretrained(source: str | Path, *, local_files_only: bool = False, revis
     dtype = _dtype_of(dtype, device)
     files = resolve_checkpoint(folder)
     vggt_files = resolve_checkpoint(vggt, offline=offline) if vggt is not None else None
-    config = _fit_camera_head(config, checkpoint_shapes(files), filled=vggt_files is not None)
-    model = _skeleton(config, qwen_config, dtype=dtype, attn_implementation=attn_implementation, meta=strict)
+    if fit_camera_head:
+        config = _fit_camera_head(config, checkpoint_shapes(files), filled=vggt_files is not None)
+    model = skeleton(config, qwen_config, dtype=dtype, attn_implementation=attn_implementation, meta=strict)
     if not strict:
         model.to(device)
     model.load_report = _load_tensors(model, files, source=str(source), strict=strict, device=device,
                                       vggt_files=vggt_files)
     model.to(device)
-    generation = folder / "generation_config.json"
-    if generation.is_file():
+    if (folder / "generation_config.json").is_file():
         from transformers import GenerationConfig
 
         model.qwen.generation_config = GenerationConfig.from_pretrained(str(folder))

@@ -27,22 +27,14 @@ from posevlm.hub import hub_offline
 from posevlm.memory import VLM2Config, VLM2Stage
 from posevlm.models.spatial_mllm.config import read_hf_config
 from posevlm.models.spatial_mllm.connectors import build_connector
-from posevlm.models.spatial_mllm.loading import (
-    _build_context,
-    _dtype_of,
-    _load_processor,
-    _load_tensors,
-    _resolve_positions,
-    _snapshot,
-    _stock_qwen,
-)
+from posevlm.models.spatial_mllm.loading import _build_context, _stock_qwen, load_checkpoint
 from posevlm.models.spatial_mllm.loading import compose as compose_spatial_mllm
 from posevlm.models.spatial_mllm.loading import save_pretrained as save_spatial_mllm
 from posevlm.models.spatial_mllm.model import SpatialMLLM
 from posevlm.models.vlm2.config import DEFAULT_HEADS, VLM2_ARCHITECTURE, VLM2ModelConfig, split_hf_config
 from posevlm.models.vlm2.model import VLM2
 from posevlm.spatial.vggt import VGGT, VGGTConfig, load_vggt
-from posevlm.spatial.weights import apply_dtype_policy, resolve_checkpoint
+from posevlm.spatial.weights import apply_dtype_policy
 
 __all__ = ["compose", "from_spatial_mllm", "from_pretrained", "save_pretrained"]
 
@@ -149,37 +141,17 @@ def from_pretrained(source: str | Path, *, local_files_only: bool = False, revis
             and :func:`from_spatial_mllm`).
         CheckpointError: missing / unexpected / mis-shaped keys (``strict``), as the Spatial-MLLM loader reports them.
     """
-    from posevlm.spatial.weights import CheckpointError
+    return load_checkpoint(source, _read_config, _skeleton, fit_camera_head=False, local_files_only=local_files_only,
+                           revision=revision, dtype=dtype, device=device, attn_implementation=attn_implementation,
+                           strict=strict, positions=positions, slot_axis=slot_axis, camera_attention=camera_attention,
+                           pose_source=pose_source, vggt=vggt, processor=processor)
 
-    offline = local_files_only or hub_offline()
-    folder = _snapshot(source, revision=revision, offline=offline)
-    config_path = folder / "config.json"
-    if not config_path.is_file():
-        raise CheckpointError(f"{folder} has no config.json; pass a checkpoint directory (what save_pretrained "
-                              "writes)", path=folder)
-    data, vlm2 = split_hf_config(json.loads(config_path.read_text()), source=str(config_path))
-    base, qwen_config, _ = read_hf_config(data, source=str(config_path))
-    config = VLM2ModelConfig.from_base(base, VLM2Config.from_dict(vlm2))
-    config = _resolve_positions(config, qwen_config, positions, slot_axis, camera_attention, str(source))
-    if pose_source is not None:
-        config = config.replace(pose_source=pose_source)
-    device = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available()
-                                                                          else "cpu")
-    dtype = _dtype_of(dtype, device)
-    files = resolve_checkpoint(folder)
-    vggt_files = resolve_checkpoint(vggt, offline=offline) if vggt is not None else None
-    model = _skeleton(config, qwen_config, dtype=dtype, attn_implementation=attn_implementation, meta=strict)
-    if not strict:
-        model.to(device)
-    model.load_report = _load_tensors(model, files, source=str(source), strict=strict, device=device,
-                                      vggt_files=vggt_files)
-    model.to(device)
-    if (folder / "generation_config.json").is_file():
-        from transformers import GenerationConfig
 
-        model.qwen.generation_config = GenerationConfig.from_pretrained(str(folder))
-    _load_processor(model, folder, processor, {"local_files_only": offline, "revision": revision})
-    return model.eval()
+def _read_config(data: dict, where: str) -> tuple[VLM2ModelConfig, Any]:
+    """(VLM2ModelConfig, qwen config) of a VLM² ``config.json`` (refuses a plain Spatial-MLLM's)."""
+    data, vlm2 = split_hf_config(data, source=where)
+    base, qwen_config, _ = read_hf_config(data, source=where)
+    return VLM2ModelConfig.from_base(base, VLM2Config.from_dict(vlm2)), qwen_config
 
 
 def save_pretrained(model: VLM2, directory: str | Path, **kwargs: Any) -> Path:
