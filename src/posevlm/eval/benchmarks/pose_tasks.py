@@ -302,4 +302,5 @@ def read_pose_benchmark(path) -> list[dict]:
 BENCHMARK = BenchmarkSpec(
     "synthetic_pose", lambda benchmark: read_pose_benchmark(benchmark["source"]),
     "pose-dependent questions over views shown shuffled, exact answers from the cameras (a .jsonl written by "
-    "posevlm train's synthetic set / posevlm experiment)", task_format="pose_views")
+    "posevlm synth --pose-benchmark / posevlm train's synthetic set); --frames folder_manifest of that selection",
+    task_format="pose_views")
