@@ -178,3 +178,28 @@ def test_synth_writes_pose_questions_for_a_selection(tmp_path):
 
 def _selected_in(folder: Path, scene: str) -> list[int]:
     return json.loads((folder / scene / "selected_frames.json").read_text())["selected_frames"]
+
+
+def test_oracle_answers_each_record_from_its_own_views(pose_set):
+    """A runner batch holds records of one scene whose views may differ (``FrameSpec.take`` allows a subset): each
+    answer equals the answer to that record alone, whichever record comes first in the batch."""
+    from posevlm.eval.backends.oracle import OracleBackend
+    from posevlm.eval.benchmarks.synthetic_vsi import read_benchmark_jsonl
+    from posevlm.eval.frames import record_frames
+
+    built, frames_root = pose_set
+    backend = OracleBackend({"scenes_root": str(built.root / "scenes")})
+    bench = read_pose_benchmark(built.test_pose_benchmark)
+    vsi = read_benchmark_jsonl(built.test_benchmark)
+    checked = 0
+    for scene in built.test_scenes:
+        spec = FolderManifest(str(frames_root / "synthetic_train" / scene), N).load()
+        first = {**next(r for r in vsi if r["scene_name"] == scene)}
+        first["frame_ids"] = spec.frame_ids[:2].tolist()  # a record over two of the views only
+        others = [r for r in bench + vsi if r["scene_name"] == scene and r["id"] != first["id"]]
+        for r in others:
+            alone = backend.generate([(r, "", record_frames(spec, r))])[0]["text"]
+            after = backend.generate([(first, "", record_frames(spec, first)), (r, "", record_frames(spec, r))])
+            assert after[1]["text"] == alone, (r["question_type"], r["id"])
+            checked += 1
+    assert checked > 0
