@@ -203,3 +203,19 @@ def test_oracle_answers_each_record_from_its_own_views(pose_set):
             assert after[1]["text"] == alone, (r["question_type"], r["id"])
             checked += 1
     assert checked > 0
+
+
+def test_eval_config_refuses_views_questions_on_point_clouds(pose_set, tmp_path):
+    """Pose questions name views of frames (they cannot be asked over a point cloud) and layout targets need the
+    cloud: the mismatch is refused when the config is made, not mid-run."""
+    from posevlm.eval.runner import EvalConfig, run_eval
+
+    built, frames_root = pose_set
+    oracle = {"backend": "oracle", "name": "oracle", "scenes_root": str(built.root / "scenes")}
+    with pytest.raises(ConfigError, match="synthetic_pose.*folder_manifest"):
+        run_eval(EvalConfig(benchmark={"name": "synthetic_pose", "source": str(built.test_pose_benchmark)},
+                            model=oracle, frames={"source": "point_cloud", "root": str(built.root / "scenes"),
+                                                  "num_frames": N}), tmp_path / "pose_on_cloud", shard="0/1")
+    with pytest.raises(ConfigError, match="synthetic_layout.*point_cloud"):
+        EvalConfig(benchmark={"name": "synthetic_layout", "source": str(tmp_path)}, model=oracle,
+                   frames={"source": "folder_manifest", "root": str(frames_root), "num_frames": N})
