@@ -219,3 +219,19 @@ def test_eval_config_refuses_views_questions_on_point_clouds(pose_set, tmp_path)
     with pytest.raises(ConfigError, match="synthetic_layout.*point_cloud"):
         EvalConfig(benchmark={"name": "synthetic_layout", "source": str(tmp_path)}, model=oracle,
                    frames={"source": "folder_manifest", "root": str(frames_root), "num_frames": N})
+
+
+def test_pose_benchmark_refuses_options_naming_views_not_shown(tmp_path, pose_set):
+    """Options name views by 1-based position in ``frame_ids``: "frame 0" or a position past the last view is refused
+    when the file is read (the oracle indexed past the presented cameras and failed the whole batch)."""
+    built, _ = pose_set
+    bench = _jsonl(built.test_pose_benchmark)
+    path = tmp_path / "ok.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in bench))
+    assert len(read_pose_benchmark(path)) == len(bench)  # every generated record names shown views only
+    record = next(r for r in bench if r["question_type"] == "pose_view_facing")
+    k = len(record["frame_ids"])
+    for options in (["A. frame 1", f"B. frame {k + 1}"], ["A. frame 0", "B. frame 2"]):
+        path.write_text(json.dumps({**record, "options": options, "ground_truth": "A"}) + "\n")
+        with pytest.raises(InputFileError, match=f"options name frame .* 1..{k}"):
+            read_pose_benchmark(path)

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import re
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -276,7 +277,8 @@ def selection_pose_questions(scene_dirs, selection_dir, *, dataset: str, seed: i
 
 def read_pose_benchmark(path) -> list[dict]:
     """The records of a ``synthetic_pose`` ``.jsonl``: VSI-Bench fields valid, a pose question type, ``frame_ids``
-    a non-empty list of distinct ints, unique ids.
+    a non-empty list of distinct ints, unique ids, options naming frames 1..len(frame_ids) only ("frame k" is the k-th
+    view shown).
 
     Raises:
         InputFileError: missing file, bad JSON or an invalid record (names the line and the problem).
@@ -294,6 +296,12 @@ def read_pose_benchmark(path) -> list[dict]:
         if not (isinstance(ids, list) and ids and all(isinstance(f, int) and not isinstance(f, bool) for f in ids)
                 and len(set(ids)) == len(ids)):
             problems.append(f"frame_ids must be a non-empty list of distinct ints (the views shown); got {ids!r}")
+        else:
+            named = sorted({int(k) for o in r.get("options") or () for k in re.findall(r"frame (\d+)", str(o))})
+            outside = [k for k in named if not 1 <= k <= len(ids)]
+            if outside:
+                problems.append(f"options name frame {', '.join(map(str, outside))}, but frames are numbered "
+                                f"1..{len(ids)} (positions in frame_ids, the {len(ids)} views shown)")
         if problems:
             raise InputFileError(f"{path}: record {n} (id {r['id']}): " + "; ".join(problems), path=path)
     return records
