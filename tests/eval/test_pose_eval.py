@@ -235,3 +235,21 @@ def test_pose_benchmark_refuses_options_naming_views_not_shown(tmp_path, pose_se
         path.write_text(json.dumps({**record, "options": options, "ground_truth": "A"}) + "\n")
         with pytest.raises(InputFileError, match=f"options name frame .* 1..{k}"):
             read_pose_benchmark(path)
+
+
+def test_each_scene_is_shuffled_its_own_way(pose_set):
+    """The shown order is a per-scene shuffle: with one permutation for every scene of a seed, presented position k
+    would be the same temporal rank in every scene, so position would again tell the temporal order (e.g. which
+    views are adjacent in time, hence overlap) and frame index would not be uninformative."""
+    from posevlm.eval.benchmarks.pose_tasks import presentation_order
+
+    built, frames_root = pose_set
+    records = [r for path in (built.train, built.test) for r in _jsonl(path) if r["question_type"] in POSE_QUESTION_TYPES]
+    patterns: dict[str, set[tuple[int, ...]]] = {}
+    for r in records:
+        selected = _selected(frames_root, r["scene_name"])
+        patterns.setdefault(r["scene_name"], set()).add(tuple(selected.index(f) for f in r["frame_ids"]))
+    assert len(patterns) >= 2 and all(len(p) == 2 for p in patterns.values())  # two orders per scene
+    assert len({frozenset(p) for p in patterns.values()}) == len(patterns)  # no two scenes shuffled alike
+    orders = {tuple(presentation_order(8, 0, scene_name=f"s{i}").tolist()) for i in range(6)}
+    assert len(orders) == 6 and all(sorted(o) == list(range(8)) for o in orders)
