@@ -244,7 +244,8 @@ def test_each_scene_is_shuffled_its_own_way(pose_set):
     from posevlm.eval.benchmarks.pose_tasks import presentation_order
 
     built, frames_root = pose_set
-    records = [r for path in (built.train, built.test) for r in _jsonl(path) if r["question_type"] in POSE_QUESTION_TYPES]
+    records = [r for path in (built.train, built.test) for r in _jsonl(path)
+               if r["question_type"] in POSE_QUESTION_TYPES]
     patterns: dict[str, set[tuple[int, ...]]] = {}
     for r in records:
         selected = _selected(frames_root, r["scene_name"])

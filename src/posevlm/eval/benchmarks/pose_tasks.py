@@ -3,7 +3,8 @@
 The research's thesis is that a video MLLM doing spatial reasoning should condition on view perspective, not on
 frame index. These questions test exactly that: their answers are functions of the *cameras* of the selected
 views and the scan's object boxes (exact ground truth, no rendering), and the views are presented in a seeded
-random order of their own per scene (``presentation_order``), so frame index / temporal position is uninformative by construction.
+random order of their own per scene (``presentation_order``), so frame index / temporal position is uninformative
+by construction.
 
 Question types (all multiple choice, letters A..D):
 
