@@ -277,3 +277,26 @@ def test_posevlm_eval_runs_a_tiny_point_lm_checkpoint_and_resumes(point_world, t
     assert compare.returncode == 0, compare.stderr[-3000:]
     (col,) = json.loads(compare.stdout)["columns"]
     assert col["column"] == "sample_f1_25" and col["mean_a"] == 1.0 and col["n"] == 2
+
+
+def test_eval_cli_on_point_clouds_defaults_to_the_training_prompt(point_world, tmp_path):
+    """``posevlm train``'s point set renders its prompts with ``point_cloud`` (``PointSynthConfig.prompt``): ``posevlm
+    eval --frames point_cloud`` without ``--prompt`` asks the same text (the official preset says "These are frames
+    of a video."); frame sources keep ``official``."""
+    from posevlm.eval.prompts import POINT_CLOUD_PRE_PROMPT
+    from posevlm.train.points import PointSynthConfig
+
+    assert PointSynthConfig().prompt == "point_cloud"
+    out = tmp_path / "qa"
+    done = subprocess.run([sys.executable, "-m", "posevlm", "eval", "--benchmark", "synthetic_point_qa", "--source",
+                           str(point_world / "points"), "--backend", "oracle", "--scenes", str(point_world / "data"),
+                           "--frames", "point_cloud", "--frames-root", str(point_world / "data"), "--num-frames", "8",
+                           "--limit", "1", "--out", str(out)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    stored = json.loads((out / "run_config.json").read_text())["config"]
+    assert stored["prompt"] == "point_cloud"
+    from posevlm.eval.benchmarks.point_tasks import load_point_qa
+    from posevlm.eval.prompts import get_prompt
+
+    assert get_prompt(stored["prompt"]).render(load_point_qa(point_world / "points")[0]).startswith(
+        POINT_CLOUD_PRE_PROMPT)

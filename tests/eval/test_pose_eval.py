@@ -178,3 +178,79 @@ def test_synth_writes_pose_questions_for_a_selection(tmp_path):
 
 def _selected_in(folder: Path, scene: str) -> list[int]:
     return json.loads((folder / scene / "selected_frames.json").read_text())["selected_frames"]
+
+
+def test_oracle_answers_each_record_from_its_own_views(pose_set):
+    """A runner batch holds records of one scene whose views may differ (``FrameSpec.take`` allows a subset): each
+    answer equals the answer to that record alone, whichever record comes first in the batch."""
+    from posevlm.eval.backends.oracle import OracleBackend
+    from posevlm.eval.benchmarks.synthetic_vsi import read_benchmark_jsonl
+    from posevlm.eval.frames import record_frames
+
+    built, frames_root = pose_set
+    backend = OracleBackend({"scenes_root": str(built.root / "scenes")})
+    bench = read_pose_benchmark(built.test_pose_benchmark)
+    vsi = read_benchmark_jsonl(built.test_benchmark)
+    checked = 0
+    for scene in built.test_scenes:
+        spec = FolderManifest(str(frames_root / "synthetic_train" / scene), N).load()
+        first = {**next(r for r in vsi if r["scene_name"] == scene)}
+        first["frame_ids"] = spec.frame_ids[:2].tolist()  # a record over two of the views only
+        others = [r for r in bench + vsi if r["scene_name"] == scene and r["id"] != first["id"]]
+        for r in others:
+            alone = backend.generate([(r, "", record_frames(spec, r))])[0]["text"]
+            after = backend.generate([(first, "", record_frames(spec, first)), (r, "", record_frames(spec, r))])
+            assert after[1]["text"] == alone, (r["question_type"], r["id"])
+            checked += 1
+    assert checked > 0
+
+
+def test_eval_config_refuses_views_questions_on_point_clouds(pose_set, tmp_path):
+    """Pose questions name views of frames (they cannot be asked over a point cloud) and layout targets need the
+    cloud: the mismatch is refused when the config is made, not mid-run."""
+    from posevlm.eval.runner import EvalConfig, run_eval
+
+    built, frames_root = pose_set
+    oracle = {"backend": "oracle", "name": "oracle", "scenes_root": str(built.root / "scenes")}
+    with pytest.raises(ConfigError, match="synthetic_pose.*folder_manifest"):
+        run_eval(EvalConfig(benchmark={"name": "synthetic_pose", "source": str(built.test_pose_benchmark)},
+                            model=oracle, frames={"source": "point_cloud", "root": str(built.root / "scenes"),
+                                                  "num_frames": N}), tmp_path / "pose_on_cloud", shard="0/1")
+    with pytest.raises(ConfigError, match="synthetic_layout.*point_cloud"):
+        EvalConfig(benchmark={"name": "synthetic_layout", "source": str(tmp_path)}, model=oracle,
+                   frames={"source": "folder_manifest", "root": str(frames_root), "num_frames": N})
+
+
+def test_pose_benchmark_refuses_options_naming_views_not_shown(tmp_path, pose_set):
+    """Options name views by 1-based position in ``frame_ids``: "frame 0" or a position past the last view is refused
+    when the file is read (the oracle indexed past the presented cameras and failed the whole batch)."""
+    built, _ = pose_set
+    bench = _jsonl(built.test_pose_benchmark)
+    path = tmp_path / "ok.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in bench))
+    assert len(read_pose_benchmark(path)) == len(bench)  # every generated record names shown views only
+    record = next(r for r in bench if r["question_type"] == "pose_view_facing")
+    k = len(record["frame_ids"])
+    for options in (["A. frame 1", f"B. frame {k + 1}"], ["A. frame 0", "B. frame 2"]):
+        path.write_text(json.dumps({**record, "options": options, "ground_truth": "A"}) + "\n")
+        with pytest.raises(InputFileError, match=f"options name frame .* 1..{k}"):
+            read_pose_benchmark(path)
+
+
+def test_each_scene_is_shuffled_its_own_way(pose_set):
+    """The shown order is a per-scene shuffle: with one permutation for every scene of a seed, presented position k
+    would be the same temporal rank in every scene, so position would again tell the temporal order (e.g. which
+    views are adjacent in time, hence overlap) and frame index would not be uninformative."""
+    from posevlm.eval.benchmarks.pose_tasks import presentation_order
+
+    built, frames_root = pose_set
+    records = [r for path in (built.train, built.test) for r in _jsonl(path)
+               if r["question_type"] in POSE_QUESTION_TYPES]
+    patterns: dict[str, set[tuple[int, ...]]] = {}
+    for r in records:
+        selected = _selected(frames_root, r["scene_name"])
+        patterns.setdefault(r["scene_name"], set()).add(tuple(selected.index(f) for f in r["frame_ids"]))
+    assert len(patterns) >= 2 and all(len(p) == 2 for p in patterns.values())  # two orders per scene
+    assert len({frozenset(p) for p in patterns.values()}) == len(patterns)  # no two scenes shuffled alike
+    orders = {tuple(presentation_order(8, 0, scene_name=f"s{i}").tolist()) for i in range(6)}
+    assert len(orders) == 6 and all(sorted(o) == list(range(8)) for o in orders)

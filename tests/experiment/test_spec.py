@@ -121,3 +121,16 @@ def test_cli_dry_run_status_and_slurm(tmp_path):
     assert status.exit_code == 0 and status.output.splitlines()[-1] == "36 runs: 36 pending"
     slurm = CliRunner().invoke(app, ["experiment", "slurm", str(CLUSTER), "--gpus", "2"])
     assert "#SBATCH --array=0-47" in slurm.output and "#SBATCH --gres=gpu:2" in slurm.output
+
+
+def test_analysis_headlines_must_be_columns_of_their_task(tmp_path):
+    """A headline the report cannot find (a typo) is refused when the spec is read, naming the key and the columns;
+    it crashed the report (StopIteration) after every run had finished."""
+    grid = "  sampler: [uniform]\n  num_frames: [4]\n"
+    spec = load_spec(_spec(tmp_path, grid, extra="analysis: {headline: RelDir, pose_headline: pose_view_facing}\n"))
+    assert (spec.analysis["headline"], spec.analysis["pose_headline"]) == ("RelDir", "pose_view_facing")
+    with pytest.raises(ConfigError) as err:
+        load_spec(_spec(tmp_path, grid, extra="analysis: {headline: macro_all, pose_headline: pose_marco}\n"))
+    text = str(err.value)
+    assert "analysis.headline='macro_all'" in text and "macro_official_all" in text, text
+    assert "analysis.pose_headline='pose_marco'" in text and "pose_macro" in text, text

@@ -42,6 +42,15 @@ def test_shipped_config_is_the_point_lm_family():
 
 
 @pytest.mark.slow
+def test_point_lm_refuses_run_evaluate():
+    """run.evaluate is the video evaluation (hf backend on the synthetic VSI / pose test split): a PointCloudLM is
+    refused when the config is read, not after training when the hf backend cannot load it."""
+    from posevlm.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="run.evaluate.*point_lm.*--backend points"):
+        load_train_config(CONFIG, ["run.evaluate=true", "synthetic.media=manifest"])
+
+
 def test_readme_point_lm_train_and_eval_commands_run(tmp_path):
     env_vars, commands = _readme_commands()
     assert [c.split()[1] for c in commands] == ["train", "eval", "eval", "report"]

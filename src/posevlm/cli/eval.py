@@ -44,7 +44,9 @@ def eval_cmd(
     num_frames: int = typer.Option(16, "--num-frames", help="Frames per sample (point_cloud: frames back-projected "
                                    "when a cloud is built from a scan)."),
     rule: str = typer.Option("round_full", "--rule", help="mp4_uniform: round_full | floor_full | floor_pool128."),
-    prompt: str = typer.Option("official", "--prompt", help="official | spatial_mllm_sft | answer_tags."),
+    prompt: Optional[str] = typer.Option(None, "--prompt", help="official | spatial_mllm_sft | answer_tags | "
+                                         "point_cloud (default: point_cloud with --frames point_cloud, as posevlm "
+                                         "train's point set is prompted; else official)."),
     batch_size: int = typer.Option(1, "--batch-size"),
     shard: Optional[str] = typer.Option(None, "--shard", help="i/n; default from torchrun/accelerate or SLURM arrays."),
     stage: str = typer.Option("infer", "--stage", help="preflight (CPU checks only, writes OUT/preflight/, no "
@@ -117,7 +119,9 @@ def eval_cmd(
     bench_config = bench_config if bench_config is not None else bench.default_config or "full"
     config = EvalConfig(benchmark={"name": benchmark, "source": source or bench.default_source, "config": bench_config,
                                    "filters": filters, "limit": limit},
-                        model=model_cfg, frames=frames_cfg, prompt=prompt, batch_size=batch_size)
+                        model=model_cfg, frames=frames_cfg,
+                        prompt=prompt or ("point_cloud" if frames == "point_cloud" else "official"),
+                        batch_size=batch_size)
     summary = run_eval(config, out, shard=shard, stage=stage, retry_errors=retry_errors)
     echo = typer.echo
     if stage == "preflight":

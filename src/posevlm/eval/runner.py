@@ -27,6 +27,9 @@ from posevlm.eval.run_store import RunStore, shard_file_name
 __all__ = ["EvalConfig", "resolve_records", "frame_request", "make_backend", "run_eval", "EvalSummary"]
 
 FRAME_SOURCES = ("mp4_uniform", "mp4_fps", "folder_manifest", "point_cloud")
+#: task formats whose records name views of frames (never a point cloud) / are answered over a point cloud only
+_VIEW_FORMATS = ("pose_views",)
+_CLOUD_FORMATS = ("layout",)
 #: a sample whose record is an error is retried on resume until it has failed this many times
 MAX_ATTEMPTS = 2
 
@@ -59,9 +62,18 @@ class EvalConfig:
 
         problems = []
         try:
-            benchmarks.get(self.benchmark.get("name"))
+            bench = benchmarks.get(self.benchmark.get("name"))
         except ConfigError as exc:
+            bench = None
             problems.append(f"benchmark.name: {exc}")
+        source = self.frames.get("source")
+        if bench is not None and bench.task_format in _VIEW_FORMATS and source == "point_cloud":
+            problems.append(f"benchmark {bench.name} asks about views of frames: frames.source must be a frame source "
+                            "(--frames folder_manifest), not point_cloud")
+        if bench is not None and bench.task_format in _CLOUD_FORMATS and source in FRAME_SOURCES \
+                and source != "point_cloud":
+            problems.append(f"benchmark {bench.name} is answered over a point cloud: frames.source must be "
+                            f"point_cloud (--frames point_cloud), not {source}")
         try:
             backend = backends.get(self.model.get("backend"))
         except ConfigError as exc:

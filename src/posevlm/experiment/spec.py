@@ -18,7 +18,8 @@ A spec file (``configs/experiments/*.yaml``)::
 
 ``grid.variants`` (optional) lists the variants explicitly (each a mapping of positions / camera_attention /
 pose_bias, ``{}`` = the baseline) instead of the product of the three axes (some combinations do not build,
-e.g. PTHW with PRoPE on the tiny model's 8-dim heads).
+e.g. PTHW with PRoPE on the tiny model's 8-dim heads). ``analysis.headline`` / ``pose_headline`` must be columns
+``posevlm compare`` reports for the VSI (``vsibench``) / pose (``pose_views``) task; a spec naming another is refused.
 
 A *condition* is (sampler, num_frames); a *variant* is (positions, camera_attention, pose_bias); the baseline
 variant is the stock THW one (positions null, no camera attention, pose bias none) and must be in the grid.
@@ -228,11 +229,27 @@ def load_spec(path: str | Path, *, output_dir: str | Path | None = None) -> Expe
     analysis = {**_ANALYSIS_DEFAULTS, **(raw.get("analysis") or {})}
     problems += [f"unknown analysis key {k!r} (known: {', '.join(_ANALYSIS_DEFAULTS)})" for k in analysis
                  if k not in _ANALYSIS_DEFAULTS]
+    problems += _headline_problems(analysis)
     if problems:
         raise ConfigError(f"invalid experiment spec {path}: " + "; ".join(problems), field="spec")
     out = Path(output_dir) if output_dir is not None else Path(raw.get("output_dir") or f"runs/experiments/{name}")
     return ExperimentSpec(name, train_config, out, dict(overrides), None if launcher is None else
                           tuple(map(str, launcher)), grid, analysis, str(raw.get("description", "")), path)
+
+
+def _headline_problems(analysis: Mapping[str, Any]) -> list[str]:
+    """Each task's headline (``analysis.headline`` / ``pose_headline``) must be a column its task format compares
+    (the report's per-seed table and verdicts read it)."""
+    from posevlm.eval.task_format import task_formats
+    from posevlm.experiment.analysis import TASKS
+
+    problems = []
+    for task in TASKS:
+        columns = task_formats.get(task.task_format).compare_columns
+        if analysis.get(task.headline_key) not in columns:
+            problems.append(f"analysis.{task.headline_key}={analysis.get(task.headline_key)!r} is not a column of the "
+                            f"{task.name} task ({task.task_format}); use one of {', '.join(columns)}")
+    return problems
 
 
 def _hash(config: Mapping[str, Any]) -> str:

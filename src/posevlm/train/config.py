@@ -327,7 +327,11 @@ class TrainConfig:
                             "(train on sampling-manifest folders) so samples without cameras are skipped by rule")
         if spatial and not self.data.with_video_tchw:
             problems.append(f"model.family={self.model.family} feeds the frames to VGGT: set data.with_video_tchw=true")
-        if self.run.evaluate and (self.synthetic is None or self.synthetic.media != "manifest"):
+        if self.run.evaluate and family is not None and family.evaluated_by is not None:
+            problems.append(f"run.evaluate=true evaluates with the hf video backend, which cannot load a "
+                            f"model.family={self.model.family} checkpoint: set run.evaluate=false and evaluate it with "
+                            f"{family.evaluated_by}")
+        elif self.run.evaluate and (self.synthetic is None or self.synthetic.media != "manifest"):
             problems.append("run.evaluate=true evaluates on the synthetic test split: add a synthetic section with "
                             "media: manifest (or evaluate the checkpoint yourself with posevlm eval)")
         if self.tune.lora is not None and str(self.run.deepspeed or "").startswith("zero3"):

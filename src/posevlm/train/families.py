@@ -13,7 +13,8 @@ A :class:`TrainFamily` states everything the recipe (:mod:`posevlm.train.run`) a
   samples brings its own;
 - ``model_keys``: the ``model`` section keys only this family reads (``vlm2``); set for another family, they are
   reported;
-- ``extra_problems(config)``: the family's own checks of the ``model`` section, reported with all the others.
+- ``extra_problems(config)``: the family's own checks of the ``model`` section, reported with all the others;
+- ``evaluated_by``: set for a family ``run.evaluate`` (the video evaluation) cannot evaluate: how to evaluate it.
 
 Built-in families (registered lazily; :mod:`posevlm.train.builders` holds them): ``qwen2_5_vl``, ``qwen3_vl``
 (stock, pose-aware through :func:`posevlm.models.enable_pose_positions`), ``spatial_mllm``, ``vlm2``. Plug-ins add
@@ -99,6 +100,8 @@ class TrainFamily:
         model_keys: ``model`` section keys only this family reads (a non-empty value under another family is a
             problem).
         extra_problems: ``(config: ModelSection) -> list[str]``, each naming its dotted key and the fix.
+        evaluated_by: how its checkpoints are evaluated when ``posevlm train``'s ``run.evaluate`` (the hf backend on
+            the synthetic video test split) cannot: a ``posevlm eval`` hint for the error; None (default): it can.
     """
 
     name: str
@@ -111,6 +114,7 @@ class TrainFamily:
     collator: Callable[..., Any] = video_sft_collator
     model_keys: tuple[str, ...] = ()
     extra_problems: Callable[["ModelSection"], list[str]] = no_extra_problems
+    evaluated_by: str | None = None
 
     @property
     def layout(self) -> str:

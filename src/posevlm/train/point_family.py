@@ -12,7 +12,7 @@ point-cloud records (:mod:`posevlm.train.points`).
   or a ``MixedRoPE3DConfig`` mapping), ``encoder`` (``PointEncoderConfig`` fields), ``projector`` (``linear`` /
   ``mlp2``);
 * positions, camera attention and pose bias do not apply (the model reads no frames); nor does ``run.evaluate`` (the
-  recipe's evaluation is the video one): evaluate ``<output_dir>/final`` with ``posevlm eval --backend points``.
+  recipe's evaluation is the video one, so ``run.evaluate=true`` is refused): evaluate ``<output_dir>/final`` with ``posevlm eval --backend points``.
 
 ``data.datasets``: comma-separated sources of point training records: ``synthetic_train_points`` (the train split of
 ``<dataset_root>/synthetic_train_points``, built with the default :class:`~posevlm.train.points.PointSynthConfig` on
@@ -213,4 +213,5 @@ POINT_LM = TrainFamily(
     "point_lm", POINT_LM_BASE, build_point_lm,
     description="PointCloudLM: a stock Qwen2 / Qwen3 decoder + point encoder + projector with MixedRoPE3D "
                 "(model.point_lm), trained on point-cloud layout / QA records",
-    dataset=point_dataset, collator=point_collator, extra_problems=point_lm_problems)
+    dataset=point_dataset, collator=point_collator, extra_problems=point_lm_problems,
+    evaluated_by="posevlm eval --backend points --model <output_dir>/final --frames point_cloud")

@@ -458,8 +458,8 @@ class OracleBackend:
             ``generate`` call (the behaviour before the cache; answers are the same either way).
             None: ``OBSERVATION_CACHE_SIZE``, read when the backend is made.
 
-    ``generate(batch)`` takes ``(record, prompt, FrameSpec)`` triples of one scene and frame set (the
-    runner's batches) and returns one ``{"text", "video_grid_thw", "n_visual_tokens"}`` dict per record.
+    ``generate(batch)`` takes ``(record, prompt, FrameSpec)`` triples of one scene (the runner's batches; a
+    record with its own ``frame_ids`` has its own spec, so a batch may hold several frame sets) and returns one ``{"text", "video_grid_thw", "n_visual_tokens"}`` dict per record.
     Observations are keyed by (dataset, scene, distinct ascending frame ids, perception config): the
     observation of a frame set does not depend on the order or repeats of its ids. ``n_observed`` and
     ``n_reused`` count perceptions made and observations served from the cache.
@@ -519,7 +519,8 @@ class OracleBackend:
         return obs
 
     def generate(self, batch: Sequence[tuple[dict, str, Any]], generation=None) -> list[dict[str, Any]]:
-        """Answers for a runner batch (one scene, one ``FrameSpec``); ``generation`` is ignored.
+        """Answers for a runner batch (one scene; each record answered from the frames of its own spec: records that
+        show their own views are grouped by frame set, one observation each); ``generation`` is ignored.
 
         Raises:
             MissingInputError: the scene folder is not under ``scenes_root``.
@@ -531,19 +532,29 @@ class OracleBackend:
         kinds = ["layout" if r.get("question_type") == LAYOUT_QUESTION_TYPE else "pose"
                  if r["question_type"] in _POSE_ANSWER else "vsi" for r in records]
         script = answer_layout_oracle(scene, spec) if "layout" in kinds else None
-        answers, posed = iter(()), iter(())
-        if any(k != "layout" for k in kinds):
-            if not len(spec.frame_ids):
+        texts: list[str | None] = [script if k == "layout" else None for k in kinds]
+        by_views: dict[tuple[int, ...], list[int]] = {}  # records of one frame set (a record may show its own views)
+        for i, ((_, _, sp), k) in enumerate(zip(batch, kinds)):
+            if k != "layout":
+                by_views.setdefault(tuple(np.unique(np.asarray(sp.frame_ids, np.int64)).tolist()), []).append(i)
+        for views, rows in by_views.items():
+            if not views:
                 raise ConfigError("the oracle answers questions from the frames a point cloud was built from; a cloud "
                                   "read from a file has none: point --frames-root at the scans", field="frames.root")
-            obs = self.observation(record["dataset"], scene, spec.frame_ids)  # one frame set: order and repeats aside
-            vsi = [r for r, k in zip(records, kinds) if k == "vsi"]
-            answers = iter(answer_oracle_many(vsi, scene, obs.frame_ids, self.config, observation=obs) if vsi else [])
-            posed = iter(answer_pose_oracle([r for r, k in zip(records, kinds) if k == "pose"], scene,
-                                            [sp for (_, _, sp), k in zip(batch, kinds) if k == "pose"], self.config,
-                                            observation=obs) if "pose" in kinds else [])
-        return [{"text": script if k == "layout" else next(posed) if k == "pose" else next(answers),
-                 "video_grid_thw": None, "n_visual_tokens": None} for k in kinds]
+            obs = self.observation(record["dataset"], scene, views)  # one frame set: order and repeats aside
+            vsi = [i for i in rows if kinds[i] == "vsi"]
+            pose = [i for i in rows if kinds[i] == "pose"]
+            if vsi:
+                done = answer_oracle_many([records[i] for i in vsi], scene, obs.frame_ids, self.config,
+                                          observation=obs)
+                for i, text in zip(vsi, done):
+                    texts[i] = text
+            if pose:
+                done = answer_pose_oracle([records[i] for i in pose], scene, [batch[i][2] for i in pose], self.config,
+                                          observation=obs)
+                for i, text in zip(pose, done):
+                    texts[i] = text
+        return [{"text": t, "video_grid_thw": None, "n_visual_tokens": None} for t in texts]
 
 
 def answer_layout_oracle(scene: Scene, spec: Any, decimals: int = 2) -> str:

@@ -3,7 +3,8 @@
 The research's thesis is that a video MLLM doing spatial reasoning should condition on view perspective, not on
 frame index. These questions test exactly that: their answers are functions of the *cameras* of the selected
 views and the scan's object boxes (exact ground truth, no rendering), and the views are presented in a seeded
-random order (``presentation_order``), so frame index / temporal position is uninformative by construction.
+random order of their own per scene (``presentation_order``), so frame index / temporal position is uninformative
+by construction.
 
 Question types (all multiple choice, letters A..D):
 
@@ -38,6 +39,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import re
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -64,9 +66,14 @@ def _check_poses(c2w_opencv: np.ndarray) -> np.ndarray:
     return c2w
 
 
-def presentation_order(num_views: int, seed: int) -> np.ndarray:
-    """A seeded random permutation of ``range(num_views)``: the order the views are shown in. (S,) int64."""
-    return np.random.default_rng([seed, num_views]).permutation(num_views)
+def presentation_order(num_views: int, seed: int, *, scene_name: str = "") -> np.ndarray:
+    """A seeded random permutation of ``range(num_views)``: the order the views are shown in. (S,) int64.
+
+    ``scene_name`` enters the seed, so every scene is shuffled its own way: with one permutation per seed for all
+    scenes, the k-th view shown would have the same temporal rank in every scene, and position would tell the
+    temporal order again."""
+    scene_key = [int.from_bytes(hashlib.sha256(scene_name.encode()).digest()[:8], "big")] if scene_name else []
+    return np.random.default_rng([seed, num_views, *scene_key]).permutation(num_views)
 
 
 def _in_camera(c2w_opencv: np.ndarray, points: np.ndarray) -> np.ndarray:
@@ -226,7 +233,8 @@ def pose_questions(objects: Sequence[Mapping[str, Any]], c2w_opencv: np.ndarray,
 def scene_pose_questions(scene_dir, frame_ids: Sequence[int], *, seed: int, dataset: str = "synthetic",
                          max_per_type: int = 4) -> list[dict]:
     """:func:`pose_questions` for the views ``frame_ids`` of a posed synthetic scan, shown in
-    ``presentation_order(len(frame_ids), seed)`` (so frame index says nothing about where a view looks).
+    ``presentation_order(len(frame_ids), seed, scene_name=scene.name)`` (so frame index says nothing about
+    where a view looks).
 
     Raises:
         ConfigError: the scene has no cameras or no synthetic ground truth (``metadata.objects``).
@@ -237,7 +245,7 @@ def scene_pose_questions(scene_dir, frame_ids: Sequence[int], *, seed: int, data
     if scene.cameras is None or "objects" not in scene.metadata:
         raise ConfigError(f"scene {scene.name!r} has no cameras or no metadata.objects: pose questions need a "
                           "posed synthetic scan (posevlm synth)", field="scene", value=scene.name)
-    ids = np.asarray(frame_ids, np.int64)[presentation_order(len(frame_ids), seed)]
+    ids = np.asarray(frame_ids, np.int64)[presentation_order(len(frame_ids), seed, scene_name=scene.name)]
     cams = scene.cameras_for(ids)
     c2w = np.linalg.inv(cams.w2c_opencv.double().numpy())
     hw = tuple(int(v) for v in cams.image_hw[0])
@@ -276,7 +284,8 @@ def selection_pose_questions(scene_dirs, selection_dir, *, dataset: str, seed: i
 
 def read_pose_benchmark(path) -> list[dict]:
     """The records of a ``synthetic_pose`` ``.jsonl``: VSI-Bench fields valid, a pose question type, ``frame_ids``
-    a non-empty list of distinct ints, unique ids.
+    a non-empty list of distinct ints, unique ids, options naming frames 1..len(frame_ids) only ("frame k" is the k-th
+    view shown).
 
     Raises:
         InputFileError: missing file, bad JSON or an invalid record (names the line and the problem).
@@ -294,6 +303,12 @@ def read_pose_benchmark(path) -> list[dict]:
         if not (isinstance(ids, list) and ids and all(isinstance(f, int) and not isinstance(f, bool) for f in ids)
                 and len(set(ids)) == len(ids)):
             problems.append(f"frame_ids must be a non-empty list of distinct ints (the views shown); got {ids!r}")
+        else:
+            named = sorted({int(k) for o in r.get("options") or () for k in re.findall(r"frame (\d+)", str(o))})
+            outside = [k for k in named if not 1 <= k <= len(ids)]
+            if outside:
+                problems.append(f"options name frame {', '.join(map(str, outside))}, but frames are numbered "
+                                f"1..{len(ids)} (positions in frame_ids, the {len(ids)} views shown)")
         if problems:
             raise InputFileError(f"{path}: record {n} (id {r['id']}): " + "; ".join(problems), path=path)
     return records
