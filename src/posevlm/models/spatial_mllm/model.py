@@ -440,7 +440,11 @@ class SpatialMLLM(nn.Module):
         if grid is None:
             raise ShapeError("pixel_values_videos given without video_grid_thw", name="video_grid_thw")
         cameras = self.config.needs_cameras and self.config.pose_source == "vggt" and kw.get("w2c_opencv") is None
-        return self.encode_spatial(video_tchw, grid, tokens=self.fuses_tokens, cameras=cameras)
+        return self._encode_prefill(video_tchw, grid, cameras)
+
+    def _encode_prefill(self, video_tchw, video_grid_thw: Tensor, cameras: bool) -> SpatialInputs:
+        """What one prefill needs from the spatial encoder (compositions built on this one encode more)."""
+        return self.encode_spatial(video_tchw, video_grid_thw, tokens=self.fuses_tokens, cameras=cameras)
 
     @contextlib.contextmanager
     def _armed(self, state: SpatialInputs | None):

@@ -231,15 +231,8 @@ class VLM2(SpatialMLLM):
                           points_valid=tuple(valid) if v.needs_points else None,
                           memory_state=tuple(states))
 
-    def _prefill_state(self, input_ids: Tensor | None, kw, video_tchw) -> VLM2Inputs | None:
-        self._check_inputs(input_ids, kw)
-        if kw.get("pixel_values_videos") is None:
-            return None
-        grid = kw.get("video_grid_thw")
-        if grid is None:
-            raise ShapeError("pixel_values_videos given without video_grid_thw", name="video_grid_thw")
-        cameras = self.config.needs_cameras and self.config.pose_source == "vggt" and kw.get("w2c_opencv") is None
-        return self.encode_vlm2(video_tchw, grid, cameras=cameras, **self._call_inputs)
+    def _encode_prefill(self, video_tchw, video_grid_thw: Tensor, cameras: bool) -> VLM2Inputs:
+        return self.encode_vlm2(video_tchw, video_grid_thw, cameras=cameras, **self._call_inputs)
 
     def _connect(self, visual: tuple[Tensor, ...], video_grid_thw: Tensor) -> tuple[Tensor, ...]:
         """The connector's tokens (or the 2D tokens), then the stage per video (called by the hook at prefill)."""
